@@ -1,0 +1,125 @@
+"""Generate the compact FHIR R4 facts Bevan needs at run time from ../shared/fhir-r4.
+
+Writes into src/bevan/fhir/data/:
+- r4.schema.json: the official R4 JSON Schema reduced to R4 definitions only (the shipped
+  file also carries one vendor's own resource types), with descriptions removed and its
+  two dangling references (`Resource`, `integer64`) made whole.
+- search_parameters.json: for every R4 SearchParameter, its code, type, bases, FHIRPath
+  expression and targets (facts only).
+
+Run: python scripts/generate_fhir_data.py [--shared ../shared]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "src" / "bevan" / "fhir" / "data"
+
+
+def r4_resource_types(schema: dict[str, Any]) -> list[str]:
+    """Return the R4 resource type names from the schema's discriminator.
+
+    The mapping lists the R4 types in alphabetical order and then appends the vendor's
+    own; the R4 block ends where alphabetical order breaks.
+    """
+    names = list(schema["discriminator"]["mapping"])
+    r4: list[str] = []
+    for name in names:
+        if r4 and name < r4[-1]:
+            break
+        r4.append(name)
+    return r4
+
+
+def strip_descriptions(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: strip_descriptions(value)
+            for key, value in node.items()
+            if not (key == "description" and isinstance(value, str))
+        }
+    if isinstance(node, list):
+        return [strip_descriptions(item) for item in node]
+    return node
+
+
+def referenced_definitions(definitions: dict[str, Any], roots: list[str]) -> set[str]:
+    """Return the names of every definition reachable from roots through $ref."""
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in definitions:
+            continue
+        seen.add(name)
+        text = json.dumps(definitions[name])
+        marker = '"#/definitions/'
+        start = 0
+        while (index := text.find(marker, start)) != -1:
+            end = text.index('"', index + len(marker))
+            stack.append(text[index + len(marker) : end])
+            start = end
+    return seen
+
+
+def build_schema(shared: Path) -> tuple[dict[str, Any], list[str]]:
+    schema = json.loads((shared / "fhir-r4" / "fhir.schema.json").read_text())
+    types = r4_resource_types(schema)
+    definitions = schema["definitions"]
+    definitions["ResourceList"] = {"oneOf": [{"$ref": f"#/definitions/{t}"} for t in types]}
+    # `contained` points at an abstract Resource the file never defines: any R4 resource.
+    definitions["Resource"] = {"$ref": "#/definitions/ResourceList"}
+    keep = referenced_definitions(definitions, [*types, "ResourceList", "Resource"])
+    reduced = {
+        "$schema": schema["$schema"],
+        "definitions": {name: strip_descriptions(definitions[name]) for name in sorted(keep)},
+    }
+    return reduced, types
+
+
+def build_search_parameters(shared: Path) -> list[dict[str, Any]]:
+    bundle = json.loads((shared / "fhir-r4" / "search-parameters.json").read_text())
+    rows = []
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        row = {
+            "code": resource["code"],
+            "type": resource["type"],
+            "base": resource["base"],
+            "expression": resource.get("expression"),
+        }
+        if resource.get("target"):
+            row["target"] = resource["target"]
+        if resource.get("component"):
+            row["component"] = [
+                {"definition": c["definition"], "expression": c["expression"]}
+                for c in resource["component"]
+            ]
+        row["url"] = resource["url"]
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    schema, types = build_schema(args.shared)
+    (OUT / "r4.schema.json").write_text(json.dumps(schema, separators=(",", ":"), sort_keys=True))
+    (OUT / "resource_types.json").write_text(json.dumps(types, indent=0) + "\n")
+    params = build_search_parameters(args.shared)
+    (OUT / "search_parameters.json").write_text(
+        json.dumps(params, separators=(",", ":"), sort_keys=True)
+    )
+    print(f"{len(types)} resource types, {len(schema['definitions'])} definitions, "
+          f"{len(params)} search parameters -> {OUT}")
+
+
+if __name__ == "__main__":
+    main()

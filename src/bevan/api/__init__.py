@@ -1,0 +1,1 @@
+"""FHIR over HTTP: routing, negotiation, headers, Bundles and operations. No SQL."""

@@ -1,0 +1,77 @@
+"""The CapabilityStatement: only what this server really does."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from bevan import __version__
+from bevan.fhir.resource_types import RESOURCE_TYPES
+from bevan.fhir.search_parameters import indexed_parameters
+
+_TYPE_INTERACTIONS = (
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
+
+
+@cache
+def _resources() -> list[dict[str, Any]]:
+    out = []
+    for resource_type in sorted(RESOURCE_TYPES):
+        params = [
+            {"name": "_id", "type": "token"},
+            {"name": "_lastUpdated", "type": "date"},
+        ] + [{"name": p.code, "type": p.type} for p in indexed_parameters(resource_type)]
+        out.append(
+            {
+                "type": resource_type,
+                "interaction": [{"code": code} for code in _TYPE_INTERACTIONS],
+                "versioning": "versioned-update",
+                "readHistory": True,
+                "updateCreate": True,
+                "conditionalCreate": True,
+                "conditionalUpdate": True,
+                "conditionalDelete": "single",
+                "searchParam": params,
+            }
+        )
+    return out
+
+
+def capability_statement(base_url: str) -> dict[str, Any]:
+    """Return the CapabilityStatement for a server answering at base_url."""
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-24",
+        "kind": "instance",
+        "software": {"name": "Bevan", "version": __version__},
+        "implementation": {"description": "Bevan FHIR R4 server", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "cors": False,
+                    "description": "Every request except GET /metadata needs an "
+                    "Authorization: Bearer token signed by this server.",
+                },
+                "resource": _resources(),
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "history-system"},
+                ],
+            }
+        ],
+    }

@@ -1,0 +1,244 @@
+"""The FHIR RESTful interactions as HTTP handlers over RecordService."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.responses import Response
+
+from bevan.api.context import FhirRequest, json_body
+from bevan.api.negotiation import check_body_type
+from bevan.api.responses import fhir_json, version_headers
+from bevan.fhir.bundles import bundle, entry_for
+from bevan.fhir.errors import InvalidRequest, Issue, NotFound
+from bevan.fhir.outcome import information, operation_outcome
+from bevan.fhir.resource_types import RESOURCE_TYPES
+from bevan.fhir.search import DEFAULT_COUNT, MAX_COUNT, parse_search
+from bevan.records.bundles import parse_etag, process_bundle
+from bevan.records.service import WriteResult
+from bevan.store.records import StoredVersion
+
+
+def _type(fhir: FhirRequest) -> str:
+    resource_type = fhir.path("type")
+    if resource_type not in RESOURCE_TYPES:
+        raise NotFound(
+            Issue(
+                f"{resource_type!r} is not an R4 resource type",
+                code="not-supported",
+                expression=(resource_type,),
+            )
+        )
+    return resource_type
+
+
+def _if_match(fhir: FhirRequest) -> int | None:
+    header = fhir.request.headers.get("if-match")
+    return parse_etag(header) if header else None
+
+
+def _written(fhir: FhirRequest, result: WriteResult) -> Response:
+    stored = result.stored
+    assert stored is not None
+    headers = version_headers(stored, fhir.base_url, location=True)
+    prefer = fhir.prefer.return_
+    if prefer == "minimal":
+        return fhir_json(None, result.status, headers=headers)
+    if prefer == "OperationOutcome":
+        text = "created" if result.created else "updated" if result.status == 200 else "done"
+        body = information(
+            f"{stored.resource_type}/{stored.id} {text} (version {stored.version_id})"
+        )
+        return fhir_json(body, result.status, pretty=fhir.pretty, headers=headers)
+    return fhir_json(stored.content, result.status, pretty=fhir.pretty, headers=headers)
+
+
+def _stored_response(fhir: FhirRequest, stored: StoredVersion) -> Response:
+    return fhir_json(
+        stored.content, 200, pretty=fhir.pretty, headers=version_headers(stored, fhir.base_url)
+    )
+
+
+# --- instance level -----------------------------------------------------------------------
+
+
+def read(fhir: FhirRequest) -> Response:
+    return _stored_response(fhir, fhir.records.read(_type(fhir), fhir.path("id")))
+
+
+def vread(fhir: FhirRequest) -> Response:
+    return _stored_response(
+        fhir, fhir.records.vread(_type(fhir), fhir.path("id"), fhir.path("version"))
+    )
+
+
+def update(fhir: FhirRequest) -> Response:
+    resource_type = _type(fhir)
+    check_body_type(fhir.request)
+    resource = json_body(fhir)
+    result = fhir.records.update(resource_type, fhir.path("id"), resource, if_match=_if_match(fhir))
+    return _written(fhir, result)
+
+
+def patch(fhir: FhirRequest) -> Response:
+    resource_type = _type(fhir)
+    check_body_type(fhir.request, patch=True)
+    operations = json_body(fhir)
+    result = fhir.records.patch(
+        resource_type, fhir.path("id"), operations, if_match=_if_match(fhir)
+    )
+    return _written(fhir, result)
+
+
+def delete(fhir: FhirRequest) -> Response:
+    resource_type = _type(fhir)
+    fhir.records.delete(resource_type, fhir.path("id"), if_match=_if_match(fhir))
+    return Response(status_code=204)
+
+
+def instance_history(fhir: FhirRequest) -> Response:
+    return _history(fhir, _type(fhir), fhir.path("id"))
+
+
+# --- type level ---------------------------------------------------------------------------
+
+
+def create(fhir: FhirRequest) -> Response:
+    resource_type = _type(fhir)
+    check_body_type(fhir.request)
+    resource = json_body(fhir)
+    if isinstance(resource, dict) and resource.get("resourceType") != resource_type:
+        from bevan.fhir.validation import check_resource_type
+
+        check_resource_type(resource, resource_type)
+    result = fhir.records.create(resource, if_none_exist=fhir.request.headers.get("if-none-exist"))
+    return _written(fhir, result)
+
+
+def conditional_update(fhir: FhirRequest) -> Response:
+    resource_type = _type(fhir)
+    check_body_type(fhir.request)
+    query = fhir.request.url.query
+    if not query:
+        raise InvalidRequest(
+            Issue("PUT to a type needs a search (Type?param=value) or an id (Type/id)")
+        )
+    resource = json_body(fhir)
+    result = fhir.records.conditional_update(
+        resource_type, query, resource, if_match=_if_match(fhir)
+    )
+    return _written(fhir, result)
+
+
+def conditional_delete(fhir: FhirRequest) -> Response:
+    resource_type = _type(fhir)
+    query = fhir.request.url.query
+    if not query:
+        raise InvalidRequest(Issue("DELETE of a whole type is not allowed; give a search or an id"))
+    fhir.records.conditional_delete(resource_type, query)
+    return Response(status_code=204)
+
+
+def search(fhir: FhirRequest) -> Response:
+    resource_type = _type(fhir)
+    pairs = list(fhir.request.query_params.multi_items())
+    if fhir.request.method == "POST":
+        from urllib.parse import parse_qsl
+
+        media = fhir.request.headers.get("content-type", "").split(";")[0].strip()
+        if media != "application/x-www-form-urlencoded":
+            from bevan.fhir.errors import UnsupportedMediaType
+
+            raise UnsupportedMediaType(
+                "POST _search takes application/x-www-form-urlencoded parameters"
+            )
+        pairs += parse_qsl(fhir.body.decode("utf-8", "replace"), keep_blank_values=True)
+    query = parse_search(resource_type, pairs, strict=fhir.prefer.strict)
+    page = fhir.records.search(query)
+    base = f"{fhir.base_url}/{resource_type}"
+    self_link = f"{base}?{urlencode(query.applied)}" if query.applied else base
+    links = [("self", self_link)]
+    if page.next_cursor is not None:
+        links.append(
+            ("next", f"{base}?{urlencode([*query.applied, ('_cursor', page.next_cursor)])}")
+        )
+    entries = [
+        entry_for(f"{fhir.base_url}/{v.resource_type}/{v.id}", v.content, search={"mode": "match"})
+        for v in page.versions
+    ]
+    if query.unknown:
+        ignored = ", ".join(query.unknown)
+        outcome = operation_outcome(
+            Issue(
+                f"these search parameters are not supported and were ignored: {ignored}",
+                code="not-supported",
+                severity="warning",
+                expression=tuple(f"{resource_type}?{n}" for n in query.unknown),
+            )
+        )
+        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
+    return fhir_json(
+        bundle("searchset", entries, total=page.total, links=links), pretty=fhir.pretty
+    )
+
+
+def type_history(fhir: FhirRequest) -> Response:
+    return _history(fhir, _type(fhir), None)
+
+
+# --- system level -------------------------------------------------------------------------
+
+
+def system_bundle(fhir: FhirRequest) -> Response:
+    check_body_type(fhir.request)
+    body = json_body(fhir)
+    return fhir_json(process_bundle(fhir.records, body, fhir.base_url), pretty=fhir.pretty)
+
+
+def system_history(fhir: FhirRequest) -> Response:
+    return _history(fhir, None, None)
+
+
+def _history(fhir: FhirRequest, resource_type: str | None, id: str | None) -> Response:
+    params = fhir.request.query_params
+    count_text = params.get("_count", str(DEFAULT_COUNT))
+    if not count_text.isdigit():
+        raise InvalidRequest(
+            Issue(f"_count must be a whole number, not {count_text!r}", expression=("_count",))
+        )
+    count = min(int(count_text), MAX_COUNT)
+    since = params.get("_since")
+    page = fhir.records.history(
+        resource_type, id, since=since, count=count, cursor=params.get("_cursor")
+    )
+    path = "/".join(p for p in (fhir.base_url, resource_type, id, "_history") if p)
+    applied = [(k, v) for k, v in (("_since", since), ("_count", params.get("_count"))) if v]
+    links = [("self", f"{path}?{urlencode(applied)}" if applied else path)]
+    if page.next_cursor is not None:
+        links.append(("next", f"{path}?{urlencode([*applied, ('_cursor', page.next_cursor)])}"))
+    entries = [_history_entry(fhir.base_url, v) for v in page.versions]
+    return fhir_json(bundle("history", entries, total=page.total, links=links), pretty=fhir.pretty)
+
+
+def _history_entry(base_url: str, stored: StoredVersion) -> dict[str, Any]:
+    url = f"{base_url}/{stored.resource_type}/{stored.id}"
+    if stored.deleted:
+        request = {"method": "DELETE", "url": f"{stored.resource_type}/{stored.id}"}
+        status = "204 No Content"
+    elif stored.version_id == 1:
+        request = {"method": "POST", "url": stored.resource_type}
+        status = "201 Created"
+    else:
+        request = {"method": "PUT", "url": f"{stored.resource_type}/{stored.id}"}
+        status = "200 OK"
+    return entry_for(
+        url,
+        stored.content,
+        request=request,
+        response={
+            "status": status,
+            "etag": f'W/"{stored.version_id}"',
+            "lastModified": stored.last_updated,
+        },
+    )

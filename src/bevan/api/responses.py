@@ -1,0 +1,68 @@
+"""FHIR responses: JSON bodies, headers from stored versions, OperationOutcomes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from bevan.fhir.errors import FhirError, Issue
+from bevan.fhir.outcome import operation_outcome
+from bevan.store.records import StoredVersion
+
+CONTENT_TYPE = "application/fhir+json; charset=utf-8"
+
+
+def fhir_json(
+    body: dict[str, Any] | str | None,
+    status: int = 200,
+    *,
+    pretty: bool = False,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Return a FHIR JSON response; body may be a dict or stored JSON text."""
+    if body is None:
+        return Response(status_code=status, headers=headers)
+    if isinstance(body, str):
+        content = (
+            orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
+            if pretty
+            else body.encode()
+        )
+    else:
+        content = orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
+    return Response(content, status_code=status, media_type=CONTENT_TYPE, headers=headers)
+
+
+def version_headers(
+    stored: StoredVersion, base_url: str, *, location: bool = False
+) -> dict[str, str]:
+    """Return ETag and Last-Modified (and Location) for a stored version."""
+    headers = {"ETag": f'W/"{stored.version_id}"', "Last-Modified": http_date(stored.last_updated)}
+    if location:
+        headers["Location"] = (
+            f"{base_url}/{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
+        )
+    return headers
+
+
+def http_date(instant: str) -> str:
+    from datetime import datetime
+    from email.utils import format_datetime
+
+    return format_datetime(datetime.fromisoformat(instant.replace("Z", "+00:00")), usegmt=True)
+
+
+def error_response(error: FhirError, *, pretty: bool = False) -> Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="bevan"'} if error.status == 401 else None
+    return fhir_json(operation_outcome(*error.issues), error.status, pretty=pretty, headers=headers)
+
+
+def internal_error_response(reference: str) -> Response:
+    issue = Issue(
+        f"the server failed to answer this request; quote reference {reference} to its operators",
+        code="exception",
+        severity="fatal",
+    )
+    return fhir_json(operation_outcome(issue), 500)

@@ -1,0 +1,55 @@
+"""The FHIR route table under the base path (default /fhir)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bevan.api import interactions as i
+from bevan.api.capability import capability_statement
+from bevan.api.context import FhirRequest, base_url_of, fhir_endpoint
+from bevan.api.responses import error_response, fhir_json
+from bevan.fhir.errors import MethodNotAllowed, NotFound
+
+
+def metadata(fhir: FhirRequest) -> Response:
+    return fhir_json(capability_statement(fhir.base_url), pretty=fhir.pretty)
+
+
+def fhir_routes(base_path: str) -> list[Route]:
+    """Return the routes of the FHIR REST API, most specific first."""
+    b = base_path
+    e = fhir_endpoint
+    return [
+        Route(f"{b}/metadata", e(metadata, public=True), methods=["GET"]),
+        Route(f"{b}/_history", e(i.system_history), methods=["GET"]),
+        Route(b, e(i.system_bundle), methods=["POST"]),
+        Route(f"{b}/", e(i.system_bundle), methods=["POST"]),
+        Route(f"{b}/{{type}}/_history", e(i.type_history), methods=["GET"]),
+        Route(f"{b}/{{type}}/_search", e(i.search), methods=["POST"]),
+        Route(f"{b}/{{type}}/{{id}}/_history/{{version}}", e(i.vread), methods=["GET"]),
+        Route(f"{b}/{{type}}/{{id}}/_history", e(i.instance_history), methods=["GET"]),
+        Route(f"{b}/{{type}}/{{id}}", e(i.read), methods=["GET"]),
+        Route(f"{b}/{{type}}/{{id}}", e(i.update), methods=["PUT"]),
+        Route(f"{b}/{{type}}/{{id}}", e(i.patch), methods=["PATCH"]),
+        Route(f"{b}/{{type}}/{{id}}", e(i.delete), methods=["DELETE"]),
+        Route(f"{b}/{{type}}", e(i.search), methods=["GET"]),
+        Route(f"{b}/{{type}}", e(i.create), methods=["POST"]),
+        Route(f"{b}/{{type}}", e(i.conditional_update), methods=["PUT"]),
+        Route(f"{b}/{{type}}", e(i.conditional_delete), methods=["DELETE"]),
+    ]
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return error_response(
+        NotFound(
+            f"there is nothing at {request.url.path}; the FHIR API is at {base_url_of(request)}"
+        )
+    )
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    return error_response(
+        MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+    )

@@ -1,0 +1,48 @@
+"""The ASGI app factory: settings in, a wired application out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from bevan.api.context import Services
+from bevan.api.routes import fhir_routes, method_not_allowed, not_found
+from bevan.config import Settings
+from bevan.fhir.validation import warm_up
+from bevan.records.service import RecordService
+from bevan.security.tokens import TokenAuthority
+from bevan.store.records import RecordStore
+
+
+def create_app(settings: Settings, store: RecordStore | None = None) -> Starlette:
+    """Return the Bevan ASGI app for settings (the schema must already be current)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = store or RecordStore.from_url(settings.resolved_database_url)
+    services = Services(
+        records=RecordService(store),
+        tokens=TokenAuthority.in_directory(settings.data_dir),
+        max_body_bytes=settings.max_body_bytes,
+    )
+    warm_up()
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse(f"{settings.base_path}/metadata")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    app = Starlette(
+        routes=[Route("/", home, methods=["GET"]), *fhir_routes(settings.base_path)],
+        exception_handlers={404: not_found, 405: method_not_allowed},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.services = services
+    return app

@@ -1,0 +1,38 @@
+"""Settings: from command-line flags, else BEVAN_* environment variables, else defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("bevan-data")
+DEFAULT_MAX_BODY = 50 * 1024 * 1024  # a large Synthea patient bundle is about 5 MB
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    base_path: str = "/fhir"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """Return the database URL: the one given, or a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'bevan.db').resolve()}"
+
+    @classmethod
+    def from_environment(cls, **overrides: object) -> Settings:
+        """Return settings from BEVAN_* variables, with non-None overrides on top."""
+        settings = cls(
+            data_dir=Path(os.environ.get("BEVAN_DATA_DIR", str(DEFAULT_DATA_DIR))),
+            database_url=os.environ.get("BEVAN_DATABASE_URL") or None,
+            max_body_bytes=int(os.environ.get("BEVAN_MAX_BODY_BYTES", DEFAULT_MAX_BODY)),
+        )
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **given)  # type: ignore[arg-type]

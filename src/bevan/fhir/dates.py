@@ -1,0 +1,64 @@
+"""FHIR date, dateTime and instant values as UTC ranges at their precision."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+_DATE = re.compile(
+    r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?P<f>\.\d+)?)?(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+
+
+def now_instant() -> str:
+    """Return the current time as a FHIR instant in UTC with milliseconds."""
+    return format_instant(datetime.now(UTC))
+
+
+def format_instant(moment: datetime) -> str:
+    """Return a UTC datetime as 2026-11-24T05:33:59.123Z (fixed width, so it sorts)."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def date_range(text: str) -> tuple[datetime, datetime]:
+    """Return [low, high) in UTC for a FHIR date/dateTime/instant at its precision.
+
+    Raises ValueError naming what is wrong.
+    """
+    match = _DATE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a FHIR date, dateTime or instant")
+    year = int(match["y"])
+    month = int(match["m"] or 1)
+    day = int(match["d"] or 1)
+    hour = int(match["H"] or 0)
+    minute = int(match["M"] or 0)
+    second = int(match["S"] or 0)
+    fraction = match["f"] or ""
+    micro = int((fraction[1:] + "000000")[:6]) if fraction else 0
+    tz = match["tz"]
+    if match["H"] is not None and tz is None:
+        tz = "Z"  # a time without a zone: the server's zone, which is UTC
+    offset = timedelta(0)
+    if tz and tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        offset = sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+    try:
+        low = datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC) - offset
+    except ValueError as error:
+        raise ValueError(f"{text!r} is not a real date: {error}") from None
+    if match["m"] is None:
+        high = low.replace(year=low.year + 1)
+    elif match["d"] is None:
+        high = (low.replace(day=28) + timedelta(days=4)).replace(day=1)
+    elif match["H"] is None:
+        high = low + timedelta(days=1)
+    elif match["S"] is None:
+        high = low + timedelta(minutes=1)
+    elif not fraction:
+        high = low + timedelta(seconds=1)
+    else:
+        high = low + timedelta(microseconds=10 ** (6 - min(len(fraction) - 1, 6)))
+    return low, high

@@ -1,0 +1,58 @@
+"""References between resources: parsing, and finding every reference in a resource."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from bevan.fhir.resource_types import RESOURCE_TYPES
+
+_RELATIVE = re.compile(
+    r"(?:(?P<base>https?://\S+?)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
+    r"(?:/_history/(?P<version>[A-Za-z0-9\-.]{1,64}))?"
+)
+
+
+@dataclass(frozen=True)
+class LiteralReference:
+    """A reference to Type/id (optionally at a version, optionally on another server)."""
+
+    resource_type: str
+    id: str
+    version: str | None = None
+    base: str | None = None
+
+
+def parse_reference(text: str) -> LiteralReference | None:
+    """Return the Type/id a reference string names, or None (urn:, #contained, query)."""
+    match = _RELATIVE.fullmatch(text)
+    if match is None or match["type"] not in RESOURCE_TYPES:
+        return None
+    return LiteralReference(match["type"], match["id"], match["version"], match["base"])
+
+
+def conditional_reference(text: str) -> tuple[str, str] | None:
+    """Return (type, query) for a conditional reference such as Patient?identifier=x|y."""
+    resource_type, mark, query = text.partition("?")
+    if mark and resource_type in RESOURCE_TYPES:
+        return resource_type, query
+    return None
+
+
+def iter_references(node: Any) -> Iterator[dict[str, Any]]:
+    """Yield every Reference-shaped dict (one with a string `reference`) in a resource.
+
+    Contained resources are walked too: their references resolve the same way.
+    """
+    if isinstance(node, dict):
+        if isinstance(node.get("reference"), str):
+            yield node
+        for value in node.values():
+            if isinstance(value, dict | list):
+                yield from iter_references(value)
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, dict | list):
+                yield from iter_references(item)

@@ -1,0 +1,487 @@
+"""Transaction and batch Bundles: parse, resolve references, write, answer.
+
+A transaction is all or nothing: every entry is checked and validated before the write
+lock is taken, then all writes happen in one database transaction. A batch answers each
+entry on its own (a savepoint each), so one bad entry costs only itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from bevan.fhir.bundles import bundle
+from bevan.fhir.errors import FhirError, InvalidRequest, Issue, MultipleMatches, NotFound
+from bevan.fhir.ids import new_id
+from bevan.fhir.outcome import operation_outcome
+from bevan.fhir.references import conditional_reference, iter_references
+from bevan.fhir.resource_types import RESOURCE_TYPES
+from bevan.fhir.search import parse_search
+from bevan.fhir.validation import validate_resource
+from bevan.records.service import RecordService, WriteResult
+from bevan.store.records import StoredVersion, WriteSession
+
+# Order of processing within a transaction (FHIR R4 3.1.0.11.2).
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+
+@dataclass
+class Entry:
+    """One entry of a request Bundle, parsed."""
+
+    index: int
+    method: str
+    resource_type: str
+    id: str | None
+    query: str | None
+    version: str | None
+    full_url: str | None
+    resource: dict[str, Any] | None
+    if_none_exist: str | None
+    if_match: int | None
+    url: str
+    response: dict[str, Any] = field(default_factory=dict)
+    where: str = ""
+
+
+def process_bundle(service: RecordService, body: Any, base_url: str) -> dict[str, Any]:
+    """Return the response Bundle for a transaction or batch request Bundle."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        raise InvalidRequest(
+            Issue(
+                "POST to the base URL takes a Bundle of type transaction or batch",
+                expression=("Bundle",),
+            )
+        )
+    kind = body.get("type")
+    if kind not in ("transaction", "batch"):
+        raise InvalidRequest(
+            Issue(
+                f"Bundle.type must be transaction or batch to be processed here, not {kind!r}",
+                expression=("Bundle.type",),
+            )
+        )
+    raw_entries = body.get("entry", [])
+    if not isinstance(raw_entries, list):
+        raise InvalidRequest(Issue("Bundle.entry must be an array", expression=("Bundle.entry",)))
+    if kind == "transaction":
+        return _transaction(service, raw_entries, base_url)
+    return _batch(service, raw_entries, base_url)
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def _parse_entry(index: int, raw: Any, base_url: str) -> Entry:
+    where = f"Bundle.entry[{index}]"
+    if not isinstance(raw, dict):
+        raise InvalidRequest(Issue("each entry must be a JSON object", expression=(where,)))
+    request = raw.get("request")
+    if not isinstance(request, dict):
+        raise InvalidRequest(
+            Issue("the entry has no request", code="required", expression=(f"{where}.request",))
+        )
+    method = request.get("method")
+    if method not in _ORDER:
+        raise InvalidRequest(
+            Issue(
+                f"request.method {method!r} is not one of GET, HEAD, POST, PUT, PATCH, DELETE",
+                expression=(f"{where}.request.method",),
+            )
+        )
+    url = request.get("url")
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest(
+            Issue(
+                "the entry's request has no url",
+                code="required",
+                expression=(f"{where}.request.url",),
+            )
+        )
+    if url.startswith(base_url):
+        url = url[len(base_url) :]
+    path, _, query = url.lstrip("/").partition("?")
+    parts = path.split("/")
+    resource_type = parts[0]
+    if resource_type not in RESOURCE_TYPES:
+        raise InvalidRequest(
+            Issue(
+                f"{resource_type!r} in request.url is not an R4 resource type",
+                expression=(f"{where}.request.url",),
+            )
+        )
+    id = parts[1] if len(parts) > 1 and parts[1] else None
+    version = parts[3] if len(parts) == 4 and parts[2] == "_history" else None
+    resource = raw.get("resource")
+    if method in ("POST", "PUT") and not isinstance(resource, dict):
+        raise InvalidRequest(
+            Issue(
+                f"a {method} entry needs a resource",
+                code="required",
+                expression=(f"{where}.resource",),
+            )
+        )
+    if_match = None
+    if request.get("ifMatch"):
+        if_match = parse_etag(request["ifMatch"], f"{where}.request.ifMatch")
+    return Entry(
+        index=index,
+        method=method,
+        resource_type=resource_type,
+        id=id,
+        query=query or None,
+        version=version,
+        full_url=raw.get("fullUrl"),
+        resource=resource if isinstance(resource, dict) else None,
+        if_none_exist=request.get("ifNoneExist"),
+        if_match=if_match,
+        url=url,
+        where=where,
+    )
+
+
+def parse_etag(value: str, where: str = "If-Match") -> int:
+    """Return the version in an ETag such as W/"3" (or a bare 3)."""
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit():
+        raise InvalidRequest(
+            Issue(f'{value!r} is not a version ETag such as W/"3"', expression=(where,))
+        )
+    return int(text)
+
+
+# --- transaction --------------------------------------------------------------------------
+
+
+def _transaction(service: RecordService, raw_entries: list[Any], base_url: str) -> dict[str, Any]:
+    entries = [_parse_entry(i, raw, base_url) for i, raw in enumerate(raw_entries)]
+    # Validate every resource before taking the write lock.
+    for entry in entries:
+        if entry.resource is not None and entry.method in ("POST", "PUT"):
+            try:
+                validate_resource(entry.resource, entry.resource_type)
+            except FhirError as error:
+                raise error.at(f"{entry.where}.resource") from None
+            if entry.method == "PUT" and entry.id is not None:
+                try:
+                    service.check_body_id(entry.resource_type, entry.id, entry.resource)
+                except FhirError as error:
+                    raise error.at(f"{entry.where}.resource") from None
+    _refuse_duplicates(entries)
+    with service.writing() as session:
+        resolver = _References(session)
+        # Ids for new resources first, so every fullUrl can be rewritten.
+        for entry in entries:
+            if entry.method == "POST" and entry.full_url:
+                if entry.if_none_exist:
+                    match = _conditional_match(
+                        session, entry.resource_type, entry.if_none_exist, entry.where
+                    )
+                    if match is not None:
+                        entry.response = _response(WriteResult(200, match), base_url)
+                        resolver.map(entry.full_url, f"{entry.resource_type}/{match.id}")
+                        entry.id = match.id
+                        continue
+                entry.id = new_id()
+                resolver.map(entry.full_url, f"{entry.resource_type}/{entry.id}")
+            elif entry.method == "PUT" and entry.full_url and entry.id:
+                resolver.map(entry.full_url, f"{entry.resource_type}/{entry.id}")
+        for entry in sorted(entries, key=lambda e: _ORDER[e.method]):
+            if entry.response:
+                continue
+            try:
+                if entry.resource is not None:
+                    resolver.rewrite(entry.resource, f"{entry.where}.resource")
+                entry.response = _perform(service, session, entry, base_url, in_transaction=True)
+            except FhirError as error:
+                raise error.at(entry.where) if not _has_place(error) else error from None
+    return bundle("transaction-response", [e.response for e in entries])
+
+
+def _has_place(error: FhirError) -> bool:
+    return all(
+        issue.expression and issue.expression[0].startswith("Bundle.") for issue in error.issues
+    )
+
+
+def _refuse_duplicates(entries: list[Entry]) -> None:
+    seen: dict[str, int] = {}
+    for entry in entries:
+        if entry.method in ("PUT", "DELETE", "PATCH") and entry.id:
+            key = f"{entry.resource_type}/{entry.id}"
+            if key in seen:
+                raise InvalidRequest(
+                    Issue(
+                        f"{key} appears in entries {seen[key]} and {entry.index}; a transaction may change a resource once",
+                        expression=(f"{entry.where}.request.url",),
+                    )
+                )
+            seen[key] = entry.index
+
+
+def _conditional_match(
+    session: WriteSession, resource_type: str, query: str, where: str
+) -> StoredVersion | None:
+    parsed = parse_search(resource_type, query, strict=True)
+    session.lock(f"{resource_type}?{query}")
+    ids = session.search_ids(parsed, limit=2)
+    if len(ids) > 1:
+        raise MultipleMatches(
+            Issue(
+                f"ifNoneExist {query!r} matches more than one {resource_type}",
+                code="multiple-matches",
+                expression=(f"{where}.request.ifNoneExist",),
+            )
+        )
+    return session.current(resource_type, ids[0]) if ids else None
+
+
+class _References:
+    """Rewrites urn:uuid / fullUrl references and resolves conditional references."""
+
+    def __init__(self, session: WriteSession) -> None:
+        self.session = session
+        self.targets: dict[str, str] = {}
+        self.conditional: dict[str, str] = {}
+
+    def map(self, full_url: str, target: str) -> None:
+        self.targets[full_url] = target
+
+    def rewrite(self, resource: dict[str, Any], where: str) -> None:
+        for reference in iter_references(resource):
+            text = reference["reference"]
+            target = self.targets.get(text)
+            if target is not None:
+                reference["reference"] = target
+                continue
+            conditional = conditional_reference(text)
+            if conditional is not None:
+                reference["reference"] = self._resolve(text, *conditional, where)
+
+    def _resolve(self, text: str, resource_type: str, query: str, where: str) -> str:
+        cached = self.conditional.get(text)
+        if cached is not None:
+            return cached
+        try:
+            parsed = parse_search(resource_type, query, strict=True)
+        except FhirError as error:
+            raise error.at(where) from None
+        ids = self.session.search_ids(parsed, limit=2)
+        if not ids:
+            raise NotFound(
+                Issue(
+                    f"the conditional reference {text!r} matches no resource",
+                    code="not-found",
+                    expression=(where,),
+                )
+            )
+        if len(ids) > 1:
+            raise MultipleMatches(
+                Issue(
+                    f"the conditional reference {text!r} matches more than one resource",
+                    code="multiple-matches",
+                    expression=(where,),
+                )
+            )
+        target = f"{resource_type}/{ids[0]}"
+        self.conditional[text] = target
+        return target
+
+
+def _perform(
+    service: RecordService,
+    session: WriteSession,
+    entry: Entry,
+    base_url: str,
+    *,
+    in_transaction: bool,
+) -> dict[str, Any]:
+    """Carry out one entry inside session and return its response entry."""
+    if entry.method == "POST":
+        assert entry.resource is not None
+        result = service.create_in(
+            session,
+            entry.resource_type,
+            entry.resource,
+            if_none_exist=None if in_transaction else entry.if_none_exist,
+            id=entry.id if in_transaction else None,
+        )
+        return _response(result, base_url)
+    if entry.method == "PUT":
+        assert entry.resource is not None
+        if entry.id:
+            result = service.update_in(
+                session, entry.resource_type, entry.id, entry.resource, if_match=entry.if_match
+            )
+        elif entry.query:
+            result = service.conditional_update_in(
+                session, entry.resource_type, entry.query, entry.resource, entry.if_match
+            )
+        else:
+            raise InvalidRequest(
+                Issue(
+                    "a PUT entry's url must name Type/id or Type?search",
+                    expression=(f"{entry.where}.request.url",),
+                )
+            )
+        return _response(result, base_url)
+    if entry.method == "PATCH":
+        if not entry.id:
+            raise InvalidRequest(
+                Issue(
+                    "a PATCH entry's url must name Type/id",
+                    expression=(f"{entry.where}.request.url",),
+                )
+            )
+        operations = _patch_operations(entry)
+        return _response(
+            service.patch_in(
+                session, entry.resource_type, entry.id, operations, if_match=entry.if_match
+            ),
+            base_url,
+        )
+    if entry.method == "DELETE":
+        if entry.id:
+            result = service.delete_in(
+                session, entry.resource_type, entry.id, if_match=entry.if_match
+            )
+        elif entry.query:
+            parsed = parse_search(entry.resource_type, entry.query, strict=True)
+            ids = session.search_ids(parsed, limit=2)
+            if len(ids) > 1:
+                raise MultipleMatches(
+                    Issue(
+                        f"{entry.url} matches more than one resource",
+                        code="multiple-matches",
+                        expression=(f"{entry.where}.request.url",),
+                    )
+                )
+            result = (
+                service.delete_in(session, entry.resource_type, ids[0])
+                if ids
+                else WriteResult(204, None)
+            )
+        else:
+            raise InvalidRequest(
+                Issue(
+                    "a DELETE entry's url must name Type/id or Type?search",
+                    expression=(f"{entry.where}.request.url",),
+                )
+            )
+        return {"response": {"status": "204 No Content"}}
+    # GET / HEAD
+    if entry.id and entry.version:
+        stored = service.vread(entry.resource_type, entry.id, entry.version, session)
+    elif entry.id:
+        stored = service.read(entry.resource_type, entry.id, session)
+    else:
+        query = parse_search(entry.resource_type, entry.query or "")
+        page = service.search(query, session)
+        from bevan.fhir.bundles import entry_for
+
+        found = bundle(
+            "searchset",
+            [
+                entry_for(
+                    f"{base_url}/{v.resource_type}/{v.id}", v.content, search={"mode": "match"}
+                )
+                for v in page.versions
+            ],
+            total=page.total,
+        )
+        return {"resource": found, "response": {"status": "200 OK"}}
+    return _response(WriteResult(200, stored), base_url, with_resource=True)
+
+
+def _patch_operations(entry: Entry) -> list[Any]:
+    # In a Bundle a JSON Patch travels as a Binary whose data is the base64 patch.
+    import base64
+
+    import orjson
+
+    resource = entry.resource
+    if resource and resource.get("resourceType") == "Binary" and "data" in resource:
+        try:
+            operations = orjson.loads(base64.b64decode(resource["data"]))
+        except (ValueError, orjson.JSONDecodeError):
+            operations = None
+        if isinstance(operations, list):
+            return operations
+    raise InvalidRequest(
+        Issue(
+            "a PATCH entry carries a Binary whose data is a base64 JSON Patch array",
+            expression=(f"{entry.where}.resource",),
+        )
+    )
+
+
+_STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+
+
+def _response(result: WriteResult, base_url: str, *, with_resource: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {"status": _STATUS_TEXT.get(result.status, str(result.status))}
+    out: dict[str, Any] = {}
+    stored = result.stored
+    if stored is not None:
+        response["location"] = f"{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
+        response["etag"] = f'W/"{stored.version_id}"'
+        response["lastModified"] = stored.last_updated
+        out["fullUrl"] = f"{base_url}/{stored.resource_type}/{stored.id}"
+        if with_resource and stored.content is not None:
+            import orjson
+
+            out["resource"] = orjson.loads(stored.content)
+    out["response"] = response
+    return out
+
+
+# --- batch --------------------------------------------------------------------------------
+
+
+def _batch(service: RecordService, raw_entries: list[Any], base_url: str) -> dict[str, Any]:
+    responses: list[dict[str, Any]] = []
+    with service.writing() as session:
+        resolver = _References(session)
+        for index, raw in enumerate(raw_entries):
+            try:
+                entry = _parse_entry(index, raw, base_url)
+                if entry.resource is not None and entry.method in ("POST", "PUT"):
+                    validate_resource(entry.resource, entry.resource_type)
+                with session.savepoint():
+                    if entry.resource is not None:
+                        resolver.rewrite(entry.resource, f"{entry.where}.resource")
+                    response = _perform(service, session, entry, base_url, in_transaction=False)
+                if entry.full_url and entry.method in ("POST", "PUT") and "fullUrl" in response:
+                    resolver.map(entry.full_url, response["fullUrl"][len(base_url) + 1 :])
+                responses.append(response)
+            except FhirError as error:
+                placed = (
+                    error.at(f"Bundle.entry[{index}].resource") if not _has_place(error) else error
+                )
+                responses.append(
+                    {
+                        "response": {
+                            "status": f"{error.status} {_reason(error.status)}",
+                            "outcome": operation_outcome(*placed.issues),
+                        }
+                    }
+                )
+    return bundle("batch-response", responses)
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def base_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")

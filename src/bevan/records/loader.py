@@ -1,0 +1,148 @@
+"""Loading files into the record: transaction/batch Bundles (JSON) and NDJSON resources."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bevan.fhir.errors import FhirError
+from bevan.fhir.validation import validate_resource
+from bevan.records.bundles import process_bundle
+from bevan.records.service import RecordService
+
+NDJSON_BATCH = 500
+BASE_URL = "urn:bevan:load"
+
+
+@dataclass
+class LoadReport:
+    """What a load stored, and what it refused (file, line or entry, and why)."""
+
+    stored: dict[str, int] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)
+
+    def count(self, resource_type: str, n: int = 1) -> None:
+        self.stored[resource_type] = self.stored.get(resource_type, 0) + n
+
+    @property
+    def total(self) -> int:
+        return sum(self.stored.values())
+
+
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """Return the .json and .ndjson files named, directories expanded in sorted order."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in (".json", ".ndjson")))
+        else:
+            files.append(path)
+    return files
+
+
+def load_files(
+    service: RecordService,
+    paths: list[Path],
+    progress: Callable[[int], None] = lambda n: None,
+) -> LoadReport:
+    """Load every file; progress(n) reports resources handled. Bad items are reported,
+    never half-stored: a transaction Bundle stands or falls whole."""
+    report = LoadReport()
+    for path in paths:
+        if path.suffix == ".ndjson":
+            _load_ndjson(service, path, report, progress)
+        else:
+            _load_bundle(service, path, report, progress)
+    return report
+
+
+def _load_bundle(
+    service: RecordService, path: Path, report: LoadReport, progress: Callable[[int], None]
+) -> None:
+    try:
+        body = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as error:
+        report.refused.append(f"{path}: line {error.lineno}, column {error.colno}: {error.msg}")
+        return
+    try:
+        response = process_bundle(service, body, BASE_URL)
+    except FhirError as error:
+        report.refused.append(f"{path}: " + "; ".join(_describe(i) for i in error.issues))
+        return
+    entries = body.get("entry", [])
+    for index, (request_entry, answer) in enumerate(
+        zip(entries, response.get("entry", []), strict=False)
+    ):
+        status = answer.get("response", {}).get("status", "")
+        if status.startswith("2"):
+            resource = request_entry.get("resource") or {}
+            report.count(resource.get("resourceType", "?"))
+        else:
+            issues = answer["response"].get("outcome", {}).get("issue", [])
+            why = "; ".join(i.get("diagnostics", "") for i in issues)
+            report.refused.append(f"{path}: entry {index}: {status}: {why}")
+    progress(len(entries))
+
+
+def _load_ndjson(
+    service: RecordService, path: Path, report: LoadReport, progress: Callable[[int], None]
+) -> None:
+    batch: list[tuple[int, dict[str, Any]]] = []
+    for line_number, resource in _ndjson_lines(path, report):
+        try:
+            validate_resource(resource)
+        except FhirError as error:
+            report.refused.append(
+                f"{path}: line {line_number}: " + "; ".join(_describe(i) for i in error.issues)
+            )
+            continue
+        batch.append((line_number, resource))
+        if len(batch) >= NDJSON_BATCH:
+            _write_batch(service, path, batch, report)
+            progress(len(batch))
+            batch = []
+    if batch:
+        _write_batch(service, path, batch, report)
+        progress(len(batch))
+
+
+def _ndjson_lines(path: Path, report: LoadReport) -> Iterator[tuple[int, Any]]:
+    with path.open("rb") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_number, orjson.loads(line)
+            except orjson.JSONDecodeError as error:
+                report.refused.append(
+                    f"{path}: line {line_number}, column {error.colno}: {error.msg}"
+                )
+
+
+def _write_batch(
+    service: RecordService, path: Path, batch: list[tuple[int, dict[str, Any]]], report: LoadReport
+) -> None:
+    """Write validated resources in one transaction: with an id, as update-or-create."""
+    with service.writing() as session:
+        for line_number, resource in batch:
+            resource_type = resource["resourceType"]
+            try:
+                with session.savepoint():
+                    if resource.get("id"):
+                        service.update_in(session, resource_type, resource["id"], resource)
+                    else:
+                        service.create_in(session, resource_type, resource)
+                report.count(resource_type)
+            except FhirError as error:
+                report.refused.append(
+                    f"{path}: line {line_number}: " + "; ".join(_describe(i) for i in error.issues)
+                )
+
+
+def _describe(issue: Any) -> str:
+    where = f" at {', '.join(issue.expression)}" if issue.expression else ""
+    return f"{issue.diagnostics}{where}"

@@ -1,0 +1,441 @@
+"""The FHIR interactions on the record: create, read, update, patch, delete, history,
+search, and their conditional forms. HTTP-free; api/ and the loader call these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import jsonpatch
+import orjson
+
+from bevan.fhir.dates import date_range, format_instant, now_instant
+from bevan.fhir.errors import (
+    Conflict,
+    FhirError,
+    Gone,
+    InvalidRequest,
+    InvalidResource,
+    Issue,
+    MultipleMatches,
+    NotFound,
+    PreconditionFailed,
+)
+from bevan.fhir.ids import is_valid_id, new_id
+from bevan.fhir.search import SearchQuery, parse_search
+from bevan.fhir.search_parameters import IndexRows, index_rows
+from bevan.fhir.validation import check_resource_type, validate_resource
+from bevan.store.records import (
+    CurrentRow,
+    ReadSession,
+    RecordStore,
+    StoreConflict,
+    StoredVersion,
+    WriteSession,
+)
+
+_EMPTY_ROWS = IndexRows()
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did: 201 created, 200 updated or matched, 204 deleted / nothing."""
+
+    status: int
+    stored: StoredVersion | None
+    issues: tuple[Issue, ...] = ()
+
+    @property
+    def created(self) -> bool:
+        return self.status == 201
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of search or history results."""
+
+    versions: list[StoredVersion]
+    total: int | None
+    next_cursor: str | None
+
+
+def _check_id(resource_type: str, id: str) -> None:
+    if not is_valid_id(id):
+        raise InvalidRequest(
+            Issue(
+                f"{id!r} is not a valid id: 1-64 letters, digits, '-' or '.'",
+                expression=(f"{resource_type}.id",),
+            )
+        )
+
+
+class RecordService:
+    """The record's FHIR interactions over a RecordStore."""
+
+    def __init__(self, store: RecordStore) -> None:
+        self.store = store
+
+    # --- sessions -------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self) -> Iterator[WriteSession]:
+        with self.store.write() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[ReadSession]:
+        with self.store.read() as session:
+            yield session
+
+    # --- reads ----------------------------------------------------------------------
+
+    def read(
+        self, resource_type: str, id: str, session: ReadSession | None = None
+    ) -> StoredVersion:
+        """Return the current version; NotFound if never stored, Gone if deleted."""
+        _check_id(resource_type, id)
+        if session is None:
+            with self.reading() as session:
+                stored = session.current(resource_type, id)
+        else:
+            stored = session.current(resource_type, id)
+        if stored is None:
+            raise NotFound(f"{resource_type}/{id} is not known")
+        if stored.deleted:
+            raise Gone(f"{resource_type}/{id} was deleted (version {stored.version_id})")
+        return stored
+
+    def vread(
+        self, resource_type: str, id: str, version: str, session: ReadSession | None = None
+    ) -> StoredVersion:
+        _check_id(resource_type, id)
+        if not version.isdigit():
+            raise NotFound(f"{resource_type}/{id} has no version {version!r}")
+        if session is None:
+            with self.reading() as session:
+                stored = session.version(resource_type, id, int(version))
+        else:
+            stored = session.version(resource_type, id, int(version))
+        if stored is None:
+            raise NotFound(f"{resource_type}/{id} has no version {version}")
+        if stored.deleted:
+            raise Gone(f"{resource_type}/{id} version {version} is the record of its deletion")
+        return stored
+
+    def history(
+        self,
+        resource_type: str | None = None,
+        id: str | None = None,
+        *,
+        since: str | None = None,
+        count: int = 20,
+        cursor: str | None = None,
+    ) -> Page:
+        """Return a page of versions, newest first; cursor continues a previous page."""
+        since_instant = None
+        if since is not None:
+            try:
+                since_instant = format_instant(date_range(since)[0])
+            except ValueError as error:
+                raise InvalidRequest(Issue(str(error), expression=("_since",))) from None
+        before = None
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise InvalidRequest(
+                    Issue(f"{cursor!r} is not a page of this history", expression=("_cursor",))
+                )
+            before = int(cursor)
+        with self.reading() as session:
+            if resource_type is not None and id is not None:
+                _check_id(resource_type, id)
+                if session.current(resource_type, id) is None:
+                    raise NotFound(f"{resource_type}/{id} is not known")
+            versions = session.history(
+                resource_type, id, since=since_instant, before_seq=before, count=count + 1
+            )
+            total = (
+                session.history_total(resource_type, id, since_instant) if cursor is None else None
+            )
+        next_cursor = str(versions[count - 1].seq) if len(versions) > count else None
+        return Page(versions[:count], total, next_cursor)
+
+    def search(self, query: SearchQuery, session: ReadSession | None = None) -> Page:
+        """Return a page of current resources matching query, ordered by id."""
+        if session is None:
+            with self.reading() as session:
+                return self._search(query, session)
+        return self._search(query, session)
+
+    def _search(self, query: SearchQuery, session: ReadSession) -> Page:
+        if query.count == 0:
+            return Page([], session.count(query), None)
+        found = session.search(query, limit=query.count + 1)
+        total = session.count(query) if query.total != "none" else None
+        next_cursor = found[query.count - 1].id if len(found) > query.count else None
+        return Page(found[: query.count], total, next_cursor)
+
+    # --- writes ---------------------------------------------------------------------
+
+    def create(self, resource: Any, *, if_none_exist: str | None = None) -> WriteResult:
+        """Create with a server-assigned id (or return the one match of if_none_exist)."""
+        resource_type = validate_resource(resource)
+        with self.writing() as session:
+            return self.create_in(session, resource_type, resource, if_none_exist=if_none_exist)
+
+    def create_in(
+        self,
+        session: WriteSession,
+        resource_type: str,
+        resource: dict[str, Any],
+        *,
+        if_none_exist: str | None = None,
+        id: str | None = None,
+    ) -> WriteResult:
+        """Create inside session; the resource is already validated."""
+        if if_none_exist:
+            query = parse_search(resource_type, if_none_exist, strict=True)
+            session.lock(f"{resource_type}?{if_none_exist}")
+            matches = session.search_ids(query, limit=2)
+            if len(matches) > 1:
+                raise MultipleMatches(
+                    f"If-None-Exist {if_none_exist!r} matches more than one {resource_type}"
+                )
+            if matches:
+                return WriteResult(200, session.current(resource_type, matches[0]))
+        new = id or new_id()
+        stored = self._write(session, resource_type, new, resource, None)
+        return WriteResult(201, stored)
+
+    def update(
+        self, resource_type: str, id: str, resource: Any, *, if_match: int | None = None
+    ) -> WriteResult:
+        """Update (or create with this client id); If-Match makes it conditional."""
+        validate_resource(resource, resource_type)
+        self.check_body_id(resource_type, id, resource)
+        with self.writing() as session:
+            return self.update_in(session, resource_type, id, resource, if_match=if_match)
+
+    @staticmethod
+    def check_body_id(resource_type: str, id: str, resource: dict[str, Any]) -> None:
+        _check_id(resource_type, id)
+        body_id = resource.get("id")
+        if body_id is None:
+            raise InvalidResource(
+                Issue(
+                    f"an update must carry the id {id!r} in the body as well as in the URL",
+                    code="required",
+                    expression=(f"{resource_type}.id",),
+                )
+            )
+        if body_id != id:
+            raise InvalidResource(
+                Issue(
+                    f"the body's id {body_id!r} differs from the id {id!r} in the URL",
+                    expression=(f"{resource_type}.id",),
+                )
+            )
+
+    def update_in(
+        self,
+        session: WriteSession,
+        resource_type: str,
+        id: str,
+        resource: dict[str, Any],
+        *,
+        if_match: int | None = None,
+    ) -> WriteResult:
+        current = session.current_row(resource_type, id)
+        if if_match is not None:
+            if current is None or current.deleted:
+                raise PreconditionFailed(
+                    f"If-Match version {if_match} given, but {resource_type}/{id} does not exist"
+                )
+            if current.version_id != if_match:
+                raise PreconditionFailed(
+                    f"{resource_type}/{id} is at version {current.version_id}, not {if_match}: "
+                    "someone else changed it; read it again and reapply your change"
+                )
+        stored = self._write(session, resource_type, id, resource, current)
+        created = current is None or current.deleted
+        return WriteResult(201 if created else 200, stored)
+
+    def conditional_update(
+        self, resource_type: str, search: str, resource: Any, *, if_match: int | None = None
+    ) -> WriteResult:
+        """Update the one match of search, or create if none (spec: conditional update)."""
+        validate_resource(resource, resource_type)
+        with self.writing() as session:
+            return self.conditional_update_in(session, resource_type, search, resource, if_match)
+
+    def conditional_update_in(
+        self,
+        session: WriteSession,
+        resource_type: str,
+        search: str,
+        resource: dict[str, Any],
+        if_match: int | None = None,
+    ) -> WriteResult:
+        query = parse_search(resource_type, search, strict=True)
+        session.lock(f"{resource_type}?{search}")
+        matches = session.search_ids(query, limit=2)
+        if len(matches) > 1:
+            raise MultipleMatches(f"{resource_type}?{search} matches more than one resource")
+        body_id = resource.get("id")
+        if matches:
+            if body_id is not None and body_id != matches[0]:
+                raise InvalidResource(
+                    Issue(
+                        f"the body's id {body_id!r} differs from the matching {resource_type}/{matches[0]}",
+                        expression=(f"{resource_type}.id",),
+                    )
+                )
+            resource["id"] = matches[0]
+            return self.update_in(session, resource_type, matches[0], resource, if_match=if_match)
+        if body_id is not None:
+            _check_id(resource_type, body_id)
+            if session.current_row(resource_type, body_id) not in (None,):
+                raise Conflict(f"{resource_type}/{body_id} exists but does not match {search!r}")
+        return self.create_in(session, resource_type, resource, id=body_id)
+
+    def patch(
+        self, resource_type: str, id: str, operations: Any, *, if_match: int | None = None
+    ) -> WriteResult:
+        """Apply a JSON Patch to the current version and store the result."""
+        if not isinstance(operations, list):
+            raise InvalidRequest(Issue("a JSON Patch body must be a JSON array of operations"))
+        with self.writing() as session:
+            return self.patch_in(session, resource_type, id, operations, if_match=if_match)
+
+    def patch_in(
+        self,
+        session: WriteSession,
+        resource_type: str,
+        id: str,
+        operations: list[Any],
+        *,
+        if_match: int | None = None,
+    ) -> WriteResult:
+        stored = self.read(resource_type, id, session)
+        if if_match is not None and stored.version_id != if_match:
+            raise PreconditionFailed(
+                f"{resource_type}/{id} is at version {stored.version_id}, not {if_match}"
+            )
+        current = orjson.loads(stored.content or "{}")
+        try:
+            patched = jsonpatch.apply_patch(current, operations)
+        except (
+            jsonpatch.JsonPatchException,
+            jsonpatch.JsonPointerException,
+            TypeError,
+            KeyError,
+            ValueError,
+        ) as error:
+            raise InvalidRequest(
+                Issue(f"the JSON Patch could not be applied: {error}", code="processing")
+            ) from None
+        validate_resource(patched, resource_type)
+        if patched.get("id") != id:
+            raise InvalidResource(
+                Issue(
+                    "a patch may not change the resource's id", expression=(f"{resource_type}.id",)
+                )
+            )
+        row = session.current_row(resource_type, id)
+        written = self._write(session, resource_type, id, patched, row)
+        return WriteResult(200, written)
+
+    def delete(self, resource_type: str, id: str, *, if_match: int | None = None) -> WriteResult:
+        """Delete (write a tombstone); deleting what is absent or deleted is a no-op."""
+        _check_id(resource_type, id)
+        with self.writing() as session:
+            return self.delete_in(session, resource_type, id, if_match=if_match)
+
+    def delete_in(
+        self, session: WriteSession, resource_type: str, id: str, *, if_match: int | None = None
+    ) -> WriteResult:
+        current = session.current_row(resource_type, id)
+        if if_match is not None and (current is None or current.version_id != if_match):
+            raise PreconditionFailed(
+                f"{resource_type}/{id} is not at version {if_match}; nothing was deleted"
+            )
+        if current is None or current.deleted:
+            return WriteResult(204, None)
+        version = current.version_id + 1
+        session.write_version(
+            resource_type,
+            id,
+            version_id=version,
+            last_updated=now_instant(),
+            content=None,
+            rows=_EMPTY_ROWS,
+            current=current,
+        )
+        return WriteResult(204, session.current(resource_type, id))
+
+    def conditional_delete(self, resource_type: str, search: str) -> WriteResult:
+        """Delete the one match of search (more than one: 412)."""
+        query = parse_search(resource_type, search, strict=True)
+        if not query.criteria:
+            raise InvalidRequest(Issue("a conditional delete needs at least one search parameter"))
+        with self.writing() as session:
+            matches = session.search_ids(query, limit=2)
+            if len(matches) > 1:
+                raise MultipleMatches(f"{resource_type}?{search} matches more than one resource")
+            if not matches:
+                return WriteResult(204, None)
+            return self.delete_in(session, resource_type, matches[0])
+
+    # --- the one place a version is written -----------------------------------------
+
+    def _write(
+        self,
+        session: WriteSession,
+        resource_type: str,
+        id: str,
+        resource: dict[str, Any],
+        current: CurrentRow | None,
+    ) -> StoredVersion:
+        version = 1 if current is None else current.version_id + 1
+        last_updated = now_instant()
+        meta = resource.get("meta")
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = last_updated
+        # resourceType, id and meta lead, as people expect to read them
+        stamped = {"resourceType": resource_type, "id": id, "meta": meta}
+        stamped.update((k, v) for k, v in resource.items() if k not in stamped)
+        content = orjson.dumps(stamped).decode()
+        resource.clear()
+        resource.update(stamped)
+        try:
+            seq = session.write_version(
+                resource_type,
+                id,
+                version_id=version,
+                last_updated=last_updated,
+                content=content,
+                rows=index_rows(resource),
+                current=current,
+            )
+        except StoreConflict as error:
+            raise Conflict(str(error)) from None
+        return StoredVersion(resource_type, id, version, last_updated, False, content, seq)
+
+
+def parse_json(body: bytes, where: str = "") -> Any:
+    """Return the JSON value of body, or raise InvalidRequest naming line and column."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        place = f" in {where}" if where else ""
+        raise InvalidRequest(
+            Issue(
+                f"the body{place} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}",
+                code="structure",
+            )
+        ) from None
+
+
+__all__ = ["RecordService", "WriteResult", "Page", "parse_json", "FhirError", "check_resource_type"]

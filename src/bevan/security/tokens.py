@@ -1,0 +1,141 @@
+"""Bearer tokens: JWTs signed with the server's Ed25519 key, kept in the data directory.
+
+PyJWT does the signing and checking (no hand-written cryptography). Verified tokens are
+cached by their text until they expire, so a busy client pays for one signature check.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+ROLES = (
+    "system",
+    "clinician",
+    "nurse",
+    "receptionist",
+    "analyst",
+    "privacy-officer",
+    "patient",
+    "device",
+)
+AUDIENCE = "bevan-fhir"
+ISSUER = "bevan"
+KEY_FILE = "signing-key.pem"
+DEFAULT_LIFETIME = 24 * 3600
+
+
+class TokenError(Exception):
+    """The token is missing, malformed, expired, or not ours; the text says which."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a verified token says is asking."""
+
+    subject: str
+    role: str
+    scope: str
+    expires_at: float
+
+
+class TokenAuthority:
+    """Issues and verifies the server's bearer tokens."""
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._private = private_key
+        self._public: Ed25519PublicKey = private_key.public_key()
+        self._cache: OrderedDict[str, Principal] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def in_directory(cls, data_dir: Path) -> TokenAuthority:
+        """Load the key from data_dir, creating it (readable by its owner only) if absent."""
+        path = data_dir / KEY_FILE
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            key = Ed25519PrivateKey.generate()
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(pem)
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise TokenError(f"{path} does not hold an Ed25519 private key")
+        return cls(loaded)
+
+    def issue(
+        self,
+        subject: str,
+        role: str,
+        *,
+        scope: str | None = None,
+        lifetime: int = DEFAULT_LIFETIME,
+    ) -> str:
+        """Return a signed access token for subject acting in role."""
+        if role not in ROLES:
+            raise TokenError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": subject,
+            "role": role,
+            "scope": scope or ("system/*.*" if role == "system" else "user/*.*"),
+            "iat": now,
+            "exp": now + lifetime,
+            "jti": str(uuid.uuid4()),
+        }
+        return jwt.encode(claims, self._private, algorithm="EdDSA")
+
+    def verify(self, token: str) -> Principal:
+        """Return the principal a token names; TokenError says why it is refused."""
+        now = time.time()
+        with self._lock:
+            cached = self._cache.get(token)
+        if cached is not None:
+            if cached.expires_at > now:
+                return cached
+            raise TokenError("the token has expired")
+        try:
+            claims = jwt.decode(
+                token,
+                self._public,
+                algorithms=["EdDSA"],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["exp", "sub", "aud", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenError("the token has expired") from None
+        except jwt.InvalidAudienceError:
+            raise TokenError("the token is for another audience") from None
+        except jwt.InvalidSignatureError:
+            raise TokenError("the token's signature is not this server's") from None
+        except jwt.PyJWTError as error:
+            raise TokenError(f"the token is not valid: {error}") from None
+        role = claims.get("role")
+        if role not in ROLES:
+            raise TokenError(f"the token's role {role!r} is not one Bevan knows")
+        principal = Principal(
+            claims["sub"], role, str(claims.get("scope", "")), float(claims["exp"])
+        )
+        with self._lock:
+            self._cache[token] = principal
+            if len(self._cache) > 10_000:
+                self._cache.popitem(last=False)
+        return principal
