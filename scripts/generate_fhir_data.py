@@ -117,8 +117,10 @@ def main() -> None:
     (OUT / "search_parameters.json").write_text(
         json.dumps(params, separators=(",", ":"), sort_keys=True)
     )
-    print(f"{len(types)} resource types, {len(schema['definitions'])} definitions, "
-          f"{len(params)} search parameters -> {OUT}")
+    print(
+        f"{len(types)} resource types, {len(schema['definitions'])} definitions, "
+        f"{len(params)} search parameters -> {OUT}"
+    )
 
 
 if __name__ == "__main__":

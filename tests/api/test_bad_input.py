@@ -23,7 +23,12 @@ def patient_count(fhir: httpx.Client) -> int:
 
 def test_malformed_json_names_line_and_column(fhir: httpx.Client) -> None:
     before = patient_count(fhir)
-    body = outcome(fhir.post("/Patient", content=b'{"resourceType": "Patient",\n "name": [}', headers=FHIR_JSON), 400)
+    body = outcome(
+        fhir.post(
+            "/Patient", content=b'{"resourceType": "Patient",\n "name": [}', headers=FHIR_JSON
+        ),
+        400,
+    )
     assert "line 2" in body["issue"][0]["diagnostics"]
     assert patient_count(fhir) == before
 
@@ -34,7 +39,9 @@ def test_missing_resource_type(fhir: httpx.Client) -> None:
 
 
 def test_resource_type_that_differs_from_the_url(fhir: httpx.Client) -> None:
-    body = outcome(fhir.post("/Patient", json={"resourceType": "Observation"}, headers=FHIR_JSON), 400)
+    body = outcome(
+        fhir.post("/Patient", json={"resourceType": "Observation"}, headers=FHIR_JSON), 400
+    )
     assert "does not match" in body["issue"][0]["diagnostics"]
 
 
@@ -44,12 +51,18 @@ def test_unknown_resource_type_in_the_url(fhir: httpx.Client) -> None:
 
 
 def test_unknown_resource_type_in_the_body(fhir: httpx.Client) -> None:
-    body = outcome(fhir.put("/Patient/x1", json={"resourceType": "Spaceship", "id": "x1"}, headers=FHIR_JSON), 400)
+    body = outcome(
+        fhir.put("/Patient/x1", json={"resourceType": "Spaceship", "id": "x1"}, headers=FHIR_JSON),
+        400,
+    )
     assert body["issue"][0]["expression"] == ["resourceType"]
 
 
 def test_body_id_that_differs_from_the_url(fhir: httpx.Client) -> None:
-    body = outcome(fhir.put("/Patient/abc", json={"resourceType": "Patient", "id": "xyz"}, headers=FHIR_JSON), 400)
+    body = outcome(
+        fhir.put("/Patient/abc", json={"resourceType": "Patient", "id": "xyz"}, headers=FHIR_JSON),
+        400,
+    )
     assert body["issue"][0]["expression"] == ["Patient.id"]
     assert fhir.get("/Patient/abc").status_code == 404
 
@@ -68,10 +81,14 @@ def test_update_without_a_body_id(fhir: httpx.Client) -> None:
         ("1000000010", "check digit of 10"),  # first nine give check digit 10: never valid
     ],
 )
-def test_invalid_nhs_number_is_refused_with_its_place(fhir: httpx.Client, value: str, why: str) -> None:
+def test_invalid_nhs_number_is_refused_with_its_place(
+    fhir: httpx.Client, value: str, why: str
+) -> None:
     before = patient_count(fhir)
     response = fhir.post(
-        "/Patient", json={"resourceType": "Patient", "identifier": [{"system": NHS, "value": value}]}, headers=FHIR_JSON
+        "/Patient",
+        json={"resourceType": "Patient", "identifier": [{"system": NHS, "value": value}]},
+        headers=FHIR_JSON,
     )
     body = outcome(response, 422)
     assert why in body["issue"][0]["diagnostics"]
@@ -88,13 +105,20 @@ def test_schema_error_names_the_element(fhir: httpx.Client) -> None:
 
 
 def test_unknown_element_is_refused(fhir: httpx.Client) -> None:
-    body = outcome(fhir.post("/Patient", json={"resourceType": "Patient", "nickname": "Nye"}, headers=FHIR_JSON), 400)
+    body = outcome(
+        fhir.post(
+            "/Patient", json={"resourceType": "Patient", "nickname": "Nye"}, headers=FHIR_JSON
+        ),
+        400,
+    )
     assert "nickname" in body["issue"][0]["diagnostics"]
 
 
 def test_xml_body_is_unsupported_media_type(fhir: httpx.Client) -> None:
     response = fhir.post(
-        "/Patient", content=b"<Patient xmlns='http://hl7.org/fhir'/>", headers={"Content-Type": "application/fhir+xml"}
+        "/Patient",
+        content=b"<Patient xmlns='http://hl7.org/fhir'/>",
+        headers={"Content-Type": "application/fhir+xml"},
     )
     outcome(response, 415)
 
@@ -105,7 +129,11 @@ def test_asking_for_xml_is_not_acceptable(fhir: httpx.Client) -> None:
 
 
 def test_an_oversized_body_is_refused_with_413(fhir: httpx.Client) -> None:
-    huge = b'{"resourceType":"Patient","text":{"status":"generated","div":"' + b"x" * (60 * 1024 * 1024) + b'"}}'
+    huge = (
+        b'{"resourceType":"Patient","text":{"status":"generated","div":"'
+        + b"x" * (60 * 1024 * 1024)
+        + b'"}}'
+    )
     outcome(fhir.post("/Patient", content=huge, headers=FHIR_JSON), 413)
 
 
@@ -119,17 +147,33 @@ def test_a_json_array_is_not_a_resource(fhir: httpx.Client) -> None:
 
 def test_an_invalid_id_in_the_url(fhir: httpx.Client) -> None:
     outcome(fhir.get("/Patient/" + "x" * 65), 400)
-    outcome(fhir.put("/Patient/bad_id", json={"resourceType": "Patient", "id": "bad_id"}, headers=FHIR_JSON), 400)
+    outcome(
+        fhir.put(
+            "/Patient/bad_id", json={"resourceType": "Patient", "id": "bad_id"}, headers=FHIR_JSON
+        ),
+        400,
+    )
 
 
 def test_bad_if_match_header(fhir: httpx.Client) -> None:
-    outcome(fhir.put("/Patient/p1", json={"resourceType": "Patient", "id": "p1"}, headers={**FHIR_JSON, "If-Match": "yesterday"}), 400)
+    outcome(
+        fhir.put(
+            "/Patient/p1",
+            json={"resourceType": "Patient", "id": "p1"},
+            headers={**FHIR_JSON, "If-Match": "yesterday"},
+        ),
+        400,
+    )
 
 
-def test_a_bad_search_value_is_400_and_strict_handling_refuses_unknown_parameters(fhir: httpx.Client) -> None:
+def test_a_bad_search_value_is_400_and_strict_handling_refuses_unknown_parameters(
+    fhir: httpx.Client,
+) -> None:
     outcome(fhir.get("/Patient", params={"_lastUpdated": "gtyesterday"}), 400)
     outcome(fhir.get("/Patient", params={"_count": "many"}), 400)
-    body = outcome(fhir.get("/Patient", params={"shoe-size": "9"}, headers={"Prefer": "handling=strict"}), 400)
+    body = outcome(
+        fhir.get("/Patient", params={"shoe-size": "9"}, headers={"Prefer": "handling=strict"}), 400
+    )
     assert body["issue"][0]["expression"] == ["Patient?shoe-size"]
 
 
@@ -147,8 +191,22 @@ def test_a_bad_patch_document(fhir: httpx.Client) -> None:
     created = fhir.post("/Patient", json={"resourceType": "Patient"}, headers=FHIR_JSON).json()
     patch_json = {"Content-Type": "application/json-patch+json"}
     outcome(fhir.patch(f"/Patient/{created['id']}", json={"op": "add"}, headers=patch_json), 400)
-    outcome(fhir.patch(f"/Patient/{created['id']}", json=[{"op": "remove", "path": "/nothing"}], headers=patch_json), 400)
-    outcome(fhir.patch(f"/Patient/{created['id']}", json=[{"op": "replace", "path": "/id", "value": "other"}], headers=patch_json), 400)
+    outcome(
+        fhir.patch(
+            f"/Patient/{created['id']}",
+            json=[{"op": "remove", "path": "/nothing"}],
+            headers=patch_json,
+        ),
+        400,
+    )
+    outcome(
+        fhir.patch(
+            f"/Patient/{created['id']}",
+            json=[{"op": "replace", "path": "/id", "value": "other"}],
+            headers=patch_json,
+        ),
+        400,
+    )
     assert fhir.get(f"/Patient/{created['id']}").json()["meta"]["versionId"] == "1"
 
 

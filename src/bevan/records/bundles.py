@@ -15,7 +15,7 @@ from bevan.fhir.bundles import bundle
 from bevan.fhir.errors import FhirError, InvalidRequest, Issue, MultipleMatches, NotFound
 from bevan.fhir.ids import new_id
 from bevan.fhir.outcome import operation_outcome
-from bevan.fhir.references import conditional_reference, iter_references
+from bevan.fhir.references import conditional_reference, iter_references, rewrite_references
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search import parse_search
 from bevan.fhir.validation import validate_resource
@@ -190,12 +190,16 @@ def _transaction(service: RecordService, raw_entries: list[Any], base_url: str) 
                 resolver.map(entry.full_url, f"{entry.resource_type}/{entry.id}")
             elif entry.method == "PUT" and entry.full_url and entry.id:
                 resolver.map(entry.full_url, f"{entry.resource_type}/{entry.id}")
+        with_bodies = [e for e in entries if e.resource is not None and not e.response]
+        rewritten = resolver.rewrite(
+            [e.resource for e in with_bodies], [f"{e.where}.resource" for e in with_bodies]
+        )
+        for entry, resource in zip(with_bodies, rewritten, strict=True):
+            entry.resource = resource
         for entry in sorted(entries, key=lambda e: _ORDER[e.method]):
             if entry.response:
                 continue
             try:
-                if entry.resource is not None:
-                    resolver.rewrite(entry.resource, f"{entry.where}.resource")
                 entry.response = _perform(service, session, entry, base_url, in_transaction=True)
             except FhirError as error:
                 raise error.at(entry.where) if not _has_place(error) else error from None
@@ -247,49 +251,55 @@ class _References:
         self.session = session
         self.targets: dict[str, str] = {}
         self.conditional: dict[str, str] = {}
+        self.failed: str | None = None
 
     def map(self, full_url: str, target: str) -> None:
         self.targets[full_url] = target
 
-    def rewrite(self, resource: dict[str, Any], where: str) -> None:
-        for reference in iter_references(resource):
-            text = reference["reference"]
-            target = self.targets.get(text)
-            if target is not None:
-                reference["reference"] = target
-                continue
-            conditional = conditional_reference(text)
-            if conditional is not None:
-                reference["reference"] = self._resolve(text, *conditional, where)
+    def rewrite(self, resources: list[Any], wheres: list[str]) -> list[Any]:
+        """Return resources with every reference resolved; errors name the entry."""
+        try:
+            rewritten: list[Any] = rewrite_references(resources, self.replace)
+            return rewritten
+        except FhirError as error:
+            where = self._entry_holding(resources, wheres)
+            raise error.at(where) from None
 
-    def _resolve(self, text: str, resource_type: str, query: str, where: str) -> str:
+    def replace(self, text: str) -> str | None:
+        target = self.targets.get(text)
+        if target is not None:
+            return target
+        conditional = conditional_reference(text)
+        if conditional is None:
+            return None
         cached = self.conditional.get(text)
         if cached is not None:
             return cached
-        try:
-            parsed = parse_search(resource_type, query, strict=True)
-        except FhirError as error:
-            raise error.at(where) from None
+        self.failed = text
+        resource_type, query = conditional
+        parsed = parse_search(resource_type, query, strict=True)
         ids = self.session.search_ids(parsed, limit=2)
         if not ids:
             raise NotFound(
-                Issue(
-                    f"the conditional reference {text!r} matches no resource",
-                    code="not-found",
-                    expression=(where,),
-                )
+                Issue(f"the conditional reference {text!r} matches no resource", code="not-found")
             )
         if len(ids) > 1:
             raise MultipleMatches(
                 Issue(
                     f"the conditional reference {text!r} matches more than one resource",
                     code="multiple-matches",
-                    expression=(where,),
                 )
             )
         target = f"{resource_type}/{ids[0]}"
         self.conditional[text] = target
+        self.failed = None
         return target
+
+    def _entry_holding(self, resources: list[Any], wheres: list[str]) -> str:
+        for resource, where in zip(resources, wheres, strict=True):
+            if any(ref["reference"] == self.failed for ref in iter_references(resource)):
+                return where
+        return "Bundle.entry"
 
 
 def _perform(
@@ -453,7 +463,9 @@ def _batch(service: RecordService, raw_entries: list[Any], base_url: str) -> dic
                     validate_resource(entry.resource, entry.resource_type)
                 with session.savepoint():
                     if entry.resource is not None:
-                        resolver.rewrite(entry.resource, f"{entry.where}.resource")
+                        entry.resource = resolver.rewrite(
+                            [entry.resource], [f"{entry.where}.resource"]
+                        )[0]
                     response = _perform(service, session, entry, base_url, in_transaction=False)
                 if entry.full_url and entry.method in ("POST", "PUT") and "fullUrl" in response:
                     resolver.map(entry.full_url, response["fullUrl"][len(base_url) + 1 :])

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -38,6 +40,7 @@ from bevan.fhir.search import (
 )
 from bevan.fhir.search_parameters import IndexRows
 from bevan.store.engine import is_sqlite, make_engine
+from bevan.store.raw import RawCursor, compile_for
 from bevan.store.schema import index_reference, index_token, resource, resource_version
 
 
@@ -76,6 +79,64 @@ _VERSION_COLUMNS = (
 )
 
 
+# Statements built once: composing them per call costs more than running them.
+def _insert(table: Any, *names: str) -> Any:
+    return insert(table).values({name: bindparam(name) for name in names})
+
+
+_INSERT_VERSION = _insert(
+    resource_version, "resource_type", "id", "version_id", "last_updated", "method", "content"
+).returning(resource_version.c.seq)
+_INSERT_RESOURCE = _insert(
+    resource, "resource_type", "id", "version_id", "seq", "last_updated", "deleted"
+).returning(resource.c.rid)
+_UPDATE_RESOURCE = (
+    update(resource)
+    .where(resource.c.rid == bindparam("b_rid"))
+    .values(
+        version_id=bindparam("version_id"),
+        seq=bindparam("seq"),
+        last_updated=bindparam("last_updated"),
+        deleted=bindparam("deleted"),
+    )
+)
+_DELETE_TOKENS = delete(index_token).where(index_token.c.rid == bindparam("b_rid"))
+_DELETE_REFERENCES = delete(index_reference).where(index_reference.c.rid == bindparam("b_rid"))
+_INSERT_TOKEN = _insert(index_token, "rid", "resource_type", "param", "system", "code")
+_INSERT_REFERENCE = _insert(
+    index_reference, "rid", "resource_type", "param", "target_type", "target_id"
+)
+
+
+_SELECT_CURRENT = (
+    select(*_VERSION_COLUMNS)
+    .select_from(resource.join(resource_version, resource_version.c.seq == resource.c.seq))
+    .where(resource.c.resource_type == bindparam("t"), resource.c.id == bindparam("i"))
+)
+_SELECT_ROW = select(resource.c.rid, resource.c.version_id, resource.c.deleted).where(
+    resource.c.resource_type == bindparam("t"), resource.c.id == bindparam("i")
+)
+
+
+class HotStatements:
+    """The per-request statements, compiled for one dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.insert_version = compile_for(_INSERT_VERSION, dialect)
+        self.insert_resource = compile_for(_INSERT_RESOURCE, dialect)
+        self.update_resource = compile_for(_UPDATE_RESOURCE, dialect)
+        self.delete_tokens = compile_for(_DELETE_TOKENS, dialect)
+        self.delete_references = compile_for(_DELETE_REFERENCES, dialect)
+        self.insert_token = compile_for(_INSERT_TOKEN, dialect)
+        self.insert_reference = compile_for(_INSERT_REFERENCE, dialect)
+        self.select_current = compile_for(_SELECT_CURRENT, dialect)
+        self.select_row = compile_for(_SELECT_ROW, dialect)
+        locking = dialect.name != "sqlite"  # SQLite's BEGIN IMMEDIATE already serialises writers
+        self.select_row_for_update = compile_for(
+            _SELECT_ROW.with_for_update() if locking else _SELECT_ROW, dialect
+        )
+
+
 def _stored(row: Any) -> StoredVersion:
     return StoredVersion(
         resource_type=row.resource_type,
@@ -91,19 +152,24 @@ def _stored(row: Any) -> StoredVersion:
 class ReadSession:
     """Reads inside one transaction (a consistent snapshot on both engines)."""
 
-    def __init__(self, connection: Connection, sqlite: bool) -> None:
+    def __init__(self, connection: Connection, sqlite: bool, hot: HotStatements) -> None:
         self.connection = connection
         self.sqlite = sqlite
+        self.hot = hot
+        self._raw: RawCursor | None = None
+
+    @property
+    def raw(self) -> RawCursor:
+        if self._raw is None:
+            self._raw = RawCursor(self.connection)
+        return self._raw
 
     def current(self, resource_type: str, id: str) -> StoredVersion | None:
         """Return the current version (a tombstone if deleted), or None if never stored."""
-        statement = (
-            select(*_VERSION_COLUMNS)
-            .select_from(resource.join(resource_version, resource_version.c.seq == resource.c.seq))
-            .where(resource.c.resource_type == resource_type, resource.c.id == id)
-        )
-        row = self.connection.execute(statement).first()
-        return _stored(row) if row else None
+        row = self.raw.first(self.hot.select_current, {"t": resource_type, "i": id})
+        if row is None:
+            return None
+        return StoredVersion(row[0], row[1], row[2], row[3], row[4] == "delete", row[5], row[6])
 
     def version(self, resource_type: str, id: str, version_id: int) -> StoredVersion | None:
         statement = select(*_VERSION_COLUMNS).where(
@@ -200,13 +266,8 @@ class WriteSession(ReadSession):
 
     def current_row(self, resource_type: str, id: str) -> CurrentRow | None:
         """Return the current row, locked against concurrent writers until commit."""
-        statement = select(resource.c.rid, resource.c.version_id, resource.c.deleted).where(
-            resource.c.resource_type == resource_type, resource.c.id == id
-        )
-        if not self.sqlite:  # SQLite's BEGIN IMMEDIATE already serialises writers
-            statement = statement.with_for_update()
-        row = self.connection.execute(statement).first()
-        return CurrentRow(row.rid, row.version_id, bool(row.deleted)) if row else None
+        row = self.raw.first(self.hot.select_row_for_update, {"t": resource_type, "i": id})
+        return CurrentRow(row[0], row[1], bool(row[2])) if row else None
 
     def lock(self, key: str) -> None:
         """Serialise writers that share key until commit (conditional creates)."""
@@ -228,58 +289,51 @@ class WriteSession(ReadSession):
     ) -> int:
         """Append a version (content None: a delete) and make it current; return its seq."""
         method = "delete" if content is None else ("create" if current is None else "update")
-        seq = self.connection.execute(
-            insert(resource_version).values(
-                resource_type=resource_type,
-                id=id,
-                version_id=version_id,
-                last_updated=last_updated,
-                method=method,
-                content=content,
-            )
-        ).inserted_primary_key[0]  # type: ignore[index]
+        raw, hot = self.raw, self.hot
+        seq = raw.scalar(
+            hot.insert_version,
+            {
+                "resource_type": resource_type,
+                "id": id,
+                "version_id": version_id,
+                "last_updated": last_updated,
+                "method": method,
+                "content": content,
+            },
+        )
+        row = {
+            "resource_type": resource_type,
+            "id": id,
+            "version_id": version_id,
+            "seq": seq,
+            "last_updated": last_updated,
+            "deleted": content is None,
+        }
         if current is None:
-            new_row = insert(resource).values(
-                resource_type=resource_type,
-                id=id,
-                version_id=version_id,
-                seq=seq,
-                last_updated=last_updated,
-                deleted=content is None,
-            )
             if self.sqlite:  # writers are serialised: no one can have raced us
-                rid = self.connection.execute(new_row).inserted_primary_key[0]  # type: ignore[index]
+                rid = raw.scalar(hot.insert_resource, row)
             else:
                 try:
                     with self.connection.begin_nested():
-                        rid = self.connection.execute(new_row).inserted_primary_key[0]  # type: ignore[index]
+                        rid = raw.scalar(hot.insert_resource, row)
                 except IntegrityError as error:
                     raise StoreConflict(f"{resource_type}/{id} was created concurrently") from error
         else:
             rid = current.rid
-            self.connection.execute(
-                update(resource)
-                .where(resource.c.rid == rid)
-                .values(
-                    version_id=version_id,
-                    seq=seq,
-                    last_updated=last_updated,
-                    deleted=content is None,
-                )
-            )
-            self.connection.execute(delete(index_token).where(index_token.c.rid == rid))
-            self.connection.execute(delete(index_reference).where(index_reference.c.rid == rid))
+            raw.execute(hot.update_resource, {**row, "b_rid": rid})
+            raw.execute(hot.delete_tokens, {"b_rid": rid})
+            raw.execute(hot.delete_references, {"b_rid": rid})
         if rows.tokens:
-            self.connection.execute(
-                insert(index_token),
+            raw.executemany(
+                hot.insert_token,
                 [
                     {"rid": rid, "resource_type": resource_type, "param": p, "system": s, "code": c}
                     for p, s, c in rows.tokens
                 ],
             )
         if rows.references:
-            self.connection.execute(
-                insert(index_reference),
+            raw.executemany(
+                hot.insert_reference,
                 [
                     {
                         "rid": rid,
@@ -372,6 +426,7 @@ class RecordStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sqlite = is_sqlite(engine)
+        self.hot = HotStatements(engine.dialect)
 
     @classmethod
     def from_url(cls, url: str) -> RecordStore:
@@ -380,13 +435,13 @@ class RecordStore:
     @contextmanager
     def read(self) -> Iterator[ReadSession]:
         with self.engine.connect() as connection, connection.begin():
-            yield ReadSession(connection, self.sqlite)
+            yield ReadSession(connection, self.sqlite, self.hot)
 
     @contextmanager
     def write(self) -> Iterator[WriteSession]:
         connection = self.engine.connect().execution_options(bevan_write=True)
         with connection, connection.begin():
-            yield WriteSession(connection, self.sqlite)
+            yield WriteSession(connection, self.sqlite, self.hot)
 
     def close(self) -> None:
         self.engine.dispose()
