@@ -23,10 +23,10 @@ def fhir_routes(base_path: str) -> list[Route]:
     e = fhir_endpoint
     return [
         Route(f"{b}/metadata", e(metadata, public=True), methods=["GET"]),
-        Route(f"{b}/_history", e(i.system_history), methods=["GET"]),
-        Route(b, e(i.system_bundle), methods=["POST"]),
-        Route(f"{b}/", e(i.system_bundle), methods=["POST"]),
-        Route(f"{b}/{{type}}/_history", e(i.type_history), methods=["GET"]),
+        Route(f"{b}/_history", e(i.system_history, offload=True), methods=["GET"]),
+        Route(b, e(i.system_bundle, offload=True), methods=["POST"]),
+        Route(f"{b}/", e(i.system_bundle, offload=True), methods=["POST"]),
+        Route(f"{b}/{{type}}/_history", e(i.type_history, offload=True), methods=["GET"]),
         Route(f"{b}/{{type}}/_search", e(i.search), methods=["POST"]),
         Route(f"{b}/{{type}}/{{id}}/_history/{{version}}", e(i.vread), methods=["GET"]),
         Route(f"{b}/{{type}}/{{id}}/_history", e(i.instance_history), methods=["GET"]),

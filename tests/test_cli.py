@@ -1,0 +1,81 @@
+"""The `bevan` command: token, db upgrade, synth and load (bundles and NDJSON)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from tests.conftest import SHARED
+
+
+def bevan(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bevan.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_token_create_prints_the_token_as_its_last_line(tmp_path: Path) -> None:
+    result = bevan("token", "create", "--role", "system", "--data-dir", str(tmp_path))
+    assert result.returncode == 0
+    token = result.stdout.strip().splitlines()[-1]
+    assert token.count(".") == 2  # a JWT
+    assert (tmp_path / "signing-key.pem").stat().st_mode & 0o077 == 0  # the key is private
+
+
+def test_token_create_refuses_an_unknown_role(tmp_path: Path) -> None:
+    result = bevan("token", "create", "--role", "wizard", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "wizard" in result.stderr
+
+
+def test_db_upgrade_reports_what_it_did(tmp_path: Path) -> None:
+    first = bevan("db", "upgrade", "--data-dir", str(tmp_path))
+    assert first.returncode == 0 and "upgraded" in first.stdout
+    again = bevan("db", "upgrade", "--data-dir", str(tmp_path))
+    assert "already" in again.stdout
+
+
+def test_synth_then_load_bundles_with_progress(tmp_path: Path) -> None:
+    out = tmp_path / "population"
+    made = bevan("synth", "--patients", "30", "--seed", "3", "--out", str(out))
+    assert made.returncode == 0, made.stderr
+    loaded = bevan("load", "--data-dir", str(tmp_path / "data"), str(out))
+    assert loaded.returncode == 0, loaded.stderr
+    assert "Loading" in loaded.stderr  # the progress bar
+    assert "30 Patient" in loaded.stdout
+    assert "refused 0" in loaded.stdout
+
+
+def test_load_ndjson_reports_bad_lines_by_number(tmp_path: Path) -> None:
+    example = orjson.loads(
+        (SHARED / "data" / "hl7-r4-examples" / "Patient-example.json").read_bytes()
+    )
+    lines = [
+        orjson.dumps(example),
+        b'{"resourceType": "Patient", "gender": "sometimes"}',
+        b"{not json",
+        orjson.dumps({"resourceType": "Observation", "status": "final", "code": {"text": "pulse"}}),
+    ]
+    path = tmp_path / "mixed.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = bevan("load", "--data-dir", str(tmp_path / "data"), str(path))
+    assert result.returncode == 1
+    assert "Stored 2 resources" in result.stdout
+    assert f"{path}: line 2" in result.stderr and "Patient.gender" in result.stderr
+    assert f"{path}: line 3" in result.stderr
+
+
+def test_load_synthea_seed_bundles(tmp_path: Path) -> None:
+    hospital = next((SHARED / "data" / "synthea-small").glob("hospitalInformation*.json"))
+    result = bevan("load", "--data-dir", str(tmp_path), str(hospital))
+    assert result.returncode == 0, result.stderr
+    assert "Organization" in result.stdout
+
+
+def test_load_names_a_missing_file(tmp_path: Path) -> None:
+    result = bevan("load", "--data-dir", str(tmp_path), str(tmp_path / "nope.json"))
+    assert result.returncode == 2
+    assert "nope.json" in result.stderr
