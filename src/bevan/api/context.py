@@ -14,8 +14,8 @@ from starlette.responses import Response
 
 from bevan.api.negotiation import Prefer, check_response_format, parse_prefer, wants_pretty
 from bevan.api.responses import error_response, internal_error_response
-from bevan.fhir.errors import FhirError, Issue, PayloadTooLarge, Unauthorized
-from bevan.records.service import RecordService
+from bevan.fhir.errors import FhirError, InvalidRequest, Issue, PayloadTooLarge, Unauthorized
+from bevan.records.service import RecordService, parse_json
 from bevan.security.tokens import Principal, TokenAuthority, TokenError
 
 log = logging.getLogger("bevan.api")
@@ -138,11 +138,8 @@ def _too_large(limit: int) -> str:
 
 
 def json_body(fhir: FhirRequest) -> Any:
-    from bevan.records.service import parse_json
-
+    """Return the parsed JSON body, or raise InvalidRequest if it is empty or not JSON."""
     if not fhir.body.strip():
-        from bevan.fhir.errors import InvalidRequest
-
         raise InvalidRequest(
             Issue("the request has no body; send a FHIR resource as JSON", code="required")
         )

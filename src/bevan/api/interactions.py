@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.responses import Response
 
@@ -11,10 +11,11 @@ from bevan.api.context import FhirRequest, json_body
 from bevan.api.negotiation import check_body_type
 from bevan.api.responses import fhir_json, version_headers
 from bevan.fhir.bundles import bundle, entry_for
-from bevan.fhir.errors import InvalidRequest, Issue, NotFound
+from bevan.fhir.errors import InvalidRequest, Issue, NotFound, UnsupportedMediaType
 from bevan.fhir.outcome import information, operation_outcome
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search import DEFAULT_COUNT, MAX_COUNT, parse_search
+from bevan.fhir.validation import check_resource_type
 from bevan.records.bundles import parse_etag, process_bundle
 from bevan.records.service import WriteResult
 from bevan.store.records import StoredVersion
@@ -109,8 +110,6 @@ def create(fhir: FhirRequest) -> Response:
     check_body_type(fhir.request)
     resource = json_body(fhir)
     if isinstance(resource, dict) and resource.get("resourceType") != resource_type:
-        from bevan.fhir.validation import check_resource_type
-
         check_resource_type(resource, resource_type)
     result = fhir.records.create(resource, if_none_exist=fhir.request.headers.get("if-none-exist"))
     return _written(fhir, result)
@@ -144,12 +143,8 @@ def search(fhir: FhirRequest) -> Response:
     resource_type = _type(fhir)
     pairs = list(fhir.request.query_params.multi_items())
     if fhir.request.method == "POST":
-        from urllib.parse import parse_qsl
-
         media = fhir.request.headers.get("content-type", "").split(";")[0].strip()
         if media != "application/x-www-form-urlencoded":
-            from bevan.fhir.errors import UnsupportedMediaType
-
             raise UnsupportedMediaType(
                 "POST _search takes application/x-www-form-urlencoded parameters"
             )

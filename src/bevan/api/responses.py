@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from email.utils import format_datetime
 from typing import Any
 
 import orjson
@@ -48,9 +50,7 @@ def version_headers(
 
 
 def http_date(instant: str) -> str:
-    from datetime import datetime
-    from email.utils import format_datetime
-
+    """Return a FHIR instant as an HTTP date (for Last-Modified)."""
     return format_datetime(datetime.fromisoformat(instant.replace("Z", "+00:00")), usegmt=True)
 
 

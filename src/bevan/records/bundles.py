@@ -7,11 +7,14 @@ entry on its own (a savepoint each), so one bad entry costs only itself.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
 
-from bevan.fhir.bundles import bundle
+import orjson
+
+from bevan.fhir.bundles import bundle, entry_for
 from bevan.fhir.errors import FhirError, InvalidRequest, Issue, MultipleMatches, NotFound
 from bevan.fhir.ids import new_id
 from bevan.fhir.outcome import operation_outcome
@@ -391,8 +394,6 @@ def _perform(
     else:
         query = parse_search(entry.resource_type, entry.query or "")
         page = service.search(query, session)
-        from bevan.fhir.bundles import entry_for
-
         found = bundle(
             "searchset",
             [
@@ -409,10 +410,6 @@ def _perform(
 
 def _patch_operations(entry: Entry) -> list[Any]:
     # In a Bundle a JSON Patch travels as a Binary whose data is the base64 patch.
-    import base64
-
-    import orjson
-
     resource = entry.resource
     if resource and resource.get("resourceType") == "Binary" and "data" in resource:
         try:
@@ -442,8 +439,6 @@ def _response(result: WriteResult, base_url: str, *, with_resource: bool = False
         response["lastModified"] = stored.last_updated
         out["fullUrl"] = f"{base_url}/{stored.resource_type}/{stored.id}"
         if with_resource and stored.content is not None:
-            import orjson
-
             out["resource"] = orjson.loads(stored.content)
     out["response"] = response
     return out
@@ -486,14 +481,7 @@ def _batch(service: RecordService, raw_entries: list[Any], base_url: str) -> dic
 
 
 def _reason(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase
     except ValueError:
         return ""
-
-
-def base_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
