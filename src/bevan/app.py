@@ -46,3 +46,8 @@ def create_app(settings: Settings, store: RecordStore | None = None) -> Starlett
     app.state.settings = settings
     app.state.services = services
     return app
+
+
+def app_from_environment() -> Starlette:
+    """Return the app for BEVAN_* settings (the factory each `serve --workers` process calls)."""
+    return create_app(Settings.from_environment())

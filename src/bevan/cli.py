@@ -52,13 +52,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     store = _open_store(settings)
-    app = create_app(settings, store)
     print(
         f"Bevan FHIR API at http://{settings.host}:{settings.port}{settings.base_path}", flush=True
     )
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False
-    )
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": args.log_level,
+        "access_log": False,
+    }
+    if args.workers > 1:
+        # Each worker process builds its own app from the environment.
+        store.close()
+        os.environ["BEVAN_DATA_DIR"] = str(settings.data_dir)
+        os.environ["BEVAN_DATABASE_URL"] = settings.resolved_database_url
+        uvicorn.run("bevan.app:app_from_environment", factory=True, workers=args.workers, **options)
+    else:
+        uvicorn.run(create_app(settings, store), **options)
     return 0
 
 
@@ -201,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default 1; more for PostgreSQL or busy servers)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     demo = commands.add_parser(

@@ -56,3 +56,8 @@ class RawCursor:
 
     def first(self, statement: CompiledStatement, params: Mapping[str, Any]) -> Any:
         return self.execute(statement, params).fetchone()
+
+    def close(self) -> None:
+        """Close the cursor now, on this thread: left to the garbage collector it may be
+        finalised while another thread is using the pooled connection."""
+        self._cursor.close()

@@ -6,7 +6,9 @@ current row and replaces the index rows in the caller's transaction.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -157,6 +159,11 @@ class ReadSession:
         self.sqlite = sqlite
         self.hot = hot
         self._raw: RawCursor | None = None
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
 
     @property
     def raw(self) -> RawCursor:
@@ -427,6 +434,10 @@ class RecordStore:
         self.engine = engine
         self.sqlite = is_sqlite(engine)
         self.hot = HotStatements(engine.dialect)
+        # SQLite has one writer at a time. Queue this process's writers on a lock
+        # rather than in SQLite's busy handler, which sleeps and retries and so gives
+        # long, unfair waits under load; other processes still meet BEGIN IMMEDIATE.
+        self._write_lock = threading.Lock() if self.sqlite else None
 
     @classmethod
     def from_url(cls, url: str) -> RecordStore:
@@ -435,13 +446,23 @@ class RecordStore:
     @contextmanager
     def read(self) -> Iterator[ReadSession]:
         with self.engine.connect() as connection, connection.begin():
-            yield ReadSession(connection, self.sqlite, self.hot)
+            session = ReadSession(connection, self.sqlite, self.hot)
+            try:
+                yield session
+            finally:
+                session.close()
 
     @contextmanager
     def write(self) -> Iterator[WriteSession]:
-        connection = self.engine.connect().execution_options(bevan_write=True)
-        with connection, connection.begin():
-            yield WriteSession(connection, self.sqlite, self.hot)
+        lock = self._write_lock or contextlib.nullcontext()
+        with lock:
+            connection = self.engine.connect().execution_options(bevan_write=True)
+            with connection, connection.begin():
+                session = WriteSession(connection, self.sqlite, self.hot)
+                try:
+                    yield session
+                finally:
+                    session.close()
 
     def close(self) -> None:
         self.engine.dispose()
