@@ -6,6 +6,8 @@ Writes into src/bevan/fhir/data/:
   two dangling references (`Resource`, `integer64`) made whole.
 - search_parameters.json: for every R4 SearchParameter, its code, type, bases, FHIRPath
   expression and targets (facts only).
+- compartments.json: for each compartment (Patient, Encounter, ...), the parameters that
+  put a resource of each type in it.
 
 Run: python scripts/generate_fhir_data.py [--shared ../shared]
 """
@@ -105,6 +107,17 @@ def build_search_parameters(shared: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def build_compartments(shared: Path) -> dict[str, dict[str, list[str]]]:
+    """Return {compartment type: {resource type: [search parameter codes]}}."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for path in sorted((shared / "fhir-r4").glob("CompartmentDefinition-*.json")):
+        definition = json.loads(path.read_text())
+        out[definition["code"]] = {
+            item["code"]: item["param"] for item in definition["resource"] if item.get("param")
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -117,6 +130,8 @@ def main() -> None:
     (OUT / "search_parameters.json").write_text(
         json.dumps(params, separators=(",", ":"), sort_keys=True)
     )
+    compartments = build_compartments(args.shared)
+    (OUT / "compartments.json").write_text(json.dumps(compartments, indent=1, sort_keys=True) + "\n")
     print(
         f"{len(types)} resource types, {len(schema['definitions'])} definitions, "
         f"{len(params)} search parameters -> {OUT}"

@@ -79,3 +79,26 @@ def test_load_names_a_missing_file(tmp_path: Path) -> None:
     result = bevan("load", "--data-dir", str(tmp_path), str(tmp_path / "nope.json"))
     assert result.returncode == 2
     assert "nope.json" in result.stderr
+
+
+def test_reindex_rebuilds_the_index_rows(tmp_path: Path) -> None:
+    from bevan.fhir.search import parse_search
+    from bevan.records.service import RecordService
+    from bevan.store.records import RecordStore
+    from bevan.store.schema import index_string
+
+    hospital = next((SHARED / "data" / "synthea-small").glob("hospitalInformation*.json"))
+    assert bevan("load", "--data-dir", str(tmp_path), str(hospital)).returncode == 0
+    store = RecordStore.from_url(f"sqlite:///{tmp_path / 'bevan.db'}")
+    service = RecordService(store)
+    query = parse_search("Organization", "name=ST")
+    before = service.search(query).total
+    assert before and before > 0
+    with store.engine.begin() as connection:  # lose the string index, as if it were new
+        connection.execute(index_string.delete())
+    assert service.search(query).total == 0
+    result = bevan("reindex", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "Reindexed" in result.stdout
+    assert service.search(query).total == before
+    store.close()

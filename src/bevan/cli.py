@@ -100,7 +100,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with service.reading() as session:
         from bevan.fhir.search import parse_search
 
-        found = session.search(parse_search("Patient", "_count=1"))
+        found = session.search(parse_search("Patient", "_count=1"), limit=1)
     patient_id = found[0].id if found else "<id>"
     base = f"http://{settings.host}:{settings.port}{settings.base_path}"
     print(
@@ -160,6 +160,19 @@ def cmd_synth(args: argparse.Namespace) -> int:
             args.patients, args.seed, args.out, ndjson=args.ndjson, progress=bar.update
         )
     print(f"Wrote {sum(counts.values())} resources for {args.patients} patients to {args.out}")
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from bevan.records.service import RecordService, reindex
+
+    settings = _settings(args)
+    store = _open_store(settings)
+    with tqdm(desc="Reindexing", unit=" resources", file=sys.stderr) as bar:
+        done = reindex(RecordService(store), bar.update)
+    print(f"Reindexed {done} resources.")
     return 0
 
 
@@ -235,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(load)
     load.add_argument("paths", nargs="+", type=Path, help="files or directories")
     load.set_defaults(run=cmd_load)
+
+    reindex = commands.add_parser("reindex", help="rebuild every resource's search index rows")
+    _data_options(reindex)
+    reindex.set_defaults(run=cmd_reindex)
 
     synth = commands.add_parser("synth", help="write a synthetic NHS population as FHIR")
     synth.add_argument("--patients", type=int, required=True)

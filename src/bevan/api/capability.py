@@ -7,7 +7,7 @@ from typing import Any
 
 from bevan import __version__
 from bevan.fhir.resource_types import RESOURCE_TYPES
-from bevan.fhir.search_parameters import indexed_parameters
+from bevan.fhir.search_parameters import search_parameters
 
 _TYPE_INTERACTIONS = (
     "read",
@@ -29,7 +29,11 @@ def _resources() -> list[dict[str, Any]]:
         params = [
             {"name": "_id", "type": "token"},
             {"name": "_lastUpdated", "type": "date"},
-        ] + [{"name": p.code, "type": p.type} for p in indexed_parameters(resource_type)]
+        ] + [
+            {"name": code, "type": p.type}
+            for code, p in sorted(search_parameters(resource_type).items())
+            if p.compiled
+        ]
         out.append(
             {
                 "type": resource_type,

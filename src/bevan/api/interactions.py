@@ -14,7 +14,8 @@ from bevan.fhir.bundles import bundle, entry_for
 from bevan.fhir.errors import InvalidRequest, Issue, NotFound, UnsupportedMediaType
 from bevan.fhir.outcome import information, operation_outcome
 from bevan.fhir.resource_types import RESOURCE_TYPES
-from bevan.fhir.search import DEFAULT_COUNT, MAX_COUNT, parse_search
+from bevan.fhir.search import DEFAULT_COUNT, MAX_COUNT, SearchQuery, parse_search
+from bevan.fhir.subsetting import select_elements, summarise
 from bevan.fhir.validation import check_resource_type
 from bevan.records.bundles import parse_etag, process_bundle
 from bevan.records.service import WriteResult
@@ -140,7 +141,32 @@ def conditional_delete(fhir: FhirRequest) -> Response:
 
 
 def search(fhir: FhirRequest) -> Response:
+    """GET /Type?..., POST /Type/_search."""
     resource_type = _type(fhir)
+    query = parse_search(
+        resource_type, _search_pairs(fhir), strict=fhir.prefer.strict, base_url=fhir.base_url
+    )
+    return _searchset(fhir, query, f"{fhir.base_url}/{resource_type}")
+
+
+def compartment_search(fhir: FhirRequest) -> Response:
+    """GET /Patient/123/Observation?...: a search inside one compartment."""
+    compartment = _type(fhir)
+    id = fhir.path("id")
+    resource_type = fhir.path("target")
+    if resource_type not in RESOURCE_TYPES:
+        raise NotFound(Issue(f"{resource_type!r} is not an R4 resource type", code="not-supported"))
+    fhir.records.read(compartment, id)  # 404 / 410 for a compartment that is not there
+    criterion = fhir.records.compartment_criterion(compartment, id, resource_type)
+    query = parse_search(
+        resource_type, _search_pairs(fhir), strict=fhir.prefer.strict, base_url=fhir.base_url
+    )
+    return _searchset(
+        fhir, query.with_criteria(criterion), f"{fhir.base_url}/{compartment}/{id}/{resource_type}"
+    )
+
+
+def _search_pairs(fhir: FhirRequest) -> list[tuple[str, str]]:
     pairs = list(fhir.request.query_params.multi_items())
     if fhir.request.method == "POST":
         media = fhir.request.headers.get("content-type", "").split(";")[0].strip()
@@ -149,19 +175,29 @@ def search(fhir: FhirRequest) -> Response:
                 "POST _search takes application/x-www-form-urlencoded parameters"
             )
         pairs += parse_qsl(fhir.body.decode("utf-8", "replace"), keep_blank_values=True)
-    query = parse_search(resource_type, pairs, strict=fhir.prefer.strict)
+    return pairs
+
+
+def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
     page = fhir.records.search(query)
-    base = f"{fhir.base_url}/{resource_type}"
     self_link = f"{base}?{urlencode(query.applied)}" if query.applied else base
     links = [("self", self_link)]
     if page.next_cursor is not None:
         links.append(
-            ("next", f"{base}?{urlencode([*query.applied, ('_cursor', page.next_cursor)])}")
+            (
+                "next",
+                f"{base}?{urlencode([*query.applied, ('_cursor', page.next_cursor.encode())])}",
+            )
         )
-    entries = [
-        entry_for(f"{fhir.base_url}/{v.resource_type}/{v.id}", v.content, search={"mode": "match"})
-        for v in page.versions
-    ]
+    if page.previous_cursor is not None:
+        links.append(
+            (
+                "previous",
+                f"{base}?{urlencode([*query.applied, ('_cursor', page.previous_cursor.encode())])}",
+            )
+        )
+    entries = [_search_entry(fhir, query, v, "match") for v in page.matches]
+    entries += [_search_entry(fhir, query, v, "include") for v in page.included]
     if query.unknown:
         ignored = ", ".join(query.unknown)
         outcome = operation_outcome(
@@ -169,13 +205,76 @@ def search(fhir: FhirRequest) -> Response:
                 f"these search parameters are not supported and were ignored: {ignored}",
                 code="not-supported",
                 severity="warning",
-                expression=tuple(f"{resource_type}?{n}" for n in query.unknown),
+                expression=tuple(f"{query.resource_type}?{n}" for n in query.unknown),
             )
         )
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
     return fhir_json(
         bundle("searchset", entries, total=page.total, links=links), pretty=fhir.pretty
     )
+
+
+def _search_entry(
+    fhir: FhirRequest, query: SearchQuery, stored: StoredVersion, mode: str
+) -> dict[str, Any]:
+    entry = entry_for(
+        f"{fhir.base_url}/{stored.resource_type}/{stored.id}", stored.content, search={"mode": mode}
+    )
+    if query.elements and mode == "match":
+        entry["resource"] = select_elements(entry["resource"], query.elements)
+    elif query.summary:
+        entry["resource"] = summarise(entry["resource"], query.summary)
+    return entry
+
+
+def everything(fhir: FhirRequest) -> Response:
+    """GET /Patient/123/$everything: the patient's record, paged (_since, _type, _count)."""
+    params = fhir.request.query_params
+    types = tuple(t for t in params.get("_type", "").split(",") if t)
+    unknown = [t for t in types if t not in RESOURCE_TYPES]
+    if unknown:
+        raise InvalidRequest(
+            Issue(
+                f"_type names unknown resource types: {', '.join(unknown)}", expression=("_type",)
+            )
+        )
+    count = _count(params.get("_count", "100"))
+    page = fhir.records.everything(
+        fhir.path("id"),
+        since=params.get("_since"),
+        types=types,
+        count=count,
+        cursor=params.get("_cursor"),
+    )
+    path = f"{fhir.base_url}/Patient/{fhir.path('id')}/$everything"
+    applied = [(k, v) for k in ("_since", "_type", "_count") if (v := params.get(k))]
+    links = [("self", f"{path}?{urlencode(applied)}" if applied else path)]
+    if page.next_cursor is not None:
+        links.append(("next", f"{path}?{urlencode([*applied, ('_cursor', page.next_cursor)])}"))
+    entries = [
+        entry_for(f"{fhir.base_url}/{v.resource_type}/{v.id}", v.content, search={"mode": "match"})
+        for v in page.versions
+    ]
+    return fhir_json(
+        bundle("searchset", entries, total=page.total, links=links), pretty=fhir.pretty
+    )
+
+
+def everyone(fhir: FhirRequest) -> Response:
+    """GET /Patient/$everything: every patient, paged (each patient's record via its own $everything)."""
+    query = parse_search(
+        "Patient",
+        [(k, v) for k, v in fhir.request.query_params.multi_items() if k in ("_count", "_cursor")],
+    )
+    return _searchset(fhir, query, f"{fhir.base_url}/Patient/$everything")
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise InvalidRequest(
+            Issue(f"_count must be a whole number, not {text!r}", expression=("_count",))
+        )
+    return min(int(text), MAX_COUNT)
 
 
 def type_history(fhir: FhirRequest) -> Response:

@@ -1,73 +1,251 @@
-"""The search grammar: a URL query string -> a typed, frozen SearchQuery.
+"""The FHIR R4 search grammar: a query string -> a typed, frozen SearchQuery.
 
-Today this knows `_id`, `_lastUpdated`, and the token and reference parameters that are
-indexed (see search_parameters.INDEXED_CODES), plus `_count`, `_total` and paging.
-Anything else is reported as unknown: ignored and said so, or refused under
-`Prefer: handling=strict`.
+Every parameter type (number, date, string, token, reference, quantity, uri, composite),
+their modifiers and prefixes, chaining, reverse chaining (`_has`), and the result
+parameters (`_sort`, `_count`, `_total`, `_summary`, `_elements`, `_include`,
+`_revinclude`). Values are parsed here, once, into ranges and normalised forms; the
+store compiles the result to SQL for its dialect.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
 from urllib.parse import parse_qsl
 
-from bevan.fhir.dates import date_range
+from bevan.clinical.units import canonical_quantity
+from bevan.fhir.dates import date_range, format_instant
 from bevan.fhir.errors import InvalidRequest, Issue
 from bevan.fhir.references import parse_reference
 from bevan.fhir.resource_types import RESOURCE_TYPES
-from bevan.fhir.search_parameters import INDEXED_CODES, search_parameters
+from bevan.fhir.search_parameters import (
+    NOT_SUPPORTED,
+    SearchParameter,
+    normalise,
+    search_parameters,
+)
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
-RESULT_PARAMETERS = frozenset({"_count", "_total", "_cursor", "_format", "_pretty"})
+MAX_CHAIN = 4
+
+_MODIFIERS = {
+    "string": {"exact", "contains", "missing"},
+    "token": {"not", "text", "of-type", "missing"},
+    "reference": {"identifier", "missing"},
+    "date": {"missing"},
+    "number": {"missing"},
+    "quantity": {"missing"},
+    "uri": {"below", "above", "missing"},
+    "composite": {"missing"},
+    "special": {"missing"},
+}
+
+
+# --- criteria -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class TokenValue:
-    """One token to match: system None means any system; system "" means none."""
+    """A token to match: system None means any system; "" means no system."""
 
     code: str | None
     system: str | None = None
 
 
 @dataclass(frozen=True)
-class TokenCriterion:
+class TokenMatch:
     param: str
     values: tuple[TokenValue, ...]  # OR
+    modifier: str | None = None  # None | not | text
+
+
+@dataclass(frozen=True)
+class StringMatch:
+    param: str
+    values: tuple[str, ...]  # OR; normalised unless exact
+    modifier: str | None = None  # None | exact | contains
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A prefixed search value as a range [low, high) (instants or numbers) and the value."""
+
+    prefix: str
+    low: Any
+    high: Any
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class DateMatch:
+    param: str
+    bounds: tuple[Bound, ...]  # OR
+
+
+@dataclass(frozen=True)
+class NumberMatch:
+    param: str
+    bounds: tuple[Bound, ...]  # OR
+
+
+@dataclass(frozen=True)
+class QuantityValue:
+    bound: Bound
+    system: str | None = None
+    code: str | None = None
+    canonical: tuple[Bound, str] | None = None  # the bound in canonical units, and the unit
+
+
+@dataclass(frozen=True)
+class QuantityMatch:
+    param: str
+    values: tuple[QuantityValue, ...]  # OR
 
 
 @dataclass(frozen=True)
 class ReferenceValue:
-    id: str
-    resource_type: str | None = None  # None: any type the parameter allows
+    id: str | None = None  # a local id (with resource_type if known)
+    resource_type: str | None = None
+    url: str | None = None  # an external or canonical URL
+    identifier: tuple[str | None, str | None] | None = None  # for :identifier
 
 
 @dataclass(frozen=True)
-class ReferenceCriterion:
+class ReferenceMatch:
     param: str
     values: tuple[ReferenceValue, ...]  # OR
 
 
 @dataclass(frozen=True)
-class IdCriterion:
-    ids: tuple[str, ...]  # OR
+class UriMatch:
+    param: str
+    values: tuple[str, ...]
+    modifier: str | None = None  # None | below | above
 
 
 @dataclass(frozen=True)
-class DateComparison:
-    prefix: str
-    low: datetime
-    high: datetime
+class CompositeMatch:
+    param: str
+    alternatives: tuple[tuple[Criterion, ...], ...]  # OR of ANDed components (params code$i)
 
 
 @dataclass(frozen=True)
-class LastUpdatedCriterion:
-    comparisons: tuple[DateComparison, ...]  # OR
+class Missing:
+    param: str
+    table: str
+    missing: bool
 
 
-Criterion = TokenCriterion | ReferenceCriterion | IdCriterion | LastUpdatedCriterion
+@dataclass(frozen=True)
+class IdMatch:
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LastUpdatedMatch:
+    bounds: tuple[Bound, ...]
+
+
+@dataclass(frozen=True)
+class Chain:
+    """`param:Type.inner`: resources whose reference param points at a matching target."""
+
+    param: str
+    target_types: tuple[str, ...]
+    inner: Criterion
+
+
+@dataclass(frozen=True)
+class Has:
+    """`_has:Source:param:inner`: resources some matching Source points at through param."""
+
+    source_type: str
+    param: str
+    inner: Criterion
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Any of the criteria (a compartment's parameters)."""
+
+    criteria: tuple[Criterion, ...]
+
+
+Criterion = (
+    TokenMatch
+    | StringMatch
+    | DateMatch
+    | NumberMatch
+    | QuantityMatch
+    | ReferenceMatch
+    | UriMatch
+    | CompositeMatch
+    | Missing
+    | IdMatch
+    | LastUpdatedMatch
+    | Chain
+    | Has
+    | AnyOf
+)
+
+TABLE_OF_TYPE = {
+    "token": "token",
+    "string": "string",
+    "date": "date",
+    "number": "number",
+    "quantity": "quantity",
+    "reference": "reference",
+    "uri": "uri",
+    "special": "token",
+}
+
+
+@dataclass(frozen=True)
+class SortKey:
+    param: str  # _id, _lastUpdated or a parameter code
+    table: str | None  # None for _id / _lastUpdated
+    descending: bool = False
+
+
+@dataclass(frozen=True)
+class Include:
+    source_type: str
+    param: str | None  # None: every reference parameter (*)
+    target_type: str | None = None
+    iterate: bool = False
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page starts: after (or before) the row with these sort values and id."""
+
+    values: tuple[Any, ...]
+    id: str
+    before: bool = False
+
+    def encode(self) -> str:
+        raw = json.dumps([list(self.values), self.id, self.before], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            padded = text + "=" * (-len(text) % 4)
+            values, id, before = json.loads(base64.urlsafe_b64decode(padded))
+            return cls(tuple(values), str(id), bool(before))
+        except (ValueError, TypeError) as error:
+            raise InvalidRequest(
+                Issue(
+                    f"_cursor {text!r} is not a page of this search: {error}",
+                    expression=("_cursor",),
+                )
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -77,97 +255,336 @@ class SearchQuery:
     resource_type: str
     criteria: tuple[Criterion, ...] = ()
     count: int = DEFAULT_COUNT
-    total: str = "accurate"
-    cursor: str | None = None
-    applied: tuple[tuple[str, str], ...] = ()  # the parameters used, for the self link
+    total: str = "accurate"  # none | estimate | accurate
+    cursor: Cursor | None = None
+    sort: tuple[SortKey, ...] = ()
+    include: tuple[Include, ...] = ()
+    revinclude: tuple[Include, ...] = ()
+    summary: str | None = None  # true | text | data | count | false
+    elements: tuple[str, ...] = ()
+    applied: tuple[tuple[str, str], ...] = ()  # what was used, for the self link
     unknown: tuple[str, ...] = field(default=())
+
+    def with_criteria(self, *extra: Criterion) -> SearchQuery:
+        from dataclasses import replace
+
+        return replace(self, criteria=(*self.criteria, *extra))
+
+
+# --- parsing ----------------------------------------------------------------------------------
 
 
 def parse_search(
-    resource_type: str, query: str | list[tuple[str, str]], *, strict: bool = False
+    resource_type: str,
+    query: str | list[tuple[str, str]],
+    *,
+    strict: bool = False,
+    base_url: str | None = None,
 ) -> SearchQuery:
-    """Return the SearchQuery for a query string; raise InvalidRequest on a bad value."""
+    """Return the SearchQuery for a query; raise InvalidRequest naming a bad parameter."""
     if resource_type not in RESOURCE_TYPES:
         raise InvalidRequest(
             Issue(f"{resource_type!r} is not an R4 resource type", "not-supported")
         )
-    pairs = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else query
-    known = search_parameters(resource_type)
-    criteria: list[Criterion] = []
-    applied: list[tuple[str, str]] = []
-    unknown: list[str] = []
-    count, total, cursor = DEFAULT_COUNT, "accurate", None
+    pairs = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else list(query)
+    parser = _Parser(resource_type, strict, base_url)
     for name, value in pairs:
-        base, _, modifier = name.partition(":")
-        where = f"{resource_type}?{name}"
+        parser.add(name, value)
+    return parser.result()
+
+
+class _Parser:
+    def __init__(self, resource_type: str, strict: bool, base_url: str | None) -> None:
+        self.resource_type = resource_type
+        self.strict = strict
+        self.base_url = base_url.rstrip("/") + "/" if base_url else None
+        self.criteria: list[Criterion] = []
+        self.applied: list[tuple[str, str]] = []
+        self.unknown: list[str] = []
+        self.count = DEFAULT_COUNT
+        self.total = "accurate"
+        self.cursor: Cursor | None = None
+        self.sort: tuple[SortKey, ...] = ()
+        self.include: list[Include] = []
+        self.revinclude: list[Include] = []
+        self.summary: str | None = None
+        self.elements: tuple[str, ...] = ()
+
+    def result(self) -> SearchQuery:
+        if self.unknown and self.strict:
+            raise InvalidRequest(
+                *(
+                    Issue(
+                        f"search parameter {n!r} is not supported for {self.resource_type}",
+                        code="not-supported",
+                        expression=(f"{self.resource_type}?{n}",),
+                    )
+                    for n in self.unknown
+                )
+            )
+        return SearchQuery(
+            self.resource_type,
+            tuple(self.criteria),
+            self.count,
+            self.total,
+            self.cursor,
+            self.sort,
+            tuple(self.include),
+            tuple(self.revinclude),
+            self.summary,
+            self.elements,
+            tuple(self.applied),
+            tuple(self.unknown),
+        )
+
+    def where(self, name: str) -> tuple[str]:
+        return (f"{self.resource_type}?{name}",)
+
+    def add(self, name: str, value: str) -> None:
+        if name in ("_format", "_pretty", "_cursor"):
+            if name == "_cursor":
+                self.cursor = Cursor.decode(value)
+            return
+        result = self._result_parameter(name, value)
+        if result:
+            self.applied.append((name, value))
+            return
+        try:
+            criterion = parse_criterion(self.resource_type, name, value, self.base_url)
+        except UnknownParameter:
+            self.unknown.append(name)
+            return
+        except InvalidRequest as error:
+            raise InvalidRequest(
+                *(i if i.expression else _placed(i, self.where(name)) for i in error.issues)
+            ) from None
+        self.criteria.append(criterion)
+        self.applied.append((name, value))
+
+    def _result_parameter(self, name: str, value: str) -> bool:
         if name == "_count":
-            count = _parse_count(value)
-            applied.append((name, value))
+            if not value.isdigit():
+                raise InvalidRequest(
+                    Issue(f"_count must be a whole number, not {value!r}", expression=("_count",))
+                )
+            self.count = min(int(value), MAX_COUNT)
         elif name == "_total":
             if value not in ("none", "estimate", "accurate"):
                 raise InvalidRequest(
                     Issue(
                         f"_total must be none, estimate or accurate, not {value!r}",
-                        expression=(where,),
+                        expression=("_total",),
                     )
                 )
-            total = value
-            applied.append((name, value))
-        elif name == "_cursor":
-            cursor = value
-        elif name in ("_format", "_pretty"):
-            continue
-        elif name == "_id" and not modifier:
-            criteria.append(IdCriterion(tuple(v for v in value.split(",") if v)))
-            applied.append((name, value))
-        elif name == "_lastUpdated" and not modifier:
-            criteria.append(_last_updated(value, where))
-            applied.append((name, value))
-        elif (
-            base in known
-            and base in INDEXED_CODES
-            and not modifier
-            or (
-                base in known
-                and known[base].type == "reference"
-                and base in INDEXED_CODES
-                and modifier in RESOURCE_TYPES
+            self.total = value
+        elif name == "_sort":
+            self.sort = tuple(
+                _sort_key(self.resource_type, item) for item in value.split(",") if item
             )
-        ):
-            param = known[base]
-            if param.type == "token":
-                criteria.append(TokenCriterion(base, tuple(_token(v) for v in _split(value))))
-            else:
-                criteria.append(
-                    ReferenceCriterion(
-                        base, tuple(_reference(v, modifier or None, where) for v in _split(value))
+        elif name in ("_include", "_include:iterate", "_include:recurse"):
+            self.include.append(
+                _include(self.resource_type, value, name != "_include", reverse=False)
+            )
+        elif name in ("_revinclude", "_revinclude:iterate", "_revinclude:recurse"):
+            self.revinclude.append(
+                _include(self.resource_type, value, name != "_revinclude", reverse=True)
+            )
+        elif name == "_summary":
+            if value not in ("true", "text", "data", "count", "false"):
+                raise InvalidRequest(
+                    Issue(
+                        f"_summary must be true, text, data, count or false, not {value!r}",
+                        expression=("_summary",),
                     )
                 )
-            applied.append((name, value))
+            self.summary = value
+        elif name == "_elements":
+            self.elements = tuple(e.strip() for e in value.split(",") if e.strip())
         else:
-            unknown.append(name)
-    if unknown and strict:
-        raise InvalidRequest(
-            *(
+            return False
+        return True
+
+
+def _placed(issue: Issue, expression: tuple[str]) -> Issue:
+    return Issue(issue.diagnostics, issue.code, issue.severity, expression)
+
+
+class UnknownParameter(Exception):
+    """The parameter is not one this resource type has (or we support)."""
+
+
+def parse_criterion(
+    resource_type: str, name: str, value: str, base_url: str | None = None
+) -> Criterion:
+    """Return the criterion for one `name=value` pair of a search on resource_type."""
+    if name.startswith("_has:"):
+        return _has(resource_type, name, value, base_url)
+    head, dot, rest = name.partition(".")
+    code, _, modifier = head.partition(":")
+    if dot:
+        return _chain(resource_type, code, modifier, rest, value, base_url)
+    if code == "_id":
+        if modifier:
+            raise InvalidRequest(
+                Issue(f"_id takes no modifier ({modifier!r})", code="not-supported")
+            )
+        return IdMatch(tuple(_split(value)))
+    if code == "_lastUpdated":
+        if modifier == "missing":
+            raise UnknownParameter(name)
+        return LastUpdatedMatch(tuple(_date_bound(v) for v in _split(value)))
+    if code in NOT_SUPPORTED:
+        raise UnknownParameter(name)
+    param = search_parameters(resource_type).get(code)
+    if param is None or not param.compiled:
+        raise UnknownParameter(name)
+    return _criterion(param, modifier, value, base_url)
+
+
+def _criterion(
+    param: SearchParameter, modifier: str, value: str, base_url: str | None
+) -> Criterion:
+    kind = param.type
+    if modifier and modifier not in _MODIFIERS.get(kind, set()):
+        if kind == "reference" and modifier in RESOURCE_TYPES:
+            pass  # subject:Patient=123
+        else:
+            raise InvalidRequest(
                 Issue(
-                    f"search parameter {n!r} is not supported for {resource_type}",
-                    code="not-supported",
-                    expression=(f"{resource_type}?{n}",),
+                    f"the modifier :{modifier} is not supported on {kind} parameter {param.code!r}",
+                    "not-supported",
                 )
-                for n in unknown
+            )
+    if modifier == "missing":
+        if value not in ("true", "false"):
+            raise InvalidRequest(Issue(f":missing takes true or false, not {value!r}"))
+        stored = f"{param.code}$0" if kind == "composite" else param.code
+        return Missing(stored, TABLE_OF_TYPE.get(kind, _component_table(param)), value == "true")
+    values = _split(value)
+    if not values:
+        raise InvalidRequest(Issue(f"{param.code!r} needs a value"))
+    if kind in ("token", "special"):
+        if modifier == "of-type":
+            return TokenMatch(f"{param.code}:of-type", tuple(_of_type(v) for v in values))
+        if modifier == "text":
+            return TokenMatch(param.code, tuple(TokenValue(normalise(v)) for v in values), "text")
+        return TokenMatch(param.code, tuple(_token(v) for v in values), modifier or None)
+    if kind == "string":
+        if modifier == "exact":
+            return StringMatch(param.code, tuple(values), "exact")
+        return StringMatch(param.code, tuple(normalise(v) for v in values), modifier or None)
+    if kind == "date":
+        return DateMatch(param.code, tuple(_date_bound(v) for v in values))
+    if kind == "number":
+        return NumberMatch(param.code, tuple(_number_bound(v) for v in values))
+    if kind == "quantity":
+        return QuantityMatch(param.code, tuple(_quantity(v) for v in values))
+    if kind == "reference":
+        type_modifier = modifier if modifier in RESOURCE_TYPES else None
+        if modifier == "identifier":
+            return ReferenceMatch(
+                param.code, tuple(ReferenceValue(identifier=_identifier(v)) for v in values)
+            )
+        return ReferenceMatch(
+            param.code, tuple(_reference(v, type_modifier, param, base_url) for v in values)
+        )
+    if kind == "uri":
+        return UriMatch(param.code, tuple(values), modifier or None)
+    if kind == "composite":
+        return CompositeMatch(param.code, tuple(_composite(param, v, base_url) for v in values))
+    raise UnknownParameter(param.code)
+
+
+def _component_table(param: SearchParameter) -> str:
+    return TABLE_OF_TYPE[param.components[0].type] if param.components else "token"
+
+
+def _composite(param: SearchParameter, value: str, base_url: str | None) -> tuple[Criterion, ...]:
+    parts = value.split("$")
+    if len(parts) != len(param.components):
+        raise InvalidRequest(
+            Issue(
+                f"{param.code!r} takes {len(param.components)} values joined by '$', got {value!r}"
             )
         )
-    return SearchQuery(
-        resource_type, tuple(criteria), count, total, cursor, tuple(applied), tuple(unknown)
+    out: list[Criterion] = []
+    for index, (component, part) in enumerate(zip(param.components, parts, strict=True)):
+        stand_in = SearchParameter(f"{param.code}${index}", component.type, param.resource_type)
+        out.append(_criterion(stand_in, "", part.replace(",", "\\,"), base_url))
+    return tuple(out)
+
+
+def _chain(
+    resource_type: str,
+    code: str,
+    type_modifier: str,
+    rest: str,
+    value: str,
+    base_url: str | None,
+    depth: int = 1,
+) -> Criterion:
+    param = search_parameters(resource_type).get(code)
+    if param is None or param.type != "reference":
+        raise InvalidRequest(
+            Issue(
+                f"{code!r} is not a reference parameter of {resource_type}, so it cannot be chained",
+                "not-supported",
+            )
+        )
+    if depth > MAX_CHAIN:
+        raise InvalidRequest(Issue(f"chains may be at most {MAX_CHAIN} links long", "too-costly"))
+    if type_modifier:
+        if type_modifier not in RESOURCE_TYPES:
+            raise InvalidRequest(
+                Issue(f"{type_modifier!r} is not a resource type", "not-supported")
+            )
+        targets: tuple[str, ...] = (type_modifier,)
+    else:
+        targets = param.targets or tuple(sorted(RESOURCE_TYPES))
+    inner_head = rest.partition(".")[0].partition(":")[0]
+    usable = tuple(
+        t
+        for t in targets
+        if inner_head in ("_id", "_lastUpdated") or inner_head in search_parameters(t)
     )
+    if not usable:
+        raise InvalidRequest(
+            Issue(
+                f"none of {', '.join(targets)} has a search parameter {inner_head!r} to chain to",
+                "not-supported",
+            )
+        )
+    inners = tuple(parse_criterion(t, rest, value, base_url) for t in usable)
+    if len(usable) == 1:
+        return Chain(code, usable, inners[0])
+    return AnyOf(tuple(Chain(code, (t,), inner) for t, inner in zip(usable, inners, strict=True)))
+
+
+def _has(resource_type: str, name: str, value: str, base_url: str | None) -> Criterion:
+    parts = name.split(":", 3)
+    if len(parts) != 4 or not parts[3]:
+        raise InvalidRequest(
+            Issue(f"{name!r} must read _has:Type:reference-parameter:search-parameter")
+        )
+    _, source_type, param_code, inner_name = parts
+    if source_type not in RESOURCE_TYPES:
+        raise InvalidRequest(
+            Issue(f"{source_type!r} in {name!r} is not a resource type", "not-supported")
+        )
+    param = search_parameters(source_type).get(param_code)
+    if param is None or param.type != "reference":
+        raise InvalidRequest(
+            Issue(f"{param_code!r} is not a reference parameter of {source_type}", "not-supported")
+        )
+    return Has(source_type, param_code, parse_criterion(source_type, inner_name, value, base_url))
 
 
 def _split(value: str) -> list[str]:
-    # Commas separate OR values; a backslash escapes a literal comma.
+    """Split OR values on commas; a backslash escapes a comma, '$', '|' or backslash."""
     parts, current, escaped = [], "", False
     for char in value:
         if escaped:
-            current += char
+            current += char if char in ",$|\\" else "\\" + char
             escaped = False
         elif char == "\\":
             escaped = True
@@ -177,15 +594,7 @@ def _split(value: str) -> list[str]:
         else:
             current += char
     parts.append(current)
-    return [p for p in parts if p]
-
-
-def _parse_count(value: str) -> int:
-    if not value.isdigit():
-        raise InvalidRequest(
-            Issue(f"_count must be a whole number, not {value!r}", expression=("_count",))
-        )
-    return min(int(value), MAX_COUNT)
+    return [p for p in parts if p != ""]
 
 
 def _token(value: str) -> TokenValue:
@@ -195,23 +604,138 @@ def _token(value: str) -> TokenValue:
     return TokenValue(code=code or None, system=system)
 
 
-def _reference(value: str, type_modifier: str | None, where: str) -> ReferenceValue:
-    literal = parse_reference(value)
-    if literal is not None:
+def _of_type(value: str) -> TokenValue:
+    parts = value.split("|")
+    if len(parts) != 3 or not all(parts):
+        raise InvalidRequest(Issue(f":of-type takes type-system|type-code|value, not {value!r}"))
+    return TokenValue(code=f"{parts[1]}|{parts[2]}", system=parts[0])
+
+
+def _identifier(value: str) -> tuple[str | None, str | None]:
+    if "|" not in value:
+        return None, value
+    system, _, code = value.partition("|")
+    return system or None, code or None
+
+
+def _reference(
+    value: str, type_modifier: str | None, param: SearchParameter, base_url: str | None
+) -> ReferenceValue:
+    text = value
+    if base_url and text.startswith(base_url):
+        text = text[len(base_url) :]
+    literal = parse_reference(text)
+    if literal is not None and literal.base is None:
         if type_modifier and literal.resource_type != type_modifier:
-            raise InvalidRequest(Issue(f"{value!r} is not a {type_modifier}", expression=(where,)))
-        return ReferenceValue(literal.id, literal.resource_type)
-    return ReferenceValue(value, type_modifier)
+            raise InvalidRequest(Issue(f"{value!r} is not a {type_modifier}"))
+        return ReferenceValue(id=literal.id, resource_type=literal.resource_type)
+    if "://" in text or text.startswith("urn:"):
+        return ReferenceValue(url=text)
+    if "/" in text:
+        raise InvalidRequest(
+            Issue(f"{value!r} is not a reference: use an id, Type/id or an absolute URL")
+        )
+    return ReferenceValue(id=text, resource_type=type_modifier)
 
 
-def _last_updated(value: str, where: str) -> LastUpdatedCriterion:
-    comparisons = []
-    for item in _split(value):
-        prefix = item[:2] if item[:2] in PREFIXES else "eq"
-        text = item[2:] if item[:2] in PREFIXES else item
-        try:
-            low, high = date_range(text)
-        except ValueError as error:
-            raise InvalidRequest(Issue(str(error), expression=(where,))) from None
-        comparisons.append(DateComparison(prefix, low, high))
-    return LastUpdatedCriterion(tuple(comparisons))
+def _split_prefix(value: str) -> tuple[str, str]:
+    if value[:2] in PREFIXES and len(value) > 2 and not value[2:3].isalpha():
+        return value[:2], value[2:]
+    return "eq", value
+
+
+def _date_bound(value: str) -> Bound:
+    prefix, text = _split_prefix(value)
+    try:
+        low, high = date_range(text)
+    except ValueError as error:
+        raise InvalidRequest(Issue(str(error))) from None
+    if prefix == "ap":  # approximately: widen by a tenth of the gap to now
+        gap = abs((datetime.now(UTC) - low).total_seconds()) * 0.1
+        from datetime import timedelta
+
+        low, high = low - timedelta(seconds=gap), high + timedelta(seconds=gap)
+    return Bound(prefix, format_instant(low), format_instant(high))
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise InvalidRequest(Issue(f"{text!r} is not a number")) from None
+    if not number.is_finite():
+        raise InvalidRequest(Issue(f"{text!r} is not a finite number"))
+    return number
+
+
+def _number_bound(value: str) -> Bound:
+    prefix, text = _split_prefix(value)
+    number = _decimal(text)
+    # The precision of the value sets the range: 100 means [99.5, 100.5).
+    exponent = number.as_tuple().exponent
+    half = Decimal(5).scaleb(int(exponent) - 1) if isinstance(exponent, int) else Decimal(0)
+    if prefix == "ap":
+        half = max(half, abs(number) * Decimal("0.1"))
+    return Bound(prefix, float(number - half), float(number + half), float(number))
+
+
+def _quantity(value: str) -> QuantityValue:
+    parts = value.split("|")
+    if len(parts) not in (1, 3):
+        raise InvalidRequest(Issue(f"a quantity reads [prefix]value[|system|code], not {value!r}"))
+    bound = _number_bound(parts[0])
+    system = parts[1] or None if len(parts) == 3 else None
+    code = parts[2] or None if len(parts) == 3 else None
+    canonical = None
+    if code is not None:
+        low = canonical_quantity(bound.low, system, code)
+        high = canonical_quantity(bound.high, system, code)
+        point = canonical_quantity(bound.value, system, code)
+        if low and high and point:
+            canonical = (Bound(bound.prefix, low[0], high[0], point[0]), low[1])
+    return QuantityValue(bound, system, code, canonical)
+
+
+def _sort_key(resource_type: str, item: str) -> SortKey:
+    descending = item.startswith("-")
+    code = item.lstrip("-")
+    if code in ("_id", "_lastUpdated"):
+        return SortKey(code, None, descending)
+    param = search_parameters(resource_type).get(code)
+    if param is None or not param.compiled or param.type not in TABLE_OF_TYPE:
+        raise InvalidRequest(
+            Issue(
+                f"cannot sort {resource_type} by {code!r}: not a sortable parameter",
+                "not-supported",
+                expression=("_sort",),
+            )
+        )
+    return SortKey(code, TABLE_OF_TYPE[param.type], descending)
+
+
+def _include(resource_type: str, value: str, iterate: bool, *, reverse: bool) -> Include:
+    name = "_revinclude" if reverse else "_include"
+    if value == "*":
+        return Include(resource_type, None, None, iterate)
+    parts = value.split(":")
+    if len(parts) not in (2, 3):
+        raise InvalidRequest(
+            Issue(f"{name} reads Type:parameter[:targetType], not {value!r}", expression=(name,))
+        )
+    source, code = parts[0], parts[1]
+    target = parts[2] if len(parts) == 3 else None
+    if source not in RESOURCE_TYPES or (target is not None and target not in RESOURCE_TYPES):
+        raise InvalidRequest(
+            Issue(f"{name}={value!r} names an unknown resource type", expression=(name,))
+        )
+    if not reverse and source != resource_type and not iterate:
+        raise InvalidRequest(
+            Issue(f"_include={value!r} must start with {resource_type}", expression=(name,))
+        )
+    if code != "*":
+        param = search_parameters(source).get(code)
+        if param is None or param.type != "reference":
+            raise InvalidRequest(
+                Issue(f"{code!r} is not a reference parameter of {source}", expression=(name,))
+            )
+    return Include(source, None if code == "*" else code, target, iterate)

@@ -1,168 +1,383 @@
-"""The official R4 SearchParameters (generated table) and fast extractors for them.
+"""Every official R4 SearchParameter, compiled, and the index rows it gives a resource.
 
-Expressions are compiled once into small path walkers for the common shapes
-(`Type.a.b`, unions with `|`, `.where(resolve() is Type)`), so no FHIRPath engine runs
-on the write path.
+The table of parameters is generated from ../shared/fhir-r4 (scripts/generate_fhir_data.py);
+each expression is compiled once (fhir/paths.py) into JSON paths with known types, so the
+write path walks dictionaries instead of interpreting FHIRPath. Values become index rows
+in the shape of the store's tables, one kind per parameter type.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
 
+from bevan.clinical.units import canonical_quantity
+from bevan.fhir.dates import date_range, format_instant
+from bevan.fhir.paths import (
+    CompiledPath,
+    NotCompiled,
+    compile_part,
+    compile_relative,
+    evaluate,
+    split_union,
+)
 from bevan.fhir.references import parse_reference
+from bevan.fhir.resource_types import RESOURCE_TYPES
 
-# The parameters indexed at write time today; `_id` and `_lastUpdated` live on the
-# resource row itself.
-INDEXED_CODES = frozenset({"identifier", "subject", "patient"})
+# _id and _lastUpdated are columns of the resource row, not index rows.
+RESOURCE_COLUMNS = frozenset({"_id", "_lastUpdated"})
+NOT_SUPPORTED = frozenset({"_text", "_content", "_query", "_filter", "_list", "_type"})
+
+LOWEST_INSTANT = "0001-01-01T00:00:00.000Z"
+HIGHEST_INSTANT = "9999-12-31T23:59:59.999Z"
 
 
 @dataclass(frozen=True)
-class PathExpression:
-    """A compiled `Type.a.b[.where(resolve() is T)]` expression."""
+class Component:
+    """One part of a composite parameter: the parameter it follows and its relative paths."""
 
-    steps: tuple[str, ...]
-    target_type: str | None = None
+    type: str
+    paths: tuple[CompiledPath, ...]
 
 
 @dataclass(frozen=True)
 class SearchParameter:
     code: str
-    type: str
+    type: str  # number date string token reference composite quantity uri special
     resource_type: str
-    paths: tuple[PathExpression, ...]
+    paths: tuple[CompiledPath, ...] = ()
     targets: tuple[str, ...] = ()
-
-
-_WHERE_RESOLVE = re.compile(r"^(?P<path>[\w.]+)\.where\(resolve\(\) is (?P<type>\w+)\)$")
-_PLAIN = re.compile(r"^[\w.]+$")
-
-
-def compile_expression(expression: str, resource_type: str) -> tuple[PathExpression, ...]:
-    """Return the path expressions of `expression` that apply to resource_type.
-
-    Shapes this compiler does not know are left out (the search issue widens it).
-    """
-    out = []
-    for part in expression.split("|"):
-        part = part.strip()
-        if part.startswith("(") and part.endswith(")"):
-            part = part[1:-1].strip()
-        target = None
-        match = _WHERE_RESOLVE.match(part)
-        if match:
-            part, target = match["path"], match["type"]
-        if not _PLAIN.match(part):
-            continue
-        head, _, rest = part.partition(".")
-        if head != resource_type or not rest:
-            continue
-        out.append(PathExpression(tuple(rest.split(".")), target))
-    return tuple(out)
+    components: tuple[Component, ...] = ()
+    special: Callable[[dict[str, Any]], list[Any]] | None = None
+    compiled: bool = True  # False: the expression is outside the compiled subset
 
 
 @cache
-def _all_rows() -> list[dict[str, Any]]:
+def _rows() -> list[dict[str, Any]]:
     text = resources.files("bevan.fhir").joinpath("data/search_parameters.json").read_text()
     rows: list[dict[str, Any]] = json.loads(text)
     return rows
 
 
 @cache
-def search_parameters(resource_type: str) -> dict[str, SearchParameter]:
-    """Return every search parameter of resource_type whose expression we can compile."""
-    found: dict[str, SearchParameter] = {}
-    for row in _all_rows():
-        if resource_type not in row["base"] or not row.get("expression"):
-            continue
-        paths = compile_expression(row["expression"], resource_type)
-        if paths:
-            found[row["code"]] = SearchParameter(
-                row["code"], row["type"], resource_type, paths, tuple(row.get("target", ()))
-            )
-    return found
+def _by_url() -> dict[str, dict[str, Any]]:
+    return {row["url"]: row for row in _rows()}
+
+
+def _deceased(resource: dict[str, Any]) -> list[Any]:
+    # Patient.deceased.exists() and Patient.deceased != false
+    flag = resource.get("deceasedBoolean")
+    return [flag is True or "deceasedDateTime" in resource]
+
+
+_SPECIAL: dict[tuple[str, str], Callable[[dict[str, Any]], list[Any]]] = {
+    ("Patient", "deceased"): _deceased,
+}
 
 
 @cache
-def indexed_parameters(resource_type: str) -> tuple[SearchParameter, ...]:
-    """Return the parameters of resource_type whose index rows are written today."""
-    params = search_parameters(resource_type)
-    return tuple(p for code, p in sorted(params.items()) if code in INDEXED_CODES)
+def search_parameters(resource_type: str) -> dict[str, SearchParameter]:
+    """Return every search parameter of resource_type by code."""
+    if resource_type not in RESOURCE_TYPES:
+        return {}
+    found: dict[str, SearchParameter] = {}
+    for row in _rows():
+        bases = row["base"]
+        generic = "Resource" in bases or "DomainResource" in bases
+        if resource_type not in bases and not generic:
+            continue
+        code = row["code"]
+        if code in RESOURCE_COLUMNS or code in NOT_SUPPORTED or not row.get("expression"):
+            continue
+        expression = row["expression"]
+        if generic:
+            expression = expression.replace("Resource.", f"{resource_type}.")
+        found[code] = _compile(row, code, resource_type, expression)
+    return found
 
 
-def walk(node: Any, steps: tuple[str, ...]) -> Iterator[Any]:
-    """Yield every value at steps below node, flattening lists as FHIRPath does."""
-    if not steps:
-        if isinstance(node, list):
-            yield from node
-        else:
-            yield node
-        return
-    if isinstance(node, list):
-        for item in node:
-            yield from walk(item, steps)
-        return
-    if isinstance(node, dict):
-        child = node.get(steps[0])
-        if child is not None:
-            yield from walk(child, steps[1:])
+def _compile(
+    row: dict[str, Any], code: str, resource_type: str, expression: str
+) -> SearchParameter:
+    param_type = row["type"]
+    targets = tuple(row.get("target", ()))
+    special = _SPECIAL.get((resource_type, code))
+    if special is not None:
+        return SearchParameter(code, param_type, resource_type, special=special)
+    paths: list[CompiledPath] = []
+    try:
+        for part in split_union(expression):
+            compiled = compile_part(part, resource_type)
+            if compiled is not None:
+                paths.append(compiled)
+    except NotCompiled:
+        return SearchParameter(code, param_type, resource_type, targets=targets, compiled=False)
+    if param_type != "composite":
+        return SearchParameter(code, param_type, resource_type, tuple(paths), targets)
+    components = []
+    context_types = {step.keys[0][1] for path in paths for step in path.steps[-1:]} or {
+        resource_type
+    }
+    try:
+        for component in row.get("component", ()):
+            definition = _by_url().get(component["definition"])
+            if definition is None:
+                raise NotCompiled(component["definition"])
+            relative: list[CompiledPath] = []
+            for context in sorted(context_types):
+                relative.extend(compile_relative(component["expression"], context))
+            components.append(Component(definition["type"], tuple(relative)))
+    except NotCompiled:
+        return SearchParameter(code, param_type, resource_type, compiled=False)
+    return SearchParameter(
+        code, param_type, resource_type, tuple(paths), targets, tuple(components)
+    )
 
 
-@dataclass(frozen=True)
+# --- index rows ------------------------------------------------------------------------------
+
+
+@dataclass
 class IndexRows:
-    """The search index rows of one resource version."""
+    """The search index rows of one resource version, by table; each row starts with
+    the parameter code and ends with the composite group (0 outside composites)."""
 
-    tokens: tuple[tuple[str, str | None, str | None], ...] = ()
-    references: tuple[tuple[str, str | None, str], ...] = ()
+    token: list[tuple[Any, ...]] = field(default_factory=list)
+    string: list[tuple[Any, ...]] = field(default_factory=list)
+    date: list[tuple[Any, ...]] = field(default_factory=list)
+    number: list[tuple[Any, ...]] = field(default_factory=list)
+    quantity: list[tuple[Any, ...]] = field(default_factory=list)
+    reference: list[tuple[Any, ...]] = field(default_factory=list)
+    uri: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def tables(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+        for name in ("token", "string", "date", "number", "quantity", "reference", "uri"):
+            rows = getattr(self, name)
+            if rows:
+                yield name, list(dict.fromkeys(rows))
 
 
 def index_rows(resource: dict[str, Any]) -> IndexRows:
-    """Return the index rows for a resource, from its type's indexed parameters."""
-    tokens: list[tuple[str, str | None, str | None]] = []
-    references: list[tuple[str, str | None, str]] = []
-    for param in indexed_parameters(resource["resourceType"]):
+    """Return the index rows for resource from every compiled parameter of its type."""
+    rows = IndexRows()
+    group = 0
+    for param in search_parameters(resource["resourceType"]).values():
+        if not param.compiled:
+            continue
+        if param.special is not None:
+            for value in param.special(resource):
+                _add(rows, param.type, param.code, value, _primitive_type(value), 0)
+            continue
+        if param.type == "composite":
+            for path in param.paths:
+                for element, _ in _evaluate_root(resource, path):
+                    group += 1
+                    for index, component in enumerate(param.components):
+                        for relative in component.paths:
+                            for value, value_type in evaluate(element, relative.steps):
+                                _add(
+                                    rows,
+                                    component.type,
+                                    f"{param.code}${index}",
+                                    value,
+                                    value_type,
+                                    group,
+                                )
+            continue
         for path in param.paths:
-            for value in walk(resource, path.steps):
-                if param.type == "token":
-                    tokens.extend((param.code, s, c) for s, c in token_values(value))
-                elif param.type == "reference":
-                    ref = reference_value(value, path.target_type)
-                    if ref is not None:
-                        references.append((param.code, *ref))
-    return IndexRows(tuple(dict.fromkeys(tokens)), tuple(dict.fromkeys(references)))
+            for value, value_type in evaluate(resource, path.steps):
+                _add(rows, param.type, param.code, value, value_type, 0)
+    return rows
 
 
-def token_values(value: Any) -> Iterator[tuple[str | None, str | None]]:
-    """Yield (system, code) pairs for an Identifier, Coding, CodeableConcept or code."""
-    if isinstance(value, dict):
-        if "coding" in value:
-            for coding in value["coding"]:
-                yield coding.get("system"), coding.get("code")
-        elif "value" in value or "system" in value:  # Identifier or ContactPoint
-            yield value.get("system"), value.get("value")
-        elif "code" in value:
-            yield value.get("system"), value.get("code")
+def _evaluate_root(resource: dict[str, Any], path: CompiledPath) -> Iterator[tuple[Any, str]]:
+    if not path.steps:  # the composite's context is the resource itself
+        yield resource, path.root
+        return
+    yield from evaluate(resource, path.steps)
+
+
+def _primitive_type(value: Any) -> str:
+    return "boolean" if isinstance(value, bool) else "string"
+
+
+def _add(
+    rows: IndexRows, param_type: str, code: str, value: Any, value_type: str, group: int
+) -> None:
+    if param_type == "token":
+        rows.token.extend(
+            (code, s, c, t, group)
+            for s, c, t in token_values(value, value_type)
+            if c is not None or t is not None
+        )
+        if value_type == "Identifier" and isinstance(value, dict):
+            rows.token.extend(
+                (f"{code}:of-type", s, f"{c}|{value.get('value')}", None, group)
+                for s, c, _ in token_values(value.get("type"), "CodeableConcept")
+                if c is not None
+            )
+    elif param_type == "string":
+        rows.string.extend((code, normalise(v), v, group) for v in string_values(value, value_type))
+    elif param_type == "date":
+        span = date_span(value, value_type)
+        if span is not None:
+            rows.date.append((code, span[0], span[1], group))
+    elif param_type == "number":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            rows.number.append((code, float(value), group))
+    elif param_type == "quantity":
+        quantity = quantity_value(value)
+        if quantity is not None:
+            rows.quantity.append((code, *quantity, group))
+    elif param_type == "reference":
+        rows.reference.extend((code, *r, group) for r in reference_values(value, value_type))
+    elif param_type == "uri" and isinstance(value, str):
+        rows.uri.append((code, value, group))
+
+
+def token_values(
+    value: Any, value_type: str
+) -> Iterator[tuple[str | None, str | None, str | None]]:
+    """Yield (system, code, text) for a Coding, CodeableConcept, Identifier, ContactPoint,
+    code, boolean or other primitive."""
+    if isinstance(value, bool):
+        yield None, "true" if value else "false", None
     elif isinstance(value, str):
-        yield None, value
-    elif isinstance(value, bool):
-        yield None, "true" if value else "false"
+        yield None, value, None
+    elif isinstance(value, dict):
+        if value_type == "CodeableConcept" or "coding" in value:
+            text = value.get("text")
+            codings = value.get("coding") or []
+            for coding in codings:
+                yield coding.get("system"), coding.get("code"), _text(text or coding.get("display"))
+            if not codings and text:
+                yield None, None, _text(text)
+        elif value_type == "Identifier":
+            type_text = (value.get("type") or {}).get("text")
+            yield value.get("system"), value.get("value"), _text(type_text)
+        elif value_type == "ContactPoint":
+            yield value.get("system"), value.get("value"), None
+        elif value_type in ("Quantity", "Age", "Duration", "Count", "Distance", "SimpleQuantity"):
+            yield value.get("system"), value.get("code"), None
+        elif value_type == "Reference":
+            return
+        else:  # Coding
+            yield value.get("system"), value.get("code"), _text(value.get("display"))
 
 
-def reference_value(value: Any, required_type: str | None) -> tuple[str | None, str] | None:
-    """Return (type, id) for a literal Reference, (None, url) for an external one."""
-    if not isinstance(value, dict) or not isinstance(value.get("reference"), str):
-        return None
-    text = value["reference"]
-    literal = parse_reference(text)
-    if literal is not None and literal.base is None:
-        if required_type and literal.resource_type != required_type:
+def _text(text: Any) -> str | None:
+    return normalise(text) if isinstance(text, str) else None
+
+
+def normalise(text: str) -> str:
+    """Return text case-folded, without accents, with single spaces (string search)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(stripped.casefold().split())
+
+
+_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
+_ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
+
+
+def string_values(value: Any, value_type: str) -> Iterator[str]:
+    """Yield the strings a string parameter matches for a value of value_type."""
+    if isinstance(value, str):
+        yield value
+        return
+    if not isinstance(value, dict):
+        return
+    parts = (
+        _NAME_PARTS
+        if value_type == "HumanName"
+        else _ADDRESS_PARTS
+        if value_type == "Address"
+        else ("text",)
+    )
+    for part in parts:
+        item = value.get(part)
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, list):
+            yield from (i for i in item if isinstance(i, str))
+
+
+def date_span(value: Any, value_type: str) -> tuple[str, str] | None:
+    """Return [low, high) as sortable instants for a date, dateTime, instant, Period or Timing."""
+    try:
+        if isinstance(value, str):
+            low, high = date_range(value)
+            return format_instant(low), format_instant(high)
+        if not isinstance(value, dict):
             return None
-        return literal.resource_type, literal.id
-    if text.startswith("#") or required_type:
+        if value_type == "Period":
+            start = (
+                format_instant(date_range(value["start"])[0])
+                if "start" in value
+                else LOWEST_INSTANT
+            )
+            end = format_instant(date_range(value["end"])[1]) if "end" in value else HIGHEST_INSTANT
+            return start, end
+        if value_type == "Timing":
+            spans = [date_span(event, "dateTime") for event in value.get("event", [])]
+            bounds = (value.get("repeat") or {}).get("boundsPeriod")
+            if bounds:
+                spans.append(date_span(bounds, "Period"))
+            found = [s for s in spans if s is not None]
+            if found:
+                return min(s[0] for s in found), max(s[1] for s in found)
+    except (ValueError, KeyError):
         return None
-    return None, text
+    return None
+
+
+def quantity_value(
+    value: Any,
+) -> tuple[float, str | None, str | None, float | None, str | None] | None:
+    """Return (value, system, code, canonical value, canonical unit) for a Quantity."""
+    if not isinstance(value, dict) or not isinstance(value.get("value"), int | float):
+        return None
+    number = float(value["value"])
+    system = value.get("system")
+    code = value.get("code") or value.get("unit") or value.get("currency")
+    canonical = canonical_quantity(number, system, value.get("code"))
+    if canonical is None:
+        return number, system, code, None, None
+    return number, system, code, canonical[0], canonical[1]
+
+
+def reference_values(
+    value: Any, value_type: str
+) -> Iterator[tuple[str | None, str | None, str | None, str | None]]:
+    """Yield (target type, target id or URL, identifier system, identifier value)."""
+    if isinstance(value, str):  # canonical or uri
+        yield None, value, None, None
+        return
+    if not isinstance(value, dict):
+        return
+    text = value.get("reference")
+    identifier = value.get("identifier") if isinstance(value.get("identifier"), dict) else None
+    if isinstance(text, str) and not text.startswith("#"):
+        literal = parse_reference(text)
+        if literal is not None and literal.base is None:
+            yield literal.resource_type, literal.id, None, None
+        else:
+            yield None, text, None, None
+    if identifier is not None:
+        yield None, None, identifier.get("system"), identifier.get("value")
+
+
+@cache
+def compartment_parameters(compartment: str) -> dict[str, tuple[str, ...]]:
+    """Return {resource type: parameter codes} placing resources in compartment's compartments."""
+    text = resources.files("bevan.fhir").joinpath("data/compartments.json").read_text()
+    table: dict[str, dict[str, list[str]]] = json.loads(text)
+    return {
+        t: tuple(p for p in codes if p != "{def}")
+        for t, codes in table.get(compartment, {}).items()
+    }

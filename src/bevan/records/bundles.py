@@ -400,7 +400,7 @@ def _perform(
                 entry_for(
                     f"{base_url}/{v.resource_type}/{v.id}", v.content, search={"mode": "match"}
                 )
-                for v in page.versions
+                for v in page.matches
             ],
             total=page.total,
         )

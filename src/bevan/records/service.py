@@ -3,7 +3,7 @@ search, and their conditional forms. HTTP-free; api/ and the loader call these."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +24,16 @@ from bevan.fhir.errors import (
     PreconditionFailed,
 )
 from bevan.fhir.ids import is_valid_id, new_id
-from bevan.fhir.search import SearchQuery, parse_search
-from bevan.fhir.search_parameters import IndexRows, index_rows
+from bevan.fhir.search import (
+    AnyOf,
+    Criterion,
+    Cursor,
+    ReferenceMatch,
+    ReferenceValue,
+    SearchQuery,
+    parse_search,
+)
+from bevan.fhir.search_parameters import IndexRows, compartment_parameters, index_rows
 from bevan.fhir.validation import check_resource_type, validate_resource
 from bevan.store.records import (
     CurrentRow,
@@ -50,6 +58,22 @@ class WriteResult:
     @property
     def created(self) -> bool:
         return self.status == 201
+
+
+MAX_INCLUDE_ROUNDS = 4
+MAX_INCLUDED = 1000
+MAX_EVERYTHING = 10_000
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of a search: the matches, what they include, and where the pages go."""
+
+    matches: list[StoredVersion]
+    included: list[StoredVersion]
+    total: int | None
+    next_cursor: Cursor | None
+    previous_cursor: Cursor | None
 
 
 @dataclass(frozen=True)
@@ -161,20 +185,150 @@ class RecordService:
         next_cursor = str(versions[count - 1].seq) if len(versions) > count else None
         return Page(versions[:count], total, next_cursor)
 
-    def search(self, query: SearchQuery, session: ReadSession | None = None) -> Page:
-        """Return a page of current resources matching query, ordered by id."""
+    def search(self, query: SearchQuery, session: ReadSession | None = None) -> SearchPage:
+        """Return a page of current resources matching query, with what it includes."""
         if session is None:
             with self.reading() as session:
                 return self._search(query, session)
         return self._search(query, session)
 
-    def _search(self, query: SearchQuery, session: ReadSession) -> Page:
-        if query.count == 0:
-            return Page([], session.count(query), None)
-        found = session.search(query, limit=query.count + 1)
-        total = session.count(query) if query.total != "none" else None
-        next_cursor = found[query.count - 1].id if len(found) > query.count else None
-        return Page(found[: query.count], total, next_cursor)
+    def _search(self, query: SearchQuery, session: ReadSession) -> SearchPage:
+        total = session.count(query) if query.total != "none" or query.summary == "count" else None
+        if query.count == 0 or query.summary == "count":
+            return SearchPage([], [], total, None, None)
+        hits = session.search(query, limit=query.count + 1)
+        backwards = query.cursor is not None and query.cursor.before
+        more = len(hits) > query.count
+        if more:
+            hits = hits[1:] if backwards else hits[: query.count]
+        next_cursor = previous_cursor = None
+        if hits and (more and not backwards or backwards):
+            last = hits[-1]
+            next_cursor = Cursor(last.sort_values, last.id)
+        if hits and query.cursor is not None and (not backwards or more):
+            first = hits[0]
+            previous_cursor = Cursor(first.sort_values, first.id, before=True)
+        included = self._included(session, query, list(hits))
+        return SearchPage(list(hits), included, total, next_cursor, previous_cursor)
+
+    def _included(
+        self, session: ReadSession, query: SearchQuery, matches: list[StoredVersion]
+    ) -> list[StoredVersion]:
+        """Return the resources _include and _revinclude bring in (with :iterate)."""
+        if not query.include and not query.revinclude:
+            return []
+        seen = {(m.resource_type, m.id) for m in matches}
+        included: list[StoredVersion] = []
+        frontier = list(matches)
+        for round_number in range(MAX_INCLUDE_ROUNDS):
+            found: list[StoredVersion] = []
+            for spec in query.include:
+                if round_number > 0 and not spec.iterate:
+                    continue
+                ids = [v.id for v in frontier if v.resource_type == spec.source_type]
+                if ids:
+                    targets = session.references_from(
+                        spec.source_type, ids, spec.param, spec.target_type
+                    )
+                    found.extend(session.current_many(t for t in targets if t not in seen))
+            for spec in query.revinclude:
+                if round_number > 0 and not spec.iterate:
+                    continue
+                for target_type in {v.resource_type for v in frontier}:
+                    ids = [v.id for v in frontier if v.resource_type == target_type]
+                    found.extend(
+                        session.referencing(
+                            spec.source_type, spec.param, target_type, ids, MAX_INCLUDED
+                        )
+                    )
+            fresh = []
+            for version in found:
+                key = (version.resource_type, version.id)
+                if key not in seen:
+                    seen.add(key)
+                    fresh.append(version)
+            included.extend(fresh)
+            if not fresh or len(included) >= MAX_INCLUDED:
+                break
+            frontier = fresh
+        return included[:MAX_INCLUDED]
+
+    def compartment_criterion(self, compartment: str, id: str, resource_type: str) -> Criterion:
+        """Return the criterion putting resource_type in compartment/id (404 if none can be)."""
+        params = compartment_parameters(compartment).get(resource_type)
+        if not params:
+            raise NotFound(f"{resource_type} resources are not part of a {compartment} compartment")
+        return AnyOf(
+            tuple(
+                ReferenceMatch(p, (ReferenceValue(id=id, resource_type=compartment),))
+                for p in params
+            )
+        )
+
+    def everything(
+        self,
+        patient_id: str,
+        *,
+        since: str | None = None,
+        types: tuple[str, ...] = (),
+        count: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """Return a page of Patient/id, everything in its compartment, and what those reference."""
+        since_instant = self._since(since)
+        with self.reading() as session:
+            patient = self.read("Patient", patient_id, session)
+            members: dict[tuple[str, str], StoredVersion] = {("Patient", patient.id): patient}
+            for resource_type, params in sorted(compartment_parameters("Patient").items()):
+                if types and resource_type not in types:
+                    continue
+                for version in session.referencing(
+                    resource_type, None, "Patient", [patient_id], MAX_EVERYTHING
+                ):
+                    if self._in_compartment(session, version, params, patient_id):
+                        members[(version.resource_type, version.id)] = version
+            referenced: set[tuple[str, str]] = set()
+            by_type: dict[str, list[str]] = {}
+            for resource_type, id in members:
+                by_type.setdefault(resource_type, []).append(id)
+            for resource_type, ids in by_type.items():
+                referenced |= session.references_from(resource_type, ids, None, None)
+            for version in session.current_many(k for k in referenced if k not in members):
+                if not types or version.resource_type in types:
+                    members[(version.resource_type, version.id)] = version
+        ordered = sorted(
+            members.values(), key=lambda v: (v.resource_type != "Patient", v.resource_type, v.id)
+        )
+        if types and "Patient" not in types:
+            ordered = [v for v in ordered if v.resource_type != "Patient"]
+        if since_instant is not None:
+            ordered = [v for v in ordered if v.last_updated >= since_instant]
+        start = int(cursor) if cursor and cursor.isdigit() else 0
+        page = ordered[start : start + count]
+        next_cursor = str(start + count) if start + count < len(ordered) else None
+        return Page(page, len(ordered), next_cursor)
+
+    @staticmethod
+    def _in_compartment(
+        session: ReadSession, version: StoredVersion, params: tuple[str, ...], patient_id: str
+    ) -> bool:
+        targets = session.references_from(version.resource_type, [version.id], None, "Patient")
+        if ("Patient", patient_id) not in targets:
+            return False
+        for param in params:
+            if ("Patient", patient_id) in session.references_from(
+                version.resource_type, [version.id], param, "Patient"
+            ):
+                return True
+        return False
+
+    def _since(self, since: str | None) -> str | None:
+        if since is None:
+            return None
+        try:
+            return format_instant(date_range(since)[0])
+        except ValueError as error:
+            raise InvalidRequest(Issue(str(error), expression=("_since",))) from None
 
     # --- writes ---------------------------------------------------------------------
 
@@ -422,6 +576,24 @@ class RecordService:
         except StoreConflict as error:
             raise Conflict(str(error)) from None
         return StoredVersion(resource_type, id, version, last_updated, False, content, seq)
+
+
+def reindex(
+    service: RecordService, progress: Callable[[int], None] = lambda n: None, batch: int = 500
+) -> int:
+    """Rebuild every live resource's index rows from the current search parameters;
+    return how many were reindexed. Each batch is its own transaction."""
+    after, done = 0, 0
+    while True:
+        with service.writing() as session:
+            rows = session.live_resources(after, batch)
+            for rid, resource_type, content in rows:
+                session.replace_index_rows(rid, resource_type, index_rows(orjson.loads(content)))
+        if not rows:
+            return done
+        after = rows[-1][0]
+        done += len(rows)
+        progress(len(rows))
 
 
 def parse_json(body: bytes, where: str = "") -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +17,11 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
     bindparam,
     delete,
     func,
     insert,
     not_,
-    or_,
     select,
     text,
     update,
@@ -32,18 +30,19 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from bevan.fhir.dates import format_instant
 from bevan.fhir.search import (
-    Criterion,
-    IdCriterion,
-    LastUpdatedCriterion,
     SearchQuery,
-    TokenCriterion,
 )
 from bevan.fhir.search_parameters import IndexRows
 from bevan.store.engine import is_sqlite, make_engine
 from bevan.store.raw import RawCursor, compile_for
-from bevan.store.schema import index_reference, index_token, resource, resource_version
+from bevan.store.schema import (
+    INDEX_TABLES,
+    index_reference,
+    resource,
+    resource_version,
+)
+from bevan.store.search import SearchCompiler
 
 
 class StoreConflict(Exception):
@@ -61,6 +60,13 @@ class StoredVersion:
     deleted: bool
     content: str | None
     seq: int
+
+
+@dataclass(frozen=True)
+class SearchHit(StoredVersion):
+    """A stored version found by a search, with its sort values (for the next page)."""
+
+    sort_values: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,12 +108,31 @@ _UPDATE_RESOURCE = (
         deleted=bindparam("deleted"),
     )
 )
-_DELETE_TOKENS = delete(index_token).where(index_token.c.rid == bindparam("b_rid"))
-_DELETE_REFERENCES = delete(index_reference).where(index_reference.c.rid == bindparam("b_rid"))
-_INSERT_TOKEN = _insert(index_token, "rid", "resource_type", "param", "system", "code")
-_INSERT_REFERENCE = _insert(
-    index_reference, "rid", "resource_type", "param", "target_type", "target_id"
-)
+# Index table columns after rid and resource_type, in the order IndexRows gives them.
+INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
+    "token": ("param", "system", "code", "text", "grp"),
+    "string": ("param", "value", "exact", "grp"),
+    "date": ("param", "low", "high", "grp"),
+    "number": ("param", "value", "grp"),
+    "quantity": ("param", "value", "system", "code", "canonical_value", "canonical_unit", "grp"),
+    "reference": (
+        "param",
+        "target_type",
+        "target_id",
+        "identifier_system",
+        "identifier_value",
+        "grp",
+    ),
+    "uri": ("param", "value", "grp"),
+}
+_INSERT_INDEX = {
+    name: _insert(table, "rid", "resource_type", *INDEX_COLUMNS[name])
+    for name, table in INDEX_TABLES.items()
+}
+_DELETE_INDEX = {
+    name: delete(table).where(table.c.rid == bindparam("b_rid"))
+    for name, table in INDEX_TABLES.items()
+}
 
 
 _SELECT_CURRENT = (
@@ -127,16 +152,19 @@ class HotStatements:
         self.insert_version = compile_for(_INSERT_VERSION, dialect)
         self.insert_resource = compile_for(_INSERT_RESOURCE, dialect)
         self.update_resource = compile_for(_UPDATE_RESOURCE, dialect)
-        self.delete_tokens = compile_for(_DELETE_TOKENS, dialect)
-        self.delete_references = compile_for(_DELETE_REFERENCES, dialect)
-        self.insert_token = compile_for(_INSERT_TOKEN, dialect)
-        self.insert_reference = compile_for(_INSERT_REFERENCE, dialect)
+        self.insert_index = {n: compile_for(st, dialect) for n, st in _INSERT_INDEX.items()}
+        self.delete_index = {n: compile_for(st, dialect) for n, st in _DELETE_INDEX.items()}
         self.select_current = compile_for(_SELECT_CURRENT, dialect)
         self.select_row = compile_for(_SELECT_ROW, dialect)
         locking = dialect.name != "sqlite"  # SQLite's BEGIN IMMEDIATE already serialises writers
         self.select_row_for_update = compile_for(
             _SELECT_ROW.with_for_update() if locking else _SELECT_ROW, dialect
         )
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _stored(row: Any) -> StoredVersion:
@@ -154,10 +182,13 @@ def _stored(row: Any) -> StoredVersion:
 class ReadSession:
     """Reads inside one transaction (a consistent snapshot on both engines)."""
 
-    def __init__(self, connection: Connection, sqlite: bool, hot: HotStatements) -> None:
+    def __init__(
+        self, connection: Connection, sqlite: bool, hot: HotStatements, compiler: SearchCompiler
+    ) -> None:
         self.connection = connection
         self.sqlite = sqlite
         self.hot = hot
+        self.compiler = compiler
         self._raw: RawCursor | None = None
 
     def close(self) -> None:
@@ -227,33 +258,122 @@ class ReadSession:
         statement = select(func.count()).select_from(resource_version).where(*conditions)
         return int(self.connection.execute(statement).scalar_one())
 
-    def search(self, query: SearchQuery, limit: int | None = None) -> list[StoredVersion]:
-        """Return current, non-deleted resources matching query, ordered by id."""
-        conditions = _search_conditions(query)
+    def search(self, query: SearchQuery, limit: int) -> list[SearchHit]:
+        """Return up to limit current resources matching query, in page order from the cursor."""
+        compiler = self.compiler
+        keys = query.sort
+        columns = compiler.sort_columns(resource, keys)
+        reverse = query.cursor is not None and query.cursor.before
+        conditions = compiler.conditions(resource, query)
         if query.cursor is not None:
-            conditions.append(resource.c.id > query.cursor)
+            conditions.append(compiler.position(resource, keys, columns, query.cursor))
         statement = (
-            select(*_VERSION_COLUMNS)
+            select(*_VERSION_COLUMNS, *[c.label(f"sort{i}") for i, c in enumerate(columns)])
             .select_from(resource.join(resource_version, resource_version.c.seq == resource.c.seq))
             .where(*conditions)
-            .order_by(resource.c.id)
-            .limit(query.count if limit is None else limit)
+            .order_by(*compiler.order_by(resource, keys, columns, reverse))
+            .limit(limit)
         )
-        return [_stored(row) for row in self.connection.execute(statement)]
+        rows = list(self.connection.execute(statement))
+        if reverse:
+            rows.reverse()
+        found = []
+        for row in rows:
+            stored = _stored(row)
+            sort_values = tuple(row[len(_VERSION_COLUMNS) + i] for i in range(len(columns)))
+            found.append(SearchHit(**vars(stored), sort_values=sort_values))
+        return found
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
         """Return the ids of up to limit matches (for conditional operations)."""
         statement = (
             select(resource.c.id)
-            .where(*_search_conditions(query))
+            .where(*self.compiler.conditions(resource, query))
             .order_by(resource.c.id)
             .limit(limit)
         )
         return [row.id for row in self.connection.execute(statement)]
 
     def count(self, query: SearchQuery) -> int:
-        statement = select(func.count()).select_from(resource).where(*_search_conditions(query))
+        statement = (
+            select(func.count())
+            .select_from(resource)
+            .where(*self.compiler.conditions(resource, query))
+        )
         return int(self.connection.execute(statement).scalar_one())
+
+    def current_many(self, keys: Iterable[tuple[str, str]]) -> list[StoredVersion]:
+        """Return the live current versions of the given (type, id) pairs that exist."""
+        by_type: dict[str, set[str]] = {}
+        for resource_type, id in keys:
+            by_type.setdefault(resource_type, set()).add(id)
+        found: list[StoredVersion] = []
+        for resource_type, ids in sorted(by_type.items()):
+            for chunk in _chunks(sorted(ids), 500):
+                statement = (
+                    select(*_VERSION_COLUMNS)
+                    .select_from(
+                        resource.join(resource_version, resource_version.c.seq == resource.c.seq)
+                    )
+                    .where(
+                        resource.c.resource_type == resource_type,
+                        resource.c.id.in_(chunk),
+                        not_(resource.c.deleted),
+                    )
+                    .order_by(resource.c.id)
+                )
+                found.extend(_stored(row) for row in self.connection.execute(statement))
+        return found
+
+    def references_from(
+        self, resource_type: str, ids: Sequence[str], param: str | None, target_type: str | None
+    ) -> set[tuple[str, str]]:
+        """Return the (type, id) targets that resources of resource_type with ids reference
+        through param (every reference parameter if None)."""
+        found: set[tuple[str, str]] = set()
+        for chunk in _chunks(list(ids), 500):
+            statement = (
+                select(index_reference.c.target_type, index_reference.c.target_id)
+                .join(resource, resource.c.rid == index_reference.c.rid)
+                .where(
+                    resource.c.resource_type == resource_type,
+                    resource.c.id.in_(chunk),
+                    index_reference.c.target_type.is_not(None),
+                )
+            )
+            if param is not None:
+                statement = statement.where(index_reference.c.param == param)
+            if target_type is not None:
+                statement = statement.where(index_reference.c.target_type == target_type)
+            found.update((row[0], row[1]) for row in self.connection.execute(statement))
+        return found
+
+    def referencing(
+        self, source_type: str, param: str | None, target_type: str, ids: Sequence[str], limit: int
+    ) -> list[StoredVersion]:
+        """Return live resources of source_type that point at target_type/ids through param."""
+        found: list[StoredVersion] = []
+        for chunk in _chunks(list(ids), 500):
+            pointing = select(index_reference.c.rid).where(
+                index_reference.c.resource_type == source_type,
+                index_reference.c.target_type == target_type,
+                index_reference.c.target_id.in_(chunk),
+            )
+            if param is not None:
+                pointing = pointing.where(index_reference.c.param == param)
+            statement = (
+                select(*_VERSION_COLUMNS)
+                .select_from(
+                    resource.join(resource_version, resource_version.c.seq == resource.c.seq)
+                )
+                .where(resource.c.rid.in_(pointing), not_(resource.c.deleted))
+                .order_by(resource.c.resource_type, resource.c.id)
+                .limit(limit - len(found))
+            )
+            found.extend(_stored(row) for row in self.connection.execute(statement))
+            if len(found) >= limit:
+                break
+        return found
 
     def resource_counts(self) -> dict[str, int]:
         """Return how many current (not deleted) resources of each type are stored."""
@@ -263,6 +383,17 @@ class ReadSession:
             .group_by(resource.c.resource_type)
         )
         return {row[0]: int(row[1]) for row in self.connection.execute(statement)}
+
+    def live_resources(self, after_rid: int, limit: int) -> list[tuple[int, str, str]]:
+        """Return (rid, resource type, content) of live resources after rid, in rid order."""
+        statement = (
+            select(resource.c.rid, resource.c.resource_type, resource_version.c.content)
+            .select_from(resource.join(resource_version, resource_version.c.seq == resource.c.seq))
+            .where(resource.c.rid > after_rid, not_(resource.c.deleted))
+            .order_by(resource.c.rid)
+            .limit(limit)
+        )
+        return [(row[0], row[1], row[2]) for row in self.connection.execute(statement)]
 
     def last_seq(self) -> int:
         return int(self.connection.execute(select(func.max(resource_version.c.seq))).scalar() or 0)
@@ -328,103 +459,35 @@ class WriteSession(ReadSession):
         else:
             rid = current.rid
             raw.execute(hot.update_resource, {**row, "b_rid": rid})
-            raw.execute(hot.delete_tokens, {"b_rid": rid})
-            raw.execute(hot.delete_references, {"b_rid": rid})
-        if rows.tokens:
-            raw.executemany(
-                hot.insert_token,
-                [
-                    {"rid": rid, "resource_type": resource_type, "param": p, "system": s, "code": c}
-                    for p, s, c in rows.tokens
-                ],
-            )
-        if rows.references:
-            raw.executemany(
-                hot.insert_reference,
-                [
-                    {
-                        "rid": rid,
-                        "resource_type": resource_type,
-                        "param": p,
-                        "target_type": t,
-                        "target_id": i,
-                    }
-                    for p, t, i in rows.references
-                ],
-            )
+            self._delete_index_rows(rid)
+        self._insert_index_rows(rid, resource_type, rows)
         return int(seq)
+
+    def replace_index_rows(self, rid: int, resource_type: str, rows: IndexRows) -> None:
+        """Replace a resource's index rows (reindexing after the indexed set changes)."""
+        self._delete_index_rows(rid)
+        self._insert_index_rows(rid, resource_type, rows)
+
+    def _delete_index_rows(self, rid: int) -> None:
+        for statement in self.hot.delete_index.values():
+            self.raw.execute(statement, {"b_rid": rid})
+
+    def _insert_index_rows(self, rid: int, resource_type: str, rows: IndexRows) -> None:
+        for table, values in rows.tables():
+            names = INDEX_COLUMNS[table]
+            self.raw.executemany(
+                self.hot.insert_index[table],
+                [
+                    {"rid": rid, "resource_type": resource_type, **dict(zip(names, v, strict=True))}
+                    for v in values
+                ],
+            )
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Run a block whose writes are undone alone if it raises (batch entries)."""
         with self.connection.begin_nested():
             yield
-
-
-def _search_conditions(query: SearchQuery) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [
-        resource.c.resource_type == query.resource_type,
-        not_(resource.c.deleted),
-    ]
-    conditions.extend(_criterion(query.resource_type, c) for c in query.criteria)
-    return conditions
-
-
-def _criterion(resource_type: str, criterion: Criterion) -> ColumnElement[bool]:
-    if isinstance(criterion, IdCriterion):
-        return resource.c.id.in_(criterion.ids)
-    if isinstance(criterion, LastUpdatedCriterion):
-        return or_(
-            *(
-                _date_comparison(resource.c.last_updated, c.prefix, c.low, c.high)
-                for c in criterion.comparisons
-            )
-        )
-    if isinstance(criterion, TokenCriterion):
-        alternatives = []
-        for value in criterion.values:
-            parts: list[ColumnElement[bool]] = []
-            if value.code is not None:
-                parts.append(index_token.c.code == value.code)
-            if value.system == "":
-                parts.append(index_token.c.system.is_(None))
-            elif value.system is not None:
-                parts.append(index_token.c.system == value.system)
-            alternatives.append(and_(*parts))
-        matching = select(index_token.c.rid).where(
-            index_token.c.resource_type == resource_type,
-            index_token.c.param == criterion.param,
-            or_(*alternatives),
-        )
-        return resource.c.rid.in_(matching)
-    alternatives = []
-    for ref in criterion.values:
-        parts = [index_reference.c.target_id == ref.id]
-        if ref.resource_type is not None:
-            parts.append(index_reference.c.target_type == ref.resource_type)
-        alternatives.append(and_(*parts))
-    matching = select(index_reference.c.rid).where(
-        index_reference.c.resource_type == resource_type,
-        index_reference.c.param == criterion.param,
-        or_(*alternatives),
-    )
-    return resource.c.rid.in_(matching)
-
-
-def _date_comparison(column: Any, prefix: str, low: Any, high: Any) -> ColumnElement[bool]:
-    # Stored instants are points; the search value is a range [low, high).
-    lo, hi = format_instant(low), format_instant(high)
-    if prefix in ("eq", "ap"):
-        return and_(column >= lo, column < hi)
-    if prefix == "ne":
-        return or_(column < lo, column >= hi)
-    if prefix in ("gt", "sa"):
-        return column >= hi
-    if prefix == "ge":
-        return column >= lo
-    if prefix in ("lt", "eb"):
-        return column < lo
-    return column < hi  # le
 
 
 class RecordStore:
@@ -434,6 +497,7 @@ class RecordStore:
         self.engine = engine
         self.sqlite = is_sqlite(engine)
         self.hot = HotStatements(engine.dialect)
+        self.compiler = SearchCompiler(engine.dialect.name)
         # SQLite has one writer at a time. Queue this process's writers on a lock
         # rather than in SQLite's busy handler, which sleeps and retries and so gives
         # long, unfair waits under load; other processes still meet BEGIN IMMEDIATE.
@@ -446,7 +510,7 @@ class RecordStore:
     @contextmanager
     def read(self) -> Iterator[ReadSession]:
         with self.engine.connect() as connection, connection.begin():
-            session = ReadSession(connection, self.sqlite, self.hot)
+            session = ReadSession(connection, self.sqlite, self.hot, self.compiler)
             try:
                 yield session
             finally:
@@ -458,7 +522,7 @@ class RecordStore:
         with lock:
             connection = self.engine.connect().execution_options(bevan_write=True)
             with connection, connection.begin():
-                session = WriteSession(connection, self.sqlite, self.hot)
+                session = WriteSession(connection, self.sqlite, self.hot, self.compiler)
                 try:
                     yield session
                 finally:

@@ -11,10 +11,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -64,14 +67,28 @@ Index(
 )
 Index("ix_version_type_seq", resource_version.c.resource_type, resource_version.c.seq)
 
-index_token = Table(
+
+def _index_table(name: str, *columns: Column[Any]) -> Table:
+    """An index table: one row per value of a parameter for a resource's current version.
+
+    `grp` ties together the rows of one element for composite parameters (0 otherwise).
+    """
+    return Table(
+        name,
+        metadata,
+        Column("rid", BigInteger, nullable=False),
+        Column("resource_type", String(64), nullable=False),
+        Column("param", String(100), nullable=False),
+        *columns,
+        Column("grp", Integer, nullable=False, default=0),
+    )
+
+
+index_token = _index_table(
     "index_token",
-    metadata,
-    Column("rid", BigInteger, nullable=False),
-    Column("resource_type", String(64), nullable=False),
-    Column("param", String(64), nullable=False),
     Column("system", Text, nullable=True),
     Column("code", Text, nullable=True),
+    Column("text", Text, nullable=True),  # normalised display / text, for :text
 )
 Index(
     "ix_token_lookup",
@@ -82,15 +99,69 @@ Index(
 )
 Index("ix_token_rid", index_token.c.rid)
 
-index_reference = Table(
+index_string = _index_table(
+    "index_string",
+    Column("value", Text, nullable=False),  # normalised: case-folded, accents removed
+    Column("exact", Text, nullable=False),
+)
+Index(
+    "ix_string_lookup",
+    index_string.c.resource_type,
+    index_string.c.param,
+    index_string.c.value,
+    postgresql_ops={"value": "text_pattern_ops"},
+)
+Index("ix_string_rid", index_string.c.rid)
+
+index_date = _index_table(
+    "index_date",
+    Column("low", String(24), nullable=False),  # [low, high) as sortable UTC instants
+    Column("high", String(24), nullable=False),
+)
+Index(
+    "ix_date_lookup",
+    index_date.c.resource_type,
+    index_date.c.param,
+    index_date.c.low,
+    index_date.c.high,
+)
+Index("ix_date_rid", index_date.c.rid)
+
+index_number = _index_table("index_number", Column("value", Float, nullable=False))
+Index("ix_number_lookup", index_number.c.resource_type, index_number.c.param, index_number.c.value)
+Index("ix_number_rid", index_number.c.rid)
+
+index_quantity = _index_table(
+    "index_quantity",
+    Column("value", Float, nullable=False),
+    Column("system", Text, nullable=True),
+    Column("code", Text, nullable=True),
+    Column("canonical_value", Float, nullable=True),
+    Column("canonical_unit", Text, nullable=True),
+)
+Index(
+    "ix_quantity_lookup",
+    index_quantity.c.resource_type,
+    index_quantity.c.param,
+    index_quantity.c.code,
+    index_quantity.c.value,
+)
+Index(
+    "ix_quantity_canonical",
+    index_quantity.c.resource_type,
+    index_quantity.c.param,
+    index_quantity.c.canonical_unit,
+    index_quantity.c.canonical_value,
+)
+Index("ix_quantity_rid", index_quantity.c.rid)
+
+index_reference = _index_table(
     "index_reference",
-    metadata,
-    Column("rid", BigInteger, nullable=False),
-    Column("resource_type", String(64), nullable=False),
-    Column("param", String(64), nullable=False),
     # Type/id for references inside this server; the URL as given otherwise
     Column("target_type", String(64), nullable=True),
-    Column("target_id", Text, nullable=False),
+    Column("target_id", Text, nullable=True),
+    Column("identifier_system", Text, nullable=True),  # for :identifier
+    Column("identifier_value", Text, nullable=True),
 )
 Index(
     "ix_reference_lookup",
@@ -99,6 +170,20 @@ Index(
     index_reference.c.target_id,
     index_reference.c.target_type,
 )
+# Who points at Type/id: reverse chaining, _revinclude and $everything.
+Index("ix_reference_target", index_reference.c.target_id, index_reference.c.target_type)
 Index("ix_reference_rid", index_reference.c.rid)
 
-INDEX_TABLES = {"token": index_token, "reference": index_reference}
+index_uri = _index_table("index_uri", Column("value", Text, nullable=False))
+Index("ix_uri_lookup", index_uri.c.resource_type, index_uri.c.param, index_uri.c.value)
+Index("ix_uri_rid", index_uri.c.rid)
+
+INDEX_TABLES: dict[str, Table] = {
+    "token": index_token,
+    "string": index_string,
+    "date": index_date,
+    "number": index_number,
+    "quantity": index_quantity,
+    "reference": index_reference,
+    "uri": index_uri,
+}

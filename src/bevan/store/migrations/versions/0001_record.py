@@ -1,4 +1,4 @@
-"""The record: versions, current resources, token and reference index rows.
+"""The record: versions, current resources, and search index rows of every type.
 
 Revision ID: 0001
 """
@@ -12,6 +12,20 @@ branch_labels = None
 depends_on = None
 
 Key = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+INDEX_TABLES = ("token", "string", "date", "number", "quantity", "reference", "uri")
+
+
+def _index_table(name: str, *columns: sa.Column) -> None:
+    op.create_table(
+        f"index_{name}",
+        sa.Column("rid", sa.BigInteger, nullable=False),
+        sa.Column("resource_type", sa.String(64), nullable=False),
+        sa.Column("param", sa.String(100), nullable=False),
+        *columns,
+        sa.Column("grp", sa.Integer, nullable=False),
+    )
+    op.create_index(f"ix_{name}_rid", f"index_{name}", ["rid"])
 
 
 def upgrade() -> None:
@@ -44,32 +58,68 @@ def upgrade() -> None:
         unique=True,
     )
     op.create_index("ix_version_type_seq", "resource_version", ["resource_type", "seq"])
-    op.create_table(
-        "index_token",
-        sa.Column("rid", sa.BigInteger, nullable=False),
-        sa.Column("resource_type", sa.String(64), nullable=False),
-        sa.Column("param", sa.String(64), nullable=False),
+
+    _index_table(
+        "token",
         sa.Column("system", sa.Text, nullable=True),
         sa.Column("code", sa.Text, nullable=True),
+        sa.Column("text", sa.Text, nullable=True),
     )
     op.create_index("ix_token_lookup", "index_token", ["resource_type", "param", "code", "system"])
-    op.create_index("ix_token_rid", "index_token", ["rid"])
-    op.create_table(
-        "index_reference",
-        sa.Column("rid", sa.BigInteger, nullable=False),
-        sa.Column("resource_type", sa.String(64), nullable=False),
-        sa.Column("param", sa.String(64), nullable=False),
+    _index_table(
+        "string",
+        sa.Column("value", sa.Text, nullable=False),
+        sa.Column("exact", sa.Text, nullable=False),
+    )
+    op.create_index(
+        "ix_string_lookup",
+        "index_string",
+        ["resource_type", "param", "value"],
+        postgresql_ops={"value": "text_pattern_ops"},
+    )
+    _index_table(
+        "date",
+        sa.Column("low", sa.String(24), nullable=False),
+        sa.Column("high", sa.String(24), nullable=False),
+    )
+    op.create_index("ix_date_lookup", "index_date", ["resource_type", "param", "low", "high"])
+    _index_table("number", sa.Column("value", sa.Float, nullable=False))
+    op.create_index("ix_number_lookup", "index_number", ["resource_type", "param", "value"])
+    _index_table(
+        "quantity",
+        sa.Column("value", sa.Float, nullable=False),
+        sa.Column("system", sa.Text, nullable=True),
+        sa.Column("code", sa.Text, nullable=True),
+        sa.Column("canonical_value", sa.Float, nullable=True),
+        sa.Column("canonical_unit", sa.Text, nullable=True),
+    )
+    op.create_index(
+        "ix_quantity_lookup", "index_quantity", ["resource_type", "param", "code", "value"]
+    )
+    op.create_index(
+        "ix_quantity_canonical",
+        "index_quantity",
+        ["resource_type", "param", "canonical_unit", "canonical_value"],
+    )
+    _index_table(
+        "reference",
         sa.Column("target_type", sa.String(64), nullable=True),
-        sa.Column("target_id", sa.Text, nullable=False),
+        sa.Column("target_id", sa.Text, nullable=True),
+        sa.Column("identifier_system", sa.Text, nullable=True),
+        sa.Column("identifier_value", sa.Text, nullable=True),
     )
     op.create_index(
         "ix_reference_lookup",
         "index_reference",
         ["resource_type", "param", "target_id", "target_type"],
     )
-    op.create_index("ix_reference_rid", "index_reference", ["rid"])
+    op.create_index("ix_reference_target", "index_reference", ["target_id", "target_type"])
+    _index_table("uri", sa.Column("value", sa.Text, nullable=False))
+    op.create_index("ix_uri_lookup", "index_uri", ["resource_type", "param", "value"])
 
 
 def downgrade() -> None:
-    for table in ("index_reference", "index_token", "resource_version", "resource"):
-        op.drop_table(table)
+    for name in INDEX_TABLES:
+        op.drop_table(f"index_{name}")
+    op.drop_table("resource_version")
+    op.drop_table("resource")

@@ -1,0 +1,418 @@
+"""Typed search criteria -> SQL over the index tables (SQLAlchemy Core, both dialects).
+
+Each criterion becomes `rid IN (SELECT rid FROM index_<type> WHERE ...)` on the resource
+row, so every lookup starts from an index on (resource_type, param, value) and no plan
+scans a whole index table. Chains and `_has` nest the same shape through
+index_reference. Paging is by keyset (the sort values and id of the last row), so pages
+stay correct while resources are created and deleted between requests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.sql.selectable import NamedFromClause
+from sqlalchemy.sql.util import ClauseAdapter
+
+from bevan.fhir.search import (
+    AnyOf,
+    Bound,
+    Chain,
+    CompositeMatch,
+    Criterion,
+    Cursor,
+    DateMatch,
+    Has,
+    IdMatch,
+    LastUpdatedMatch,
+    Missing,
+    NumberMatch,
+    QuantityMatch,
+    ReferenceMatch,
+    SearchQuery,
+    SortKey,
+    StringMatch,
+    TokenMatch,
+    UriMatch,
+)
+from bevan.store.schema import INDEX_TABLES, index_date, index_reference, index_string, resource
+
+Alias = Any  # a resource table or an alias of it
+
+
+class SearchCompiler:
+    """Compiles criteria for one dialect (prefix matching differs between them)."""
+
+    def __init__(self, dialect: str) -> None:
+        self.postgres = dialect == "postgresql"
+
+    # --- the WHERE clause -----------------------------------------------------------------
+
+    def conditions(self, alias: Alias, query: SearchQuery) -> list[ColumnElement[bool]]:
+        """Return the conditions selecting current, live resources matching query."""
+        out: list[ColumnElement[bool]] = [
+            alias.c.resource_type == query.resource_type,
+            not_(alias.c.deleted),
+        ]
+        out.extend(self.condition(alias, query.resource_type, c) for c in query.criteria)
+        return out
+
+    def condition(
+        self, alias: Alias, resource_type: str, criterion: Criterion
+    ) -> ColumnElement[bool]:
+        if isinstance(criterion, IdMatch):
+            return alias.c.id.in_(criterion.ids)
+        if isinstance(criterion, LastUpdatedMatch):
+            return or_(*(_instant_in(alias.c.last_updated, b) for b in criterion.bounds))
+        if isinstance(criterion, AnyOf):
+            return or_(*(self.condition(alias, resource_type, c) for c in criterion.criteria))
+        if isinstance(criterion, Chain):
+            return self._chain(alias, resource_type, criterion)
+        if isinstance(criterion, Has):
+            return self._has(alias, resource_type, criterion)
+        if isinstance(criterion, Missing):
+            table = INDEX_TABLES[criterion.table]
+            present = select(table.c.rid).where(
+                table.c.resource_type == resource_type, table.c.param == criterion.param
+            )
+            return alias.c.rid.not_in(present) if criterion.missing else alias.c.rid.in_(present)
+        if isinstance(criterion, TokenMatch) and criterion.modifier == "not":
+            matching = self._rows(resource_type, TokenMatch(criterion.param, criterion.values))
+            return alias.c.rid.not_in(matching)
+        if isinstance(criterion, CompositeMatch):
+            return or_(
+                *(
+                    self._composite(alias, resource_type, criterion.param, parts)
+                    for parts in criterion.alternatives
+                )
+            )
+        return alias.c.rid.in_(self._rows(resource_type, criterion))
+
+    def _rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
+        """Return SELECT rid FROM the criterion's index table WHERE it matches."""
+        table, match = self._match(criterion)
+        return select(table.c.rid).where(
+            table.c.resource_type == resource_type, table.c.param == _param(criterion), match
+        )
+
+    def _match(self, criterion: Criterion) -> tuple[Table, ColumnElement[bool]]:
+        """Return the index table and the value condition (ORed over the values)."""
+        if isinstance(criterion, TokenMatch):
+            table = INDEX_TABLES["token"]
+            if criterion.modifier == "text":
+                return table, or_(
+                    *(self._prefix(table.c.text, v.code or "") for v in criterion.values)
+                )
+            return table, or_(*(_token_value(table, v.system, v.code) for v in criterion.values))
+        if isinstance(criterion, StringMatch):
+            table = index_string
+            if criterion.modifier == "exact":
+                return table, table.c.exact.in_(criterion.values)
+            if criterion.modifier == "contains":
+                return table, or_(
+                    *(table.c.value.like(f"%{_escape(v)}%", escape="\\") for v in criterion.values)
+                )
+            return table, or_(*(self._prefix(table.c.value, v) for v in criterion.values))
+        if isinstance(criterion, DateMatch):
+            table = index_date
+            return table, or_(
+                *(_range_matches(table.c.low, table.c.high, b) for b in criterion.bounds)
+            )
+        if isinstance(criterion, NumberMatch):
+            table = INDEX_TABLES["number"]
+            return table, or_(*(_number_matches(table.c.value, b) for b in criterion.bounds))
+        if isinstance(criterion, QuantityMatch):
+            table = INDEX_TABLES["quantity"]
+            alternatives = []
+            for value in criterion.values:
+                if value.canonical is not None:
+                    bound, unit = value.canonical
+                    alternatives.append(
+                        and_(
+                            table.c.canonical_unit == unit,
+                            _number_matches(table.c.canonical_value, bound),
+                        )
+                    )
+                parts = [_number_matches(table.c.value, value.bound)]
+                if value.code is not None:
+                    parts.append(table.c.code == value.code)
+                if value.system is not None:
+                    parts.append(table.c.system == value.system)
+                alternatives.append(and_(*parts))
+            return table, or_(*alternatives)
+        if isinstance(criterion, ReferenceMatch):
+            table = index_reference
+            alternatives = []
+            for ref in criterion.values:
+                if ref.identifier is not None:
+                    system, identifier = ref.identifier
+                    parts = (
+                        [table.c.identifier_value == identifier] if identifier is not None else []
+                    )
+                    if system is not None:
+                        parts.append(table.c.identifier_system == system)
+                    alternatives.append(and_(true(), *parts))
+                elif ref.url is not None:
+                    alternatives.append(
+                        and_(table.c.target_type.is_(None), table.c.target_id == ref.url)
+                    )
+                else:
+                    parts = [table.c.target_id == ref.id]
+                    if ref.resource_type is not None:
+                        parts.append(table.c.target_type == ref.resource_type)
+                    else:
+                        parts.append(table.c.target_type.is_not(None))
+                    alternatives.append(and_(*parts))
+            return table, or_(*alternatives)
+        if isinstance(criterion, UriMatch):
+            table = INDEX_TABLES["uri"]
+            if criterion.modifier == "below":
+                return table, or_(
+                    *(table.c.value.like(f"{_escape(v)}%", escape="\\") for v in criterion.values)
+                )
+            if criterion.modifier == "above":
+                return table, or_(*(literal(v).like(table.c.value + "%") for v in criterion.values))
+            return table, table.c.value.in_(criterion.values)
+        raise TypeError(f"no index match for {criterion!r}")
+
+    def _prefix(self, column: Any, text: str) -> ColumnElement[bool]:
+        """Starts-with that can use the index on both engines."""
+        if not text:
+            return true()
+        if self.postgres:  # text_pattern_ops index serves LIKE 'abc%'
+            return column.like(f"{_escape(text)}%", escape="\\")
+        # SQLite compares text by bytes: [text, text + U+10FFFF) is exactly "starts with".
+        return and_(column >= text, column < text + "\U0010ffff")
+
+    def _composite(
+        self, alias: Alias, resource_type: str, param: str, parts: tuple[Criterion, ...]
+    ) -> ColumnElement[bool]:
+        """All components must match rows of the same element (the same group)."""
+        first_table, first_match = self._match(parts[0])
+        query = select(first_table.c.rid).where(
+            first_table.c.resource_type == resource_type,
+            first_table.c.param == _param(parts[0]),
+            first_match,
+        )
+        for index, part in enumerate(parts[1:], start=1):
+            table, match = self._match(part)
+            other = table.alias(f"component{index}")
+            query = query.where(
+                select(other.c.rid)
+                .where(
+                    other.c.rid == first_table.c.rid,
+                    other.c.grp == first_table.c.grp,
+                    other.c.param == _param(part),
+                    _rebind(match, table, other),
+                )
+                .exists()
+            )
+        return alias.c.rid.in_(query)
+
+    def _chain(self, alias: Alias, resource_type: str, chain: Chain) -> ColumnElement[bool]:
+        targets = []
+        for target_type in chain.target_types:
+            target = resource.alias(f"chain_{target_type.lower()}_{id(chain) % 10000}")
+            matching_ids = select(target.c.id).where(
+                target.c.resource_type == target_type,
+                not_(target.c.deleted),
+                self.condition(target, target_type, chain.inner),
+            )
+            targets.append(
+                and_(
+                    index_reference.c.target_type == target_type,
+                    index_reference.c.target_id.in_(matching_ids),
+                )
+            )
+        rows = select(index_reference.c.rid).where(
+            index_reference.c.resource_type == resource_type,
+            index_reference.c.param == chain.param,
+            or_(*targets),
+        )
+        return alias.c.rid.in_(rows)
+
+    def _has(self, alias: Alias, resource_type: str, has: Has) -> ColumnElement[bool]:
+        source = resource.alias(f"has_{has.source_type.lower()}_{id(has) % 10000}")
+        sources = select(source.c.rid).where(
+            source.c.resource_type == has.source_type,
+            not_(source.c.deleted),
+            self.condition(source, has.source_type, has.inner),
+        )
+        pointed_at = select(index_reference.c.target_id).where(
+            index_reference.c.resource_type == has.source_type,
+            index_reference.c.param == has.param,
+            index_reference.c.target_type == resource_type,
+            index_reference.c.rid.in_(sources),
+        )
+        return alias.c.id.in_(pointed_at)
+
+    # --- order and pages --------------------------------------------------------------------
+
+    def sort_columns(self, alias: Alias, keys: tuple[SortKey, ...]) -> list[Any]:
+        """Return one SQL expression per sort key (its value for each resource)."""
+        return [self._sort_value(alias, key) for key in keys]
+
+    def _sort_value(self, alias: Alias, key: SortKey) -> Any:
+        if key.param == "_id":
+            return alias.c.id
+        if key.param == "_lastUpdated":
+            return alias.c.last_updated
+        assert key.table is not None
+        table = INDEX_TABLES[key.table]
+        if key.table == "date":
+            value = func.max(table.c.high) if key.descending else func.min(table.c.low)
+        else:
+            column = table.c[_SORT_COLUMN[key.table]]
+            value = func.max(column) if key.descending else func.min(column)
+        return (
+            select(value)
+            .where(table.c.rid == alias.c.rid, table.c.param == key.param)
+            .scalar_subquery()
+        )
+
+    def order_by(
+        self, alias: Alias, keys: tuple[SortKey, ...], columns: list[Any], reverse: bool
+    ) -> list[Any]:
+        """ORDER BY the sort keys (missing values last), then id; reversed for a previous page."""
+        out = []
+        for key, column in zip(keys, columns, strict=True):
+            descending = key.descending != reverse
+            ordered = column.desc() if descending else column.asc()
+            out.append(ordered.nulls_first() if reverse else ordered.nulls_last())
+        out.append(alias.c.id.desc() if reverse else alias.c.id.asc())
+        return out
+
+    def position(
+        self, alias: Alias, keys: tuple[SortKey, ...], columns: list[Any], cursor: Cursor
+    ) -> ColumnElement[bool]:
+        """Rows after the cursor in the page order (or before it, for a previous page)."""
+        return _after(
+            list(zip(keys, columns, cursor.values, strict=True)),
+            alias.c.id,
+            cursor.id,
+            cursor.before,
+        )
+
+
+def _after(
+    items: list[tuple[SortKey, Any, Any]], id_column: Any, last_id: str, before: bool
+) -> ColumnElement[bool]:
+    if not items:
+        return id_column < last_id if before else id_column > last_id
+    (key, column, value), rest = items[0], items[1:]
+    descending = key.descending != before
+    tail = _after(rest, id_column, last_id, before)
+    if value is None:
+        # In page order missing values come last; going backwards, first.
+        if before:
+            return or_(column.is_not(None), and_(column.is_(None), tail))
+        return and_(column.is_(None), tail)
+    beyond = column < value if descending else column > value
+    if before:
+        return or_(beyond, and_(column == value, tail))
+    return or_(beyond, and_(column == value, tail), column.is_(None))
+
+
+_SORT_COLUMN = {
+    "token": "code",
+    "string": "value",
+    "number": "value",
+    "quantity": "value",
+    "reference": "target_id",
+    "uri": "value",
+}
+
+
+def _param(criterion: Criterion) -> str:
+    param: str = criterion.param  # type: ignore[union-attr]
+    return param
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _token_value(table: Table, system: str | None, code: str | None) -> ColumnElement[bool]:
+    parts: list[ColumnElement[bool]] = []
+    if code is not None:
+        parts.append(table.c.code == code)
+    if system == "":
+        parts.append(table.c.system.is_(None))
+    elif system is not None:
+        parts.append(table.c.system == system)
+    return and_(true(), *parts) if parts else false()
+
+
+def _range_matches(low: Any, high: Any, bound: Bound) -> ColumnElement[bool]:
+    """A stored range [low, high) against a search range, by the spec's prefix rules."""
+    inside = and_(low >= bound.low, high <= bound.high)
+    prefix = bound.prefix
+    if prefix == "eq":
+        return inside
+    if prefix == "ne":
+        return not_(inside)
+    if prefix == "gt":
+        return high > bound.high
+    if prefix == "lt":
+        return low < bound.low
+    if prefix == "ge":
+        return or_(high > bound.high, inside)
+    if prefix == "le":
+        return or_(low < bound.low, inside)
+    if prefix == "sa":
+        return low >= bound.high
+    if prefix == "eb":
+        return high <= bound.low
+    return and_(low < bound.high, high > bound.low)  # ap: overlaps the widened range
+
+
+def _instant_in(column: Any, bound: Bound) -> ColumnElement[bool]:
+    """A stored instant (a point, to the millisecond) against a search range [low, high)."""
+    prefix = bound.prefix
+    if prefix in ("eq", "ap"):
+        return and_(column >= bound.low, column < bound.high)
+    if prefix == "ne":
+        return or_(column < bound.low, column >= bound.high)
+    if prefix in ("gt", "sa"):
+        return column >= bound.high
+    if prefix in ("lt", "eb"):
+        return column < bound.low
+    if prefix == "ge":
+        return column >= bound.low
+    return column < bound.high  # le
+
+
+def _number_matches(column: Any, bound: Bound) -> ColumnElement[bool]:
+    prefix = bound.prefix
+    if prefix in ("eq", "ap"):
+        return and_(column >= bound.low, column < bound.high)
+    if prefix == "ne":
+        return or_(column < bound.low, column >= bound.high)
+    if prefix in ("gt", "sa"):
+        return column > bound.value
+    if prefix in ("lt", "eb"):
+        return column < bound.value
+    if prefix == "ge":
+        return column >= bound.value
+    return column <= bound.value  # le
+
+
+def _rebind(
+    condition: ColumnElement[bool], table: Table, alias: NamedFromClause
+) -> ColumnElement[bool]:
+    """Return condition with table's columns replaced by alias's."""
+    adapted: ColumnElement[bool] = ClauseAdapter(alias).traverse(condition)
+    return adapted
