@@ -42,6 +42,7 @@ def _open_store(settings: Settings) -> RecordStore:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = RecordStore.from_url(settings.resolved_database_url)
     upgrade(store.engine)
+    store.analyse()
     return store
 
 
@@ -93,6 +94,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             write_population(args.patients, args.seed, Path(scratch))
             files = sorted(Path(scratch).glob("*.json"))
             report = _load_with_progress(service, files, "Loading demo population")
+            store.analyse()
         print(f"Loaded {report.total} resources ({report.stored.get('Patient', 0)} patients).")
     else:
         print(f"Using the {existing} patients already in {settings.resolved_database_url}")
@@ -143,6 +145,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         print(f"bevan load: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     report = _load_with_progress(RecordService(store), files, "Loading")
+    store.analyse()
     for line in report.refused:
         print(f"refused: {line}", file=sys.stderr)
     summary = ", ".join(f"{n} {t}" for t, n in sorted(report.stored.items()))
@@ -172,6 +175,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     store = _open_store(settings)
     with tqdm(desc="Reindexing", unit=" resources", file=sys.stderr) as bar:
         done = reindex(RecordService(store), bar.update)
+    store.analyse()
     print(f"Reindexed {done} resources.")
     return 0
 

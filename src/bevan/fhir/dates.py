@@ -18,8 +18,8 @@ def now_instant() -> str:
 
 def format_instant(moment: datetime) -> str:
     """Return a UTC datetime as 2026-11-24T05:33:59.123Z (fixed width, so it sorts)."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    return text[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def date_range(text: str) -> tuple[datetime, datetime]:

@@ -223,22 +223,22 @@ class Include:
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where a page starts: after (or before) the row with these sort values and id."""
+    """Where a page starts: after (or before) the row with these sort values and row key."""
 
     values: tuple[Any, ...]
-    id: str
+    rid: int
     before: bool = False
 
     def encode(self) -> str:
-        raw = json.dumps([list(self.values), self.id, self.before], separators=(",", ":"))
+        raw = json.dumps([list(self.values), self.rid, self.before], separators=(",", ":"))
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
         try:
             padded = text + "=" * (-len(text) % 4)
-            values, id, before = json.loads(base64.urlsafe_b64decode(padded))
-            return cls(tuple(values), str(id), bool(before))
+            values, rid, before = json.loads(base64.urlsafe_b64decode(padded))
+            return cls(tuple(values), int(rid), bool(before))
         except (ValueError, TypeError) as error:
             raise InvalidRequest(
                 Issue(

@@ -276,6 +276,8 @@ def _text(text: Any) -> str | None:
 
 def normalise(text: str) -> str:
     """Return text case-folded, without accents, with single spaces (string search)."""
+    if text.isascii():
+        return " ".join(text.lower().split())
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(stripped.casefold().split())

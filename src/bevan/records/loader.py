@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,13 @@ def _load_bundle(
     except orjson.JSONDecodeError as error:
         report.refused.append(f"{path}: line {error.lineno}, column {error.colno}: {error.msg}")
         return
+    if not (
+        isinstance(body, dict)
+        and body.get("resourceType") == "Bundle"
+        and body.get("type") in ("transaction", "batch")
+    ):
+        _load_resources(service, path, [(1, body)], report, progress)  # one resource
+        return
     try:
         response = process_bundle(service, body, BASE_URL)
     except FhirError as error:
@@ -91,8 +98,18 @@ def _load_bundle(
 def _load_ndjson(
     service: RecordService, path: Path, report: LoadReport, progress: Callable[[int], None]
 ) -> None:
+    _load_resources(service, path, _ndjson_lines(path, report), report, progress)
+
+
+def _load_resources(
+    service: RecordService,
+    path: Path,
+    lines: Iterable[tuple[int, Any]],
+    report: LoadReport,
+    progress: Callable[[int], None],
+) -> None:
     batch: list[tuple[int, dict[str, Any]]] = []
-    for line_number, resource in _ndjson_lines(path, report):
+    for line_number, resource in lines:
         try:
             validate_resource(resource)
         except FhirError as error:

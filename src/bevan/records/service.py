@@ -204,10 +204,10 @@ class RecordService:
         next_cursor = previous_cursor = None
         if hits and (more and not backwards or backwards):
             last = hits[-1]
-            next_cursor = Cursor(last.sort_values, last.id)
+            next_cursor = Cursor(last.sort_values, last.rid)
         if hits and query.cursor is not None and (not backwards or more):
             first = hits[0]
-            previous_cursor = Cursor(first.sort_values, first.id, before=True)
+            previous_cursor = Cursor(first.sort_values, first.rid, before=True)
         included = self._included(session, query, list(hits))
         return SearchPage(list(hits), included, total, next_cursor, previous_cursor)
 

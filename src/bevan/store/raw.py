@@ -50,6 +50,15 @@ class RawCursor:
     def executemany(self, statement: CompiledStatement, rows: Sequence[Mapping[str, Any]]) -> None:
         self._cursor.executemany(statement.sql, [statement.bind(r) for r in rows])
 
+    def executemany_rows(
+        self, statement: CompiledStatement, names: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Run statement for each row, given as tuples in the order of names."""
+        if statement.names == names:
+            self._cursor.executemany(statement.sql, rows)
+        else:
+            self.executemany(statement, [dict(zip(names, row, strict=True)) for row in rows])
+
     def scalar(self, statement: CompiledStatement, params: Mapping[str, Any]) -> Any:
         row = self.execute(statement, params).fetchone()
         return None if row is None else row[0]

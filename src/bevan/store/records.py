@@ -67,6 +67,7 @@ class SearchHit(StoredVersion):
     """A stored version found by a search, with its sort values (for the next page)."""
 
     sort_values: tuple[Any, ...] = ()
+    rid: int = 0
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "uri": ("param", "value", "grp"),
 }
+_INDEX_NAMES = {name: ("rid", "resource_type", *columns) for name, columns in INDEX_COLUMNS.items()}
 _INSERT_INDEX = {
     name: _insert(table, "rid", "resource_type", *INDEX_COLUMNS[name])
     for name, table in INDEX_TABLES.items()
@@ -268,7 +270,11 @@ class ReadSession:
         if query.cursor is not None:
             conditions.append(compiler.position(resource, keys, columns, query.cursor))
         statement = (
-            select(*_VERSION_COLUMNS, *[c.label(f"sort{i}") for i, c in enumerate(columns)])
+            select(
+                *_VERSION_COLUMNS,
+                resource.c.rid,
+                *[c.label(f"sort{i}") for i, c in enumerate(columns)],
+            )
             .select_from(resource.join(resource_version, resource_version.c.seq == resource.c.seq))
             .where(*conditions)
             .order_by(*compiler.order_by(resource, keys, columns, reverse))
@@ -280,16 +286,38 @@ class ReadSession:
         found = []
         for row in rows:
             stored = _stored(row)
-            sort_values = tuple(row[len(_VERSION_COLUMNS) + i] for i in range(len(columns)))
-            found.append(SearchHit(**vars(stored), sort_values=sort_values))
+            sort_values = tuple(row[len(_VERSION_COLUMNS) + 1 + i] for i in range(len(columns)))
+            found.append(
+                SearchHit(**vars(stored), sort_values=sort_values, rid=row[len(_VERSION_COLUMNS)])
+            )
         return found
+
+    def explain(self, query: SearchQuery, limit: int = 21) -> list[str]:
+        """Return the database's plan for the page query of a search, one line per step."""
+        compiler = self.compiler
+        columns = compiler.sort_columns(resource, query.sort)
+        statement = (
+            select(*_VERSION_COLUMNS, *columns)
+            .select_from(resource.join(resource_version, resource_version.c.seq == resource.c.seq))
+            .where(*compiler.conditions(resource, query))
+            .order_by(*compiler.order_by(resource, query.sort, columns, False))
+            .limit(limit)
+        )
+        compiled = statement.compile(
+            dialect=self.connection.dialect, compile_kwargs={"literal_binds": True}
+        )
+        prefix = "EXPLAIN QUERY PLAN " if self.sqlite else "EXPLAIN "
+        rows = self.connection.exec_driver_sql(prefix + str(compiled)).fetchall()
+        if self.sqlite:
+            return [str(row[-1]) for row in rows]
+        return [str(row[0]) for row in rows]
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
         """Return the ids of up to limit matches (for conditional operations)."""
         statement = (
             select(resource.c.id)
             .where(*self.compiler.conditions(resource, query))
-            .order_by(resource.c.id)
+            .order_by(resource.c.rid)
             .limit(limit)
         )
         return [row.id for row in self.connection.execute(statement)]
@@ -527,6 +555,14 @@ class RecordStore:
                     yield session
                 finally:
                     session.close()
+
+    def analyse(self) -> None:
+        """Refresh the planner's statistics (after loads; cheap, sampled on SQLite)."""
+        with self.engine.connect() as connection:
+            if self.sqlite:
+                connection.exec_driver_sql("PRAGMA analysis_limit=1000")
+            connection.exec_driver_sql("ANALYZE")
+            connection.commit()
 
     def close(self) -> None:
         self.engine.dispose()

@@ -45,6 +45,8 @@ resource = Table(
     UniqueConstraint("resource_type", "id", name="uq_resource_type_id"),
 )
 Index("ix_resource_type_updated", resource.c.resource_type, resource.c.last_updated)
+# Pages of a whole type come in row-key order straight from this index.
+Index("ix_resource_type_rid", resource.c.resource_type, resource.c.rid)
 
 resource_version = Table(
     "resource_version",

@@ -53,6 +53,28 @@ from bevan.store.schema import INDEX_TABLES, index_date, index_reference, index_
 Alias = Any  # a resource table or an alias of it
 
 
+# How selective a criterion usually is: the lowest rank drives the query (its index rows
+# are read first); the others are checked per candidate through the rid index.
+def _rank(criterion: Criterion) -> int | None:
+    if isinstance(criterion, ReferenceMatch):
+        return 1
+    if isinstance(criterion, TokenMatch):
+        return None if criterion.modifier == "not" else 2 if criterion.modifier is None else 4
+    if isinstance(criterion, StringMatch):
+        return 3 if criterion.modifier != "contains" else 6
+    if isinstance(criterion, UriMatch | CompositeMatch | Chain):
+        return 4
+    if isinstance(criterion, QuantityMatch | NumberMatch):
+        return 5
+    if isinstance(criterion, DateMatch):
+        return 6
+    if isinstance(criterion, AnyOf) and all(_rank(c) is not None for c in criterion.criteria):
+        return 2
+    if isinstance(criterion, Missing) and not criterion.missing:
+        return 7
+    return None
+
+
 class SearchCompiler:
     """Compiles criteria for one dialect (prefix matching differs between them)."""
 
@@ -63,24 +85,39 @@ class SearchCompiler:
 
     def conditions(self, alias: Alias, query: SearchQuery) -> list[ColumnElement[bool]]:
         """Return the conditions selecting current, live resources matching query."""
-        out: list[ColumnElement[bool]] = [
-            alias.c.resource_type == query.resource_type,
-            not_(alias.c.deleted),
+        return self._where(alias, query.resource_type, query.criteria)
+
+    def _where(
+        self, alias: Alias, resource_type: str, criteria: tuple[Criterion, ...]
+    ) -> list[ColumnElement[bool]]:
+        ranked = [(rank, i) for i, c in enumerate(criteria) if (rank := _rank(c)) is not None]
+        driver = min(ranked)[1] if ranked else None
+        out = [
+            self.condition(alias, resource_type, c, driving=i == driver)
+            for i, c in enumerate(criteria)
         ]
-        out.extend(self.condition(alias, query.resource_type, c) for c in query.criteria)
+        out.append(not_(alias.c.deleted))
+        # Index rows exist only for live resources of their own type, so a driving index
+        # criterion already selects by type. Leaving the type test out lets the planner
+        # start from those rows (rowid lookups) instead of every resource of the type.
+        if driver is None:
+            out.append(alias.c.resource_type == resource_type)
         return out
 
     def condition(
-        self, alias: Alias, resource_type: str, criterion: Criterion
+        self, alias: Alias, resource_type: str, criterion: Criterion, driving: bool = False
     ) -> ColumnElement[bool]:
+        """Return the condition for one criterion: `rid IN (rows)` if it drives the
+        query, else a per-candidate EXISTS on the rid index."""
         if isinstance(criterion, IdMatch):
             return alias.c.id.in_(criterion.ids)
         if isinstance(criterion, LastUpdatedMatch):
             return or_(*(_instant_in(alias.c.last_updated, b) for b in criterion.bounds))
         if isinstance(criterion, AnyOf):
+            if driving:
+                parts = [self._driving_rows(resource_type, c) for c in criterion.criteria]
+                return alias.c.rid.in_(parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0])
             return or_(*(self.condition(alias, resource_type, c) for c in criterion.criteria))
-        if isinstance(criterion, Chain):
-            return self._chain(alias, resource_type, criterion)
         if isinstance(criterion, Has):
             return self._has(alias, resource_type, criterion)
         if isinstance(criterion, Missing):
@@ -88,18 +125,28 @@ class SearchCompiler:
             present = select(table.c.rid).where(
                 table.c.resource_type == resource_type, table.c.param == criterion.param
             )
-            return alias.c.rid.not_in(present) if criterion.missing else alias.c.rid.in_(present)
+            if driving:
+                return alias.c.rid.in_(present)
+            exists = present.where(table.c.rid == alias.c.rid).exists()
+            return not_(exists) if criterion.missing else exists
         if isinstance(criterion, TokenMatch) and criterion.modifier == "not":
             matching = self._rows(resource_type, TokenMatch(criterion.param, criterion.values))
-            return alias.c.rid.not_in(matching)
+            return not_(matching.where(INDEX_TABLES["token"].c.rid == alias.c.rid).exists())
+        rows = self._driving_rows(resource_type, criterion)
+        if driving:
+            return alias.c.rid.in_(rows)
+        return rows.where(rows.selected_columns[0] == alias.c.rid).exists()
+
+    def _driving_rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
+        """Return SELECT rid of the index rows a criterion matches."""
+        if isinstance(criterion, Chain):
+            return self._chain_rows(resource_type, criterion)
         if isinstance(criterion, CompositeMatch):
-            return or_(
-                *(
-                    self._composite(alias, resource_type, criterion.param, parts)
-                    for parts in criterion.alternatives
-                )
-            )
-        return alias.c.rid.in_(self._rows(resource_type, criterion))
+            rows = [self._composite_rows(resource_type, parts) for parts in criterion.alternatives]
+            if len(rows) == 1:
+                return rows[0]
+            return select(rows[0].union(*rows[1:]).subquery().c[0])
+        return self._rows(resource_type, criterion)
 
     def _rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
         """Return SELECT rid FROM the criterion's index table WHERE it matches."""
@@ -197,10 +244,8 @@ class SearchCompiler:
         # SQLite compares text by bytes: [text, text + U+10FFFF) is exactly "starts with".
         return and_(column >= text, column < text + "\U0010ffff")
 
-    def _composite(
-        self, alias: Alias, resource_type: str, param: str, parts: tuple[Criterion, ...]
-    ) -> ColumnElement[bool]:
-        """All components must match rows of the same element (the same group)."""
+    def _composite_rows(self, resource_type: str, parts: tuple[Criterion, ...]) -> Select[Any]:
+        """Rows where all components match within one element (the same group)."""
         first_table, first_match = self._match(parts[0])
         query = select(first_table.c.rid).where(
             first_table.c.resource_type == resource_type,
@@ -220,16 +265,14 @@ class SearchCompiler:
                 )
                 .exists()
             )
-        return alias.c.rid.in_(query)
+        return query
 
-    def _chain(self, alias: Alias, resource_type: str, chain: Chain) -> ColumnElement[bool]:
+    def _chain_rows(self, resource_type: str, chain: Chain) -> Select[Any]:
         targets = []
         for target_type in chain.target_types:
             target = resource.alias(f"chain_{target_type.lower()}_{id(chain) % 10000}")
             matching_ids = select(target.c.id).where(
-                target.c.resource_type == target_type,
-                not_(target.c.deleted),
-                self.condition(target, target_type, chain.inner),
+                *self._where(target, target_type, (chain.inner,))
             )
             targets.append(
                 and_(
@@ -237,20 +280,15 @@ class SearchCompiler:
                     index_reference.c.target_id.in_(matching_ids),
                 )
             )
-        rows = select(index_reference.c.rid).where(
+        return select(index_reference.c.rid).where(
             index_reference.c.resource_type == resource_type,
             index_reference.c.param == chain.param,
             or_(*targets),
         )
-        return alias.c.rid.in_(rows)
 
     def _has(self, alias: Alias, resource_type: str, has: Has) -> ColumnElement[bool]:
         source = resource.alias(f"has_{has.source_type.lower()}_{id(has) % 10000}")
-        sources = select(source.c.rid).where(
-            source.c.resource_type == has.source_type,
-            not_(source.c.deleted),
-            self.condition(source, has.source_type, has.inner),
-        )
+        sources = select(source.c.rid).where(*self._where(source, has.source_type, (has.inner,)))
         pointed_at = select(index_reference.c.target_id).where(
             index_reference.c.resource_type == has.source_type,
             index_reference.c.param == has.param,
@@ -292,29 +330,25 @@ class SearchCompiler:
             descending = key.descending != reverse
             ordered = column.desc() if descending else column.asc()
             out.append(ordered.nulls_first() if reverse else ordered.nulls_last())
-        out.append(alias.c.id.desc() if reverse else alias.c.id.asc())
+        out.append(alias.c.rid.desc() if reverse else alias.c.rid.asc())
         return out
 
     def position(
         self, alias: Alias, keys: tuple[SortKey, ...], columns: list[Any], cursor: Cursor
     ) -> ColumnElement[bool]:
         """Rows after the cursor in the page order (or before it, for a previous page)."""
-        return _after(
-            list(zip(keys, columns, cursor.values, strict=True)),
-            alias.c.id,
-            cursor.id,
-            cursor.before,
-        )
+        items = list(zip(keys, columns, cursor.values, strict=True))
+        return _after(items, alias.c.rid, cursor.rid, cursor.before)
 
 
 def _after(
-    items: list[tuple[SortKey, Any, Any]], id_column: Any, last_id: str, before: bool
+    items: list[tuple[SortKey, Any, Any]], rid_column: Any, last_rid: int, before: bool
 ) -> ColumnElement[bool]:
     if not items:
-        return id_column < last_id if before else id_column > last_id
+        return rid_column < last_rid if before else rid_column > last_rid
     (key, column, value), rest = items[0], items[1:]
     descending = key.descending != before
-    tail = _after(rest, id_column, last_id, before)
+    tail = _after(rest, rid_column, last_rid, before)
     if value is None:
         # In page order missing values come last; going backwards, first.
         if before:

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("resource_type", "id", name="uq_resource_type_id"),
     )
     op.create_index("ix_resource_type_updated", "resource", ["resource_type", "last_updated"])
+    op.create_index("ix_resource_type_rid", "resource", ["resource_type", "rid"])
     op.create_table(
         "resource_version",
         sa.Column("seq", Key, primary_key=True, autoincrement=True),
