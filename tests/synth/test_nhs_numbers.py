@@ -31,3 +31,12 @@ def test_nhs_numbers_stay_unique_and_valid_far_into_a_large_population() -> None
 
 def test_nhs_numbers_depend_on_the_seed() -> None:
     assert synthetic_nhs_number(1, 0) != synthetic_nhs_number(2, 0)
+
+
+def test_beyond_the_test_range_patients_have_no_nhs_number_rather_than_a_repeat() -> None:
+    assert synthetic_nhs_number(5, 899_999) is not None
+    assert synthetic_nhs_number(5, 900_000) is None
+    from bevan.synth import generate_patients
+
+    patient = next(generate_patients(1, seed=5, start=900_000))[0]
+    assert "identifier" not in patient

@@ -17,16 +17,20 @@ from bevan.synth.seeds import derived_seed
 # NHS numbers 999 000 0000 to 999 999 9999 are never issued (the test range). Nine
 # leading digits are 999 + a five-digit group + one digit; every group of ten has at least
 # nine digits with a valid check digit, so nine numbers per group give 900,000 distinct
-# numbers. Beyond that the range is exhausted and numbers repeat.
+# numbers. Beyond that the range is exhausted: later patients have no NHS number (as
+# overseas visitors and the newly arrived may not), never a repeated or a real one.
 NHS_TEST_GROUPS = 100_000
 UNIQUE_NHS_NUMBERS = NHS_TEST_GROUPS * 9
 _GROUP_STRIDE = 7919  # coprime with 100,000, so groups are a permutation, not a sequence
 
 
-def synthetic_nhs_number(seed: int, index: int) -> str:
-    """Return patient index's NHS number: valid, in the test range, unique below 900,000."""
+def synthetic_nhs_number(seed: int, index: int) -> str | None:
+    """Return patient index's NHS number: valid, in the test range and unique; None once
+    the 900,000 the range holds are used."""
+    if index >= UNIQUE_NHS_NUMBERS:
+        return None
     offset = derived_seed("nhs-number", seed)
-    position = index % UNIQUE_NHS_NUMBERS
+    position = index
     group = (position // 9 * _GROUP_STRIDE + offset) % NHS_TEST_GROUPS
     stem = f"999{group:05d}"
     valid = [
@@ -42,7 +46,7 @@ def synthetic_nhs_number(seed: int, index: int) -> str:
 class Person:
     """A synthetic patient's identity, registration and home."""
 
-    nhs_number: str
+    nhs_number: str | None
     demographics: Demographics
     birth_date: date
     family: str
@@ -101,7 +105,7 @@ def patient_resource(person: Person, context: RecordContext) -> dict[str, Any]:
     if person.prefix:
         name["prefix"] = [person.prefix]
     demographics = person.demographics
-    return {
+    patient: dict[str, Any] = {
         "resourceType": "Patient",
         "id": context.patient_id,
         "extension": [
@@ -148,3 +152,6 @@ def patient_resource(person: Person, context: RecordContext) -> dict[str, Any]:
         "generalPractitioner": [{"reference": f"Organization/{person.practice.ods_code}"}],
         "managingOrganization": {"reference": f"Organization/{person.practice.ods_code}"},
     }
+    if person.nhs_number is None:  # beyond the test range's capacity
+        del patient["identifier"]
+    return patient
