@@ -162,34 +162,70 @@ class IndexRows:
                 yield name, list(dict.fromkeys(rows))
 
 
-def index_rows(resource: dict[str, Any]) -> IndexRows:
-    """Return the index rows for resource from every compiled parameter of its type."""
-    rows = IndexRows()
-    group = 0
-    for param in search_parameters(resource["resourceType"]).values():
+@dataclass(frozen=True)
+class _IndexPlan:
+    """Which parameters to evaluate for a resource, by the top-level keys it has."""
+
+    by_key: dict[str, tuple[tuple[SearchParameter, CompiledPath], ...]]
+    always: tuple[tuple[SearchParameter, CompiledPath | None], ...]
+
+
+@cache
+def _index_plan(resource_type: str) -> _IndexPlan:
+    by_key: dict[str, list[tuple[SearchParameter, CompiledPath]]] = {}
+    always: list[tuple[SearchParameter, CompiledPath | None]] = []
+    for param in search_parameters(resource_type).values():
         if not param.compiled:
             continue
         if param.special is not None:
-            for value in param.special(resource):
-                _add(rows, param.type, param.code, value, _primitive_type(value), 0)
-            continue
-        if param.type == "composite":
-            for path in param.paths:
-                for element, _ in _evaluate_root(resource, path):
-                    group += 1
-                    for index, component in enumerate(param.components):
-                        for relative in component.paths:
-                            for value, value_type in evaluate(element, relative.steps):
-                                _add(
-                                    rows,
-                                    component.type,
-                                    f"{param.code}${index}",
-                                    value,
-                                    value_type,
-                                    group,
-                                )
+            always.append((param, None))
             continue
         for path in param.paths:
+            if not path.steps:
+                always.append((param, path))
+                continue
+            for key, _ in path.steps[0].keys:
+                by_key.setdefault(key, []).append((param, path))
+    return _IndexPlan({k: tuple(v) for k, v in by_key.items()}, tuple(always))
+
+
+def index_rows(resource: dict[str, Any]) -> IndexRows:
+    """Return the index rows for resource from every compiled parameter of its type.
+
+    Only parameters whose path starts at a key the resource has are evaluated.
+    """
+    rows = IndexRows()
+    plan = _index_plan(resource["resourceType"])
+    work: list[tuple[SearchParameter, CompiledPath | None]] = list(plan.always)
+    seen: set[tuple[str, int]] = set()
+    for key in resource:
+        for param, candidate in plan.by_key.get(key, ()):
+            marker = (param.code, id(candidate))
+            if marker not in seen:  # a path whose first step has several keys
+                seen.add(marker)
+                work.append((param, candidate))
+    group = 0
+    for param, path in work:
+        if param.special is not None:
+            for value in param.special(resource):
+                _add(rows, param.type, param.code, value, _primitive_type(value), 0)
+        elif param.type == "composite":
+            assert path is not None
+            for element, _ in _evaluate_root(resource, path):
+                group += 1
+                for index, component in enumerate(param.components):
+                    for relative in component.paths:
+                        for value, value_type in evaluate(element, relative.steps):
+                            _add(
+                                rows,
+                                component.type,
+                                f"{param.code}${index}",
+                                value,
+                                value_type,
+                                group,
+                            )
+        else:
+            assert path is not None
             for value, value_type in evaluate(resource, path.steps):
                 _add(rows, param.type, param.code, value, value_type, 0)
     return rows
