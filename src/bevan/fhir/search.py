@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
@@ -266,8 +266,7 @@ class SearchQuery:
     unknown: tuple[str, ...] = field(default=())
 
     def with_criteria(self, *extra: Criterion) -> SearchQuery:
-        from dataclasses import replace
-
+        """Return this query with more criteria ANDed on (a compartment, say)."""
         return replace(self, criteria=(*self.criteria, *extra))
 
 
@@ -652,8 +651,6 @@ def _date_bound(value: str) -> Bound:
         raise InvalidRequest(Issue(str(error))) from None
     if prefix == "ap":  # approximately: widen by a tenth of the gap to now
         gap = abs((datetime.now(UTC) - low).total_seconds()) * 0.1
-        from datetime import timedelta
-
         low, high = low - timedelta(seconds=gap), high + timedelta(seconds=gap)
     return Bound(prefix, format_instant(low), format_instant(high))
 
