@@ -24,7 +24,7 @@ def create_app(settings: Settings, store: RecordStore | None = None) -> Starlett
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = store or RecordStore.from_url(settings.resolved_database_url)
     services = Services(
-        records=RecordService(store),
+        records=RecordService(store, settings.base_url),
         tokens=TokenAuthority.in_directory(settings.data_dir),
         max_body_bytes=settings.max_body_bytes,
     )

@@ -19,6 +19,13 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY
     base_path: str = "/fhir"
 
+    public_base_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Return the FHIR base URL clients use: BEVAN_BASE_URL, else host, port and path."""
+        return self.public_base_url or f"http://{self.host}:{self.port}{self.base_path}"
+
     @property
     def resolved_database_url(self) -> str:
         """Return the database URL: the one given, or a SQLite file in the data directory."""
@@ -33,6 +40,7 @@ class Settings:
             data_dir=Path(os.environ.get("BEVAN_DATA_DIR", str(DEFAULT_DATA_DIR))),
             database_url=os.environ.get("BEVAN_DATABASE_URL") or None,
             max_body_bytes=int(os.environ.get("BEVAN_MAX_BODY_BYTES", DEFAULT_MAX_BODY)),
+            public_base_url=os.environ.get("BEVAN_BASE_URL") or None,
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given)  # type: ignore[arg-type]

@@ -189,10 +189,12 @@ def _index_plan(resource_type: str) -> _IndexPlan:
     return _IndexPlan({k: tuple(v) for k, v in by_key.items()}, tuple(always))
 
 
-def index_rows(resource: dict[str, Any]) -> IndexRows:
+def index_rows(resource: dict[str, Any], local_base: str | None = None) -> IndexRows:
     """Return the index rows for resource from every compiled parameter of its type.
 
-    Only parameters whose path starts at a key the resource has are evaluated.
+    Only parameters whose path starts at a key the resource has are evaluated. An
+    absolute reference under local_base (this server's FHIR base URL) is indexed as the
+    local Type/id it names.
     """
     rows = IndexRows()
     plan = _index_plan(resource["resourceType"])
@@ -223,11 +225,12 @@ def index_rows(resource: dict[str, Any]) -> IndexRows:
                                 value,
                                 value_type,
                                 group,
+                                local_base,
                             )
         else:
             assert path is not None
             for value, value_type in evaluate(resource, path.steps):
-                _add(rows, param.type, param.code, value, value_type, 0)
+                _add(rows, param.type, param.code, value, value_type, 0, local_base)
     return rows
 
 
@@ -243,7 +246,13 @@ def _primitive_type(value: Any) -> str:
 
 
 def _add(
-    rows: IndexRows, param_type: str, code: str, value: Any, value_type: str, group: int
+    rows: IndexRows,
+    param_type: str,
+    code: str,
+    value: Any,
+    value_type: str,
+    group: int,
+    local_base: str | None = None,
 ) -> None:
     if param_type == "token":
         rows.token.extend(
@@ -271,7 +280,9 @@ def _add(
         if quantity is not None:
             rows.quantity.append((code, *quantity, group))
     elif param_type == "reference":
-        rows.reference.extend((code, *r, group) for r in reference_values(value, value_type))
+        rows.reference.extend(
+            (code, *r, group) for r in reference_values(value, value_type, local_base)
+        )
     elif param_type == "uri" and isinstance(value, str):
         rows.uri.append((code, value, group))
 
@@ -390,7 +401,7 @@ def quantity_value(
 
 
 def reference_values(
-    value: Any, value_type: str
+    value: Any, value_type: str, local_base: str | None = None
 ) -> Iterator[tuple[str | None, str | None, str | None, str | None]]:
     """Yield (target type, target id or URL, identifier system, identifier value)."""
     if isinstance(value, str):  # canonical or uri
@@ -401,6 +412,8 @@ def reference_values(
     text = value.get("reference")
     identifier = value.get("identifier") if isinstance(value.get("identifier"), dict) else None
     if isinstance(text, str) and not text.startswith("#"):
+        if local_base and text.startswith(local_base + "/"):
+            text = text[len(local_base) + 1 :]
         literal = parse_reference(text)
         if literal is not None and literal.base is None:
             yield literal.resource_type, literal.id, None, None

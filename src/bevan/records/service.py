@@ -98,8 +98,10 @@ def _check_id(resource_type: str, id: str) -> None:
 class RecordService:
     """The record's FHIR interactions over a RecordStore."""
 
-    def __init__(self, store: RecordStore) -> None:
+    def __init__(self, store: RecordStore, base_url: str | None = None) -> None:
         self.store = store
+        # This server's FHIR base: absolute references under it are indexed as local.
+        self.base_url = base_url.rstrip("/") if base_url else None
 
     # --- sessions -------------------------------------------------------------------
 
@@ -570,7 +572,7 @@ class RecordService:
                 version_id=version,
                 last_updated=last_updated,
                 content=content,
-                rows=index_rows(resource),
+                rows=index_rows(resource, self.base_url),
                 current=current,
             )
         except StoreConflict as error:
@@ -588,7 +590,9 @@ def reindex(
         with service.writing() as session:
             rows = session.live_resources(after, batch)
             for rid, resource_type, content in rows:
-                session.replace_index_rows(rid, resource_type, index_rows(orjson.loads(content)))
+                session.replace_index_rows(
+                    rid, resource_type, index_rows(orjson.loads(content), service.base_url)
+                )
         if not rows:
             return done
         after = rows[-1][0]

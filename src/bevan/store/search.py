@@ -227,9 +227,7 @@ class SearchCompiler:
         if isinstance(criterion, UriMatch):
             table = INDEX_TABLES["uri"]
             if criterion.modifier == "below":
-                return table, or_(
-                    *(table.c.value.like(f"{_escape(v)}%", escape="\\") for v in criterion.values)
-                )
+                return table, or_(*(_uri_below(table.c.value, v) for v in criterion.values))
             if criterion.modifier == "above":
                 return table, or_(*(literal(v).like(table.c.value + "%") for v in criterion.values))
             return table, table.c.value.in_(criterion.values)
@@ -373,6 +371,13 @@ _SORT_COLUMN = {
 def _param(criterion: Criterion) -> str:
     param: str = criterion.param  # type: ignore[union-attr]
     return param
+
+
+def _uri_below(column: Any, uri: str) -> ColumnElement[bool]:
+    """The URI itself or one below it by whole path segments (…/123 is not below …/12)."""
+    if uri.endswith("/"):
+        return column.like(f"{_escape(uri)}%", escape="\\")
+    return or_(column == uri, column.like(f"{_escape(uri)}/%", escape="\\"))
 
 
 def _escape(text: str) -> str:

@@ -1,0 +1,185 @@
+"""Searches over the 14 Synthea patients count what a plain scan of the bundle files counts.
+
+The bundles reference patients by urn:uuid and practitioners, organisations and locations
+by conditional references (`Practitioner?identifier=...`); the server rewrites both to
+`Type/<id>`, so the scans below follow the urn:uuid inside the files instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import httpx
+import orjson
+import pytest
+
+from tests.search.reference import compare_ranges, date_range, normalise, stored_date_range
+
+if TYPE_CHECKING:
+    from tests.conftest import RunningServer
+
+SYNTHEA = Path(__file__).resolve().parents[3] / "shared" / "data" / "synthea-small"
+LOINC = "http://loinc.org"
+CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+CVX = "http://hl7.org/fhir/sid/cvx"
+# Synthea's codes in this sample are padded local codes, under the LOINC/SNOMED systems.
+WEIGHT_LIKE = "1271" + "A" * 32
+TUBERCULOSIS = "112141" + "A" * 30
+
+Resource = dict[str, Any]
+
+
+@cache
+def patient_bundle_resources() -> tuple[Resource, ...]:
+    """Return every resource of the 14 patient bundles, with its fullUrl under `_fullUrl`."""
+    out = []
+    for path in sorted(SYNTHEA.glob("*.json")):
+        if path.name.startswith(("hospitalInformation", "practitionerInformation")):
+            continue
+        for entry in orjson.loads(path.read_bytes())["entry"]:
+            out.append({**entry["resource"], "_fullUrl": entry["fullUrl"]})
+    return tuple(out)
+
+
+def of_type(resource_type: str) -> Iterator[Resource]:
+    return (r for r in patient_bundle_resources() if r["resourceType"] == resource_type)
+
+
+def by_full_url() -> dict[str, Resource]:
+    return {r["_fullUrl"]: r for r in patient_bundle_resources()}
+
+
+def has_coding(concept: Any, system: str | None, code: str) -> bool:
+    concepts = concept if isinstance(concept, list) else [concept]
+    return any(
+        c.get("code") == code and (system is None or c.get("system") == system)
+        for item in concepts
+        if isinstance(item, dict)
+        for c in item.get("coding", [])
+    )
+
+
+def date_matches(prefix: str, search: str, stored: Any) -> bool:
+    target = stored_date_range(stored) if stored is not None else None
+    return target is not None and compare_ranges(prefix, date_range(search), target)
+
+
+def subject_patient(resource: Resource, field: str = "subject") -> Resource | None:
+    reference = resource.get(field, {}).get("reference", "")
+    target = by_full_url().get(reference)
+    return target if target and target["resourceType"] == "Patient" else None
+
+
+@dataclass(frozen=True)
+class CountCase:
+    name: str
+    resource_type: str
+    query: str
+    scan: Callable[[], int]
+
+
+def count(resources: Iterator[Resource], keep: Callable[[Resource], bool]) -> int:
+    return sum(1 for r in resources if keep(r))
+
+
+def _patient_ids_with(resource_type: str, field: str, keep: Callable[[Resource], bool]) -> int:
+    ids = {
+        patient["_fullUrl"]
+        for r in of_type(resource_type)
+        if keep(r) and (patient := subject_patient(r, field)) is not None
+    }
+    return len(ids)
+
+
+def _name_starts(patient: Resource, text: str) -> bool:
+    parts = [
+        s
+        for name in patient.get("name", [])
+        for key in ("family", "given", "prefix", "suffix", "text")
+        for s in (name.get(key) if isinstance(name.get(key), list) else [name.get(key)])
+        if isinstance(s, str)
+    ]
+    return any(normalise(p).startswith(normalise(text)) for p in parts)
+
+
+CASES = [
+    CountCase("observation_code_with_system", "Observation", f"code={LOINC}|{WEIGHT_LIKE}",
+              lambda: count(of_type("Observation"), lambda r: has_coding(r["code"], LOINC, WEIGHT_LIKE))),
+    CountCase("observation_code_absent_from_the_data", "Observation", f"code={LOINC}|8302-2",
+              lambda: count(of_type("Observation"), lambda r: has_coding(r["code"], LOINC, "8302-2"))),
+    CountCase("observation_category_code", "Observation", "category=exam",
+              lambda: count(of_type("Observation"), lambda r: has_coding(r.get("category", []), None, "exam"))),
+    CountCase("observation_category_system_and_code", "Observation", f"category={CATEGORY}|survey",
+              lambda: count(of_type("Observation"), lambda r: has_coding(r.get("category", []), CATEGORY, "survey"))),
+    CountCase("encounter_class", "Encounter", "class=AMB",
+              lambda: count(of_type("Encounter"), lambda r: r["class"].get("code") == "AMB")),
+    CountCase("encounter_class_with_system", "Encounter", f"class={ACT_CODE}|IMP",
+              lambda: count(of_type("Encounter"), lambda r: r["class"] == {"system": ACT_CODE, "code": "IMP"})),
+    CountCase("condition_code", "Condition", f"code=http://snomed.info/sct|{TUBERCULOSIS}",
+              lambda: count(of_type("Condition"), lambda r: has_coding(r["code"], "http://snomed.info/sct", TUBERCULOSIS))),
+    CountCase("patient_gender", "Patient", "gender=female",
+              lambda: count(of_type("Patient"), lambda r: r.get("gender") == "female")),
+    CountCase("patient_birthdate_before_1970", "Patient", "birthdate=lt1970",
+              lambda: count(of_type("Patient"), lambda r: date_matches("lt", "1970", r.get("birthDate")))),
+    CountCase("patient_name_prefix", "Patient", "name=hand",
+              lambda: count(of_type("Patient"), lambda r: _name_starts(r, "hand"))),
+    CountCase("observation_value_quantity_gt", "Observation", "value-quantity=gt100",
+              lambda: count(of_type("Observation"), lambda r: r.get("valueQuantity", {}).get("value", 0) > 100)),
+    CountCase("observation_date_from_2015", "Observation", "date=ge2015",
+              lambda: count(of_type("Observation"), lambda r: date_matches("ge", "2015", r.get("effectiveDateTime")))),
+    CountCase("immunization_vaccine_code", "Immunization", f"vaccine-code={CVX}|140",
+              lambda: count(of_type("Immunization"), lambda r: has_coding(r["vaccineCode"], CVX, "140"))),
+    CountCase("immunization_date_before_2000", "Immunization", "date=lt2000",
+              lambda: count(of_type("Immunization"), lambda r: date_matches("lt", "2000", r.get("occurrenceDateTime")))),
+    CountCase("encounter_period_overlapping_2019", "Encounter", "date=ge2019-01-01&date=lt2020-01-01",
+              lambda: count(of_type("Encounter"), lambda r: date_matches("ge", "2019-01-01", r.get("period"))
+                            and date_matches("lt", "2020-01-01", r.get("period")))),
+    CountCase("diagnostic_report_code_and_date", "DiagnosticReport", f"code={LOINC}|34117-2&date=ge2018",
+              lambda: count(of_type("DiagnosticReport"), lambda r: has_coding(r["code"], LOINC, "34117-2")
+                            and date_matches("ge", "2018", r.get("effectiveDateTime")))),
+    CountCase("observation_chained_patient_gender", "Observation", "patient.gender=female",
+              lambda: count(of_type("Observation"), lambda r: (p := subject_patient(r)) is not None
+                            and p.get("gender") == "female")),
+    CountCase("patient_reverse_chained_immunization", "Patient", "_has:Immunization:patient:vaccine-code=140",
+              lambda: _patient_ids_with("Immunization", "patient", lambda r: has_coding(r["vaccineCode"], None, "140"))),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def synthea(server: RunningServer) -> None:
+    """Load the hospital and practitioner bundles, then the 14 patients, once per server."""
+    seeds = sorted(SYNTHEA.glob("hospitalInformation*.json")) + sorted(
+        SYNTHEA.glob("practitionerInformation*.json")
+    )
+    patients = sorted(p for p in SYNTHEA.glob("*.json") if p not in seeds and p.name != "LICENSE")
+    with server.client() as fhir:
+        for path in seeds + patients:
+            response = fhir.post(
+                "", content=path.read_bytes(), headers={"Content-Type": "application/fhir+json"}
+            )
+            assert response.status_code == 200, f"{path.name}: {response.text[:500]}"
+
+
+def test_scans_find_something_for_most_cases() -> None:
+    # The cases are only a proof if most of them count more than nothing.
+    assert sum(1 for c in CASES if c.scan() > 0) >= len(CASES) - 2
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_search_total_matches_a_scan_of_the_bundles(
+    fhir: httpx.Client, synthea: None, case: CountCase
+) -> None:
+    params = [*parse_qsl(case.query), ("_total", "accurate"), ("_count", "0")]
+    response = fhir.get(f"/{case.resource_type}", params=params)
+    assert response.status_code == 200, response.text[:500]
+    expected = case.scan()
+    assert response.json().get("total") == expected, (
+        f"GET /{case.resource_type}?{case.query}: the server counts "
+        f"{response.json().get('total')}, the bundles hold {expected}"
+    )
