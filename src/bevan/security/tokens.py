@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,21 @@ class Principal:
     role: str
     scope: str
     expires_at: float
+    organisation: str | None = None  # ODS code of the user's organisation
+    patient_id: str | None = None  # for patients (and devices): whose record
+    device_id: str | None = None
+    token_id: str | None = None  # jti, for revocation
 
 
 class TokenAuthority:
     """Issues and verifies the server's bearer tokens."""
 
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+    def __init__(
+        self, private_key: Ed25519PrivateKey, revoked: Callable[[str], bool] | None = None
+    ) -> None:
         self._private = private_key
+        # Asked for each newly seen token's jti: True means revoked.
+        self.revoked: Callable[[str], bool] = revoked or (lambda jti: False)
         self._public: Ed25519PublicKey = private_key.public_key()
         self._cache: OrderedDict[str, Principal] = OrderedDict()
         self._lock = threading.Lock()
@@ -85,6 +94,9 @@ class TokenAuthority:
         *,
         scope: str | None = None,
         lifetime: int = DEFAULT_LIFETIME,
+        organisation: str | None = None,
+        patient_id: str | None = None,
+        device_id: str | None = None,
     ) -> str:
         """Return a signed access token for subject acting in role."""
         if role not in ROLES:
@@ -100,7 +112,16 @@ class TokenAuthority:
             "exp": now + lifetime,
             "jti": str(uuid.uuid4()),
         }
+        for claim, value in (("org", organisation), ("patient", patient_id), ("device", device_id)):
+            if value is not None:
+                claims[claim] = value
         return jwt.encode(claims, self._private, algorithm="EdDSA")
+
+    def forget(self, token_id: str) -> None:
+        """Drop cached verifications of a token (after it is revoked)."""
+        with self._lock:
+            for text in [t for t, p in self._cache.items() if p.token_id == token_id]:
+                del self._cache[text]
 
     def verify(self, token: str) -> Principal:
         """Return the principal a token names; TokenError says why it is refused."""

@@ -189,3 +189,94 @@ INDEX_TABLES: dict[str, Table] = {
     "reference": index_reference,
     "uri": index_uri,
 }
+
+# --- security: identities, OAuth grants, break-glass, the audit chain -------------------
+
+user_account = Table(
+    "user_account",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("username", String(200), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=True),  # Argon2id; NULL for devices and systems
+    Column("role", String(32), nullable=False),
+    Column("organisation", String(16), nullable=True),  # ODS code
+    Column("patient_id", String(64), nullable=True),  # the Patient a patient user is
+    Column("device_id", String(64), nullable=True),  # the Device a device user is
+    Column("display_name", Text, nullable=True),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created", String(24), nullable=False),
+)
+
+oauth_client = Table(
+    "oauth_client",
+    metadata,
+    Column("client_id", String(100), primary_key=True),
+    Column("secret_hash", Text, nullable=True),  # Argon2id; NULL for public (PKCE) clients
+    Column("name", Text, nullable=False),
+    Column("redirect_uris", Text, nullable=False),  # JSON array
+    Column("grant_types", Text, nullable=False),  # JSON array
+    Column("scope", Text, nullable=False),  # the most this client may ask for
+    Column("user_id", String(64), nullable=True),  # client credentials act as this user
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created", String(24), nullable=False),
+)
+
+oauth_grant = Table(
+    "oauth_grant",
+    metadata,
+    # authorization codes and refresh tokens, stored only as SHA-256 digests
+    Column("digest", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # code | refresh
+    Column("client_id", String(100), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("redirect_uri", Text, nullable=True),
+    Column("code_challenge", Text, nullable=True),
+    Column("expires", String(24), nullable=False),
+    Column("used", Boolean, nullable=False, default=False),
+)
+
+revoked_token = Table(
+    "revoked_token",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("expires", String(24), nullable=False),
+)
+
+break_glass = Table(
+    "break_glass",
+    metadata,
+    Column("id", Key, primary_key=True, autoincrement=True),
+    Column("user_id", String(64), nullable=False),
+    Column("patient_id", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("granted", String(24), nullable=False),
+    Column("expires", String(24), nullable=False),
+    Column("reviewed_by", String(64), nullable=True),
+    Column("reviewed", String(24), nullable=True),
+    Column("outcome", Text, nullable=True),
+)
+Index(
+    "ix_break_glass_user_patient",
+    break_glass.c.user_id,
+    break_glass.c.patient_id,
+    break_glass.c.expires,
+)
+
+audit_event = Table(
+    "audit_event",
+    metadata,
+    # Append-only: seq orders the chain; hash = SHA-256(previous hash, seq, content).
+    Column("seq", Key, primary_key=True, autoincrement=True),
+    Column("recorded", String(24), nullable=False),
+    Column("user_id", String(64), nullable=True),
+    Column("patient_id", String(64), nullable=True),
+    Column("action", String(8), nullable=False),  # C R U D E (BALP / AuditEvent.action)
+    Column("outcome", String(4), nullable=False),  # 0 success, 4 minor, 8 serious failure
+    Column("break_glass", Boolean, nullable=False, default=False),
+    Column("content", Text, nullable=False),  # the AuditEvent resource, JSON
+    Column("previous_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_audit_patient", audit_event.c.patient_id, audit_event.c.seq)
+Index("ix_audit_user", audit_event.c.user_id, audit_event.c.seq)
