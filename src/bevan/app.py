@@ -15,7 +15,11 @@ from bevan.api.routes import fhir_routes, method_not_allowed, not_found
 from bevan.config import Settings
 from bevan.fhir.validation import warm_up
 from bevan.records.service import RecordService
+from bevan.security.access import AccessPolicy
+from bevan.security.oauth import ClientRegistry, RevocationList, oauth_routes
 from bevan.security.tokens import TokenAuthority
+from bevan.security.users import UserDirectory
+from bevan.store.access import BreakGlassLedger
 from bevan.store.records import RecordStore
 
 
@@ -23,9 +27,13 @@ def create_app(settings: Settings, store: RecordStore | None = None) -> Starlett
     """Return the Bevan ASGI app for settings (the schema must already be current)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = store or RecordStore.from_url(settings.resolved_database_url)
+    records = RecordService(store, settings.base_url)
+    revocations = RevocationList.on(store.engine)
+    tokens = TokenAuthority.in_directory(settings.data_dir, revocations.is_revoked)
     services = Services(
-        records=RecordService(store, settings.base_url),
-        tokens=TokenAuthority.in_directory(settings.data_dir),
+        records=records,
+        tokens=tokens,
+        policy=AccessPolicy(records, BreakGlassLedger(store.engine)),
         max_body_bytes=settings.max_body_bytes,
     )
     warm_up()
@@ -39,7 +47,18 @@ def create_app(settings: Settings, store: RecordStore | None = None) -> Starlett
         store.close()
 
     app = Starlette(
-        routes=[Route("/", home, methods=["GET"]), *fhir_routes(settings.base_path)],
+        routes=[
+            Route("/", home, methods=["GET"]),
+            # Before the FHIR routes: /fhir/.well-known/... would otherwise match Type/id.
+            *oauth_routes(
+                tokens,
+                UserDirectory.on(store.engine),
+                ClientRegistry.on(store.engine),
+                revocations,
+                settings.base_url,
+            ),
+            *fhir_routes(settings.base_path),
+        ],
         exception_handlers={404: not_found, 405: method_not_allowed},
         lifespan=lifespan,
     )

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,8 +16,12 @@ from starlette.responses import Response
 from bevan.api.negotiation import Prefer, check_response_format, parse_prefer, wants_pretty
 from bevan.api.responses import error_response, internal_error_response
 from bevan.fhir.errors import FhirError, InvalidRequest, Issue, PayloadTooLarge, Unauthorized
-from bevan.records.service import RecordService, parse_json
+from bevan.fhir.search import Criterion
+from bevan.records.bundles import BundleAccess
+from bevan.records.service import RecordService, WriteGuard, parse_json
+from bevan.security.access import AccessContext, AccessPolicy
 from bevan.security.tokens import Principal, TokenAuthority, TokenError
+from bevan.store.records import StoredVersion
 
 log = logging.getLogger("bevan.api")
 
@@ -27,6 +32,7 @@ class Services:
 
     records: RecordService
     tokens: TokenAuthority
+    policy: AccessPolicy
     max_body_bytes: int
 
 
@@ -41,10 +47,72 @@ class FhirRequest:
     pretty: bool
     base_url: str
     services: Services
+    access: AccessContext | None = None
 
     @property
     def records(self) -> RecordService:
         return self.services.records
+
+    # --- access control (every handler asks before it answers) ----------------------------
+
+    @property
+    def caller(self) -> AccessContext:
+        if self.access is None:
+            raise Unauthorized(
+                Issue("this request needs an Authorization: Bearer token", code="login")
+            )
+        return self.access
+
+    def allow(self, resource_type: str, interaction: str) -> None:
+        """Refuse (403) an interaction the caller's role or scopes never allow on a type."""
+        self.services.policy.check_type(self.caller, resource_type, interaction)
+
+    def allow_stored(self, stored: StoredVersion, interaction: str = "read") -> None:
+        """Refuse (403) a stored resource the caller may not see."""
+        if stored.content is not None:
+            self.services.policy.check_resource(
+                self.caller, orjson.loads(stored.content), interaction
+            )
+
+    def allow_patient(self, patient_id: str) -> None:
+        self.services.policy.check_patient(self.caller, patient_id)
+
+    def may_see(self, stored: StoredVersion) -> bool:
+        if stored.content is None:
+            return True
+        return self.services.policy.may_see(self.caller, orjson.loads(stored.content))
+
+    def restrictions(self, resource_type: str) -> tuple[Criterion, ...]:
+        return self.services.policy.search_restrictions(self.caller, resource_type)
+
+    def write_guard(self, interaction_hint: str | None = None) -> WriteGuard:
+        """Return the guard the record service asks before each write."""
+        policy, caller = self.services.policy, self.caller
+
+        def guard(
+            interaction: str,
+            resource_type: str,
+            old: dict[str, Any] | None,
+            new: dict[str, Any] | None,
+        ) -> None:
+            policy.check_type(caller, resource_type, interaction_hint or interaction)
+            if old is not None:
+                policy.check_resource(caller, old, interaction)
+            if new is not None:
+                policy.check_resource(caller, new, interaction)
+
+        return guard
+
+    def bundle_access(self) -> BundleAccess | None:
+        """The rights applied to each Bundle entry (None: a system account's, unlimited)."""
+        if self.caller.role == "system":
+            return None
+
+        def read_check(stored: StoredVersion) -> None:
+            self.allow(stored.resource_type, "read")
+            self.allow_stored(stored)
+
+        return BundleAccess(self.write_guard(), read_check)
 
     def path(self, name: str) -> str:
         value: str = self.request.path_params[name]
@@ -77,6 +145,9 @@ def fhir_endpoint(
         try:
             services: Services = request.app.state.services
             principal = None if public else authenticate(request, services.tokens)
+            access = None
+            if principal is not None:
+                access = AccessContext(principal, request.headers.get("x-bevan-break-glass"))
             check_response_format(request)
             body = await read_body(request, services.max_body_bytes)
             fhir_request = FhirRequest(
@@ -87,6 +158,7 @@ def fhir_endpoint(
                 pretty,
                 base_url_of(request),
                 services,
+                access,
             )
             if offload:
                 return await run_in_threadpool(handler, fhir_request)

@@ -66,20 +66,29 @@ def _stored_response(fhir: FhirRequest, stored: StoredVersion) -> Response:
 
 
 def read(fhir: FhirRequest) -> Response:
-    return _stored_response(fhir, fhir.records.read(_type(fhir), fhir.path("id")))
+    resource_type = _type(fhir)
+    fhir.allow(resource_type, "read")
+    stored = fhir.records.read(resource_type, fhir.path("id"))
+    fhir.allow_stored(stored)
+    return _stored_response(fhir, stored)
 
 
 def vread(fhir: FhirRequest) -> Response:
-    return _stored_response(
-        fhir, fhir.records.vread(_type(fhir), fhir.path("id"), fhir.path("version"))
-    )
+    resource_type = _type(fhir)
+    fhir.allow(resource_type, "vread")
+    stored = fhir.records.vread(resource_type, fhir.path("id"), fhir.path("version"))
+    fhir.allow_stored(stored)
+    return _stored_response(fhir, stored)
 
 
 def update(fhir: FhirRequest) -> Response:
     resource_type = _type(fhir)
     check_body_type(fhir.request)
     resource = json_body(fhir)
-    result = fhir.records.update(resource_type, fhir.path("id"), resource, if_match=_if_match(fhir))
+    fhir.allow(resource_type, "update")
+    result = fhir.records.update(
+        resource_type, fhir.path("id"), resource, if_match=_if_match(fhir), guard=fhir.write_guard()
+    )
     return _written(fhir, result)
 
 
@@ -87,20 +96,34 @@ def patch(fhir: FhirRequest) -> Response:
     resource_type = _type(fhir)
     check_body_type(fhir.request, patch=True)
     operations = json_body(fhir)
+    fhir.allow(resource_type, "patch")
     result = fhir.records.patch(
-        resource_type, fhir.path("id"), operations, if_match=_if_match(fhir)
+        resource_type,
+        fhir.path("id"),
+        operations,
+        if_match=_if_match(fhir),
+        guard=fhir.write_guard("patch"),
     )
     return _written(fhir, result)
 
 
 def delete(fhir: FhirRequest) -> Response:
     resource_type = _type(fhir)
-    fhir.records.delete(resource_type, fhir.path("id"), if_match=_if_match(fhir))
+    fhir.allow(resource_type, "delete")
+    fhir.records.delete(
+        resource_type, fhir.path("id"), if_match=_if_match(fhir), guard=fhir.write_guard()
+    )
     return Response(status_code=204)
 
 
 def instance_history(fhir: FhirRequest) -> Response:
-    return _history(fhir, _type(fhir), fhir.path("id"))
+    resource_type = _type(fhir)
+    fhir.allow(resource_type, "history-instance")
+    if fhir.caller.role != "system":
+        latest = fhir.records.history(resource_type, fhir.path("id"), count=2).versions
+        for stored in latest:
+            fhir.allow_stored(stored)
+    return _history(fhir, resource_type, fhir.path("id"))
 
 
 # --- type level ---------------------------------------------------------------------------
@@ -112,7 +135,14 @@ def create(fhir: FhirRequest) -> Response:
     resource = json_body(fhir)
     if isinstance(resource, dict) and resource.get("resourceType") != resource_type:
         check_resource_type(resource, resource_type)
-    result = fhir.records.create(resource, if_none_exist=fhir.request.headers.get("if-none-exist"))
+    fhir.allow(resource_type, "create")
+    result = fhir.records.create(
+        resource,
+        if_none_exist=fhir.request.headers.get("if-none-exist"),
+        guard=fhir.write_guard(),
+    )
+    if result.status == 200 and result.stored is not None:  # an existing match
+        fhir.allow_stored(result.stored)
     return _written(fhir, result)
 
 
@@ -125,8 +155,9 @@ def conditional_update(fhir: FhirRequest) -> Response:
             Issue("PUT to a type needs a search (Type?param=value) or an id (Type/id)")
         )
     resource = json_body(fhir)
+    fhir.allow(resource_type, "update")
     result = fhir.records.conditional_update(
-        resource_type, query, resource, if_match=_if_match(fhir)
+        resource_type, query, resource, if_match=_if_match(fhir), guard=fhir.write_guard()
     )
     return _written(fhir, result)
 
@@ -136,13 +167,15 @@ def conditional_delete(fhir: FhirRequest) -> Response:
     query = fhir.request.url.query
     if not query:
         raise InvalidRequest(Issue("DELETE of a whole type is not allowed; give a search or an id"))
-    fhir.records.conditional_delete(resource_type, query)
+    fhir.allow(resource_type, "delete")
+    fhir.records.conditional_delete(resource_type, query, guard=fhir.write_guard())
     return Response(status_code=204)
 
 
 def search(fhir: FhirRequest) -> Response:
     """GET /Type?..., POST /Type/_search."""
     resource_type = _type(fhir)
+    fhir.allow(resource_type, "search-type")
     query = parse_search(
         resource_type, _search_pairs(fhir), strict=fhir.prefer.strict, base_url=fhir.base_url
     )
@@ -156,7 +189,12 @@ def compartment_search(fhir: FhirRequest) -> Response:
     resource_type = fhir.path("target")
     if resource_type not in RESOURCE_TYPES:
         raise NotFound(Issue(f"{resource_type!r} is not an R4 resource type", code="not-supported"))
-    fhir.records.read(compartment, id)  # 404 / 410 for a compartment that is not there
+    fhir.allow(resource_type, "search-type")
+    holder = fhir.records.read(compartment, id)  # 404 / 410 for a compartment that is not there
+    if compartment == "Patient":
+        fhir.allow_patient(id)
+    else:
+        fhir.allow_stored(holder)
     criterion = fhir.records.compartment_criterion(compartment, id, resource_type)
     query = parse_search(
         resource_type, _search_pairs(fhir), strict=fhir.prefer.strict, base_url=fhir.base_url
@@ -179,7 +217,9 @@ def _search_pairs(fhir: FhirRequest) -> list[tuple[str, str]]:
 
 
 def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
-    page = fhir.records.search(query)
+    # Restrictions join the criteria, so results, totals and pages all respect them;
+    # they stay out of query.applied, so links do not show them.
+    page = fhir.records.search(query.with_criteria(*fhir.restrictions(query.resource_type)))
     self_link = f"{base}?{urlencode(query.applied)}" if query.applied else base
     links = [("self", self_link)]
     if page.next_cursor is not None:
@@ -197,7 +237,7 @@ def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
             )
         )
     entries = [_search_entry(fhir, query, v, "match") for v in page.matches]
-    entries += [_search_entry(fhir, query, v, "include") for v in page.included]
+    entries += [_search_entry(fhir, query, v, "include") for v in page.included if fhir.may_see(v)]
     if query.unknown:
         ignored = ", ".join(query.unknown)
         outcome = operation_outcome(
@@ -239,12 +279,15 @@ def everything(fhir: FhirRequest) -> Response:
             )
         )
     count = _count(params.get("_count", "100"))
+    fhir.allow("Patient", "read")
+    fhir.allow_patient(fhir.path("id"))
     page = fhir.records.everything(
         fhir.path("id"),
         since=params.get("_since"),
         types=types,
         count=count,
         cursor=params.get("_cursor"),
+        visible=None if fhir.caller.role == "system" else fhir.may_see,
     )
     path = f"{fhir.base_url}/Patient/{fhir.path('id')}/$everything"
     applied = [(k, v) for k in ("_since", "_type", "_count") if (v := params.get(k))]
@@ -262,6 +305,7 @@ def everything(fhir: FhirRequest) -> Response:
 
 def everyone(fhir: FhirRequest) -> Response:
     """GET /Patient/$everything: every patient, paged (each patient's record via its own $everything)."""
+    fhir.allow("Patient", "search-type")
     query = parse_search(
         "Patient",
         [(k, v) for k, v in fhir.request.query_params.multi_items() if k in ("_count", "_cursor")],
@@ -278,7 +322,9 @@ def _count(text: str) -> int:
 
 
 def type_history(fhir: FhirRequest) -> Response:
-    return _history(fhir, _type(fhir), None)
+    resource_type = _type(fhir)
+    fhir.allow(resource_type, "history-type")
+    return _history(fhir, resource_type, None)
 
 
 # --- system level -------------------------------------------------------------------------
@@ -287,10 +333,12 @@ def type_history(fhir: FhirRequest) -> Response:
 def system_bundle(fhir: FhirRequest) -> Response:
     check_body_type(fhir.request)
     body = json_body(fhir)
-    return fhir_json(process_bundle(fhir.records, body, fhir.base_url), pretty=fhir.pretty)
+    answer = process_bundle(fhir.records, body, fhir.base_url, fhir.bundle_access())
+    return fhir_json(answer, pretty=fhir.pretty)
 
 
 def system_history(fhir: FhirRequest) -> Response:
+    fhir.allow("*", "history-system")
     return _history(fhir, None, None)
 
 

@@ -177,6 +177,14 @@ class AnyOf:
     criteria: tuple[Criterion, ...]
 
 
+@dataclass(frozen=True)
+class Restriction:
+    """A limit on what the caller may see (access control): checked per candidate, never
+    the index rows a search starts from."""
+
+    inner: Criterion
+
+
 Criterion = (
     TokenMatch
     | StringMatch
@@ -192,6 +200,7 @@ Criterion = (
     | Chain
     | Has
     | AnyOf
+    | Restriction
 )
 
 TABLE_OF_TYPE = {

@@ -8,6 +8,7 @@ entry on its own (a savepoint each), so one bad entry costs only itself.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -15,14 +16,14 @@ from typing import Any
 import orjson
 
 from bevan.fhir.bundles import bundle, entry_for
-from bevan.fhir.errors import FhirError, InvalidRequest, Issue, MultipleMatches, NotFound
+from bevan.fhir.errors import FhirError, Forbidden, InvalidRequest, Issue, MultipleMatches, NotFound
 from bevan.fhir.ids import new_id
 from bevan.fhir.outcome import operation_outcome
 from bevan.fhir.references import conditional_reference, iter_references, rewrite_references
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search import parse_search
 from bevan.fhir.validation import validate_resource
-from bevan.records.service import RecordService, WriteResult
+from bevan.records.service import RecordService, WriteGuard, WriteResult
 from bevan.store.records import StoredVersion, WriteSession
 
 # Order of processing within a transaction (FHIR R4 3.1.0.11.2).
@@ -48,7 +49,18 @@ class Entry:
     where: str = ""
 
 
-def process_bundle(service: RecordService, body: Any, base_url: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class BundleAccess:
+    """The caller's rights, applied to every entry: writes through guard, reads through
+    read_check; searches inside Bundles only for callers with no restrictions (None)."""
+
+    guard: WriteGuard
+    read_check: Callable[[StoredVersion], None]
+
+
+def process_bundle(
+    service: RecordService, body: Any, base_url: str, access: BundleAccess | None = None
+) -> dict[str, Any]:
     """Return the response Bundle for a transaction or batch request Bundle."""
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise InvalidRequest(
@@ -69,8 +81,8 @@ def process_bundle(service: RecordService, body: Any, base_url: str) -> dict[str
     if not isinstance(raw_entries, list):
         raise InvalidRequest(Issue("Bundle.entry must be an array", expression=("Bundle.entry",)))
     if kind == "transaction":
-        return _transaction(service, raw_entries, base_url)
-    return _batch(service, raw_entries, base_url)
+        return _transaction(service, raw_entries, base_url, access)
+    return _batch(service, raw_entries, base_url, access)
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -160,7 +172,9 @@ def parse_etag(value: str, where: str = "If-Match") -> int:
 # --- transaction --------------------------------------------------------------------------
 
 
-def _transaction(service: RecordService, raw_entries: list[Any], base_url: str) -> dict[str, Any]:
+def _transaction(
+    service: RecordService, raw_entries: list[Any], base_url: str, access: BundleAccess | None
+) -> dict[str, Any]:
     entries = [_parse_entry(i, raw, base_url) for i, raw in enumerate(raw_entries)]
     # Validate every resource before taking the write lock.
     for entry in entries:
@@ -185,6 +199,8 @@ def _transaction(service: RecordService, raw_entries: list[Any], base_url: str) 
                         session, entry.resource_type, entry.if_none_exist, entry.where
                     )
                     if match is not None:
+                        if access is not None:
+                            access.read_check(match)
                         entry.response = _response(WriteResult(200, match), base_url)
                         resolver.map(entry.full_url, f"{entry.resource_type}/{match.id}")
                         entry.id = match.id
@@ -203,7 +219,9 @@ def _transaction(service: RecordService, raw_entries: list[Any], base_url: str) 
             if entry.response:
                 continue
             try:
-                entry.response = _perform(service, session, entry, base_url, in_transaction=True)
+                entry.response = _perform(
+                    service, session, entry, base_url, in_transaction=True, access=access
+                )
             except FhirError as error:
                 raise error.at(entry.where) if not _has_place(error) else error from None
     return bundle("transaction-response", [e.response for e in entries])
@@ -312,8 +330,10 @@ def _perform(
     base_url: str,
     *,
     in_transaction: bool,
+    access: BundleAccess | None = None,
 ) -> dict[str, Any]:
     """Carry out one entry inside session and return its response entry."""
+    guard = access.guard if access is not None else None
     if entry.method == "POST":
         assert entry.resource is not None
         result = service.create_in(
@@ -322,17 +342,23 @@ def _perform(
             entry.resource,
             if_none_exist=None if in_transaction else entry.if_none_exist,
             id=entry.id if in_transaction else None,
+            guard=guard,
         )
         return _response(result, base_url)
     if entry.method == "PUT":
         assert entry.resource is not None
         if entry.id:
             result = service.update_in(
-                session, entry.resource_type, entry.id, entry.resource, if_match=entry.if_match
+                session,
+                entry.resource_type,
+                entry.id,
+                entry.resource,
+                if_match=entry.if_match,
+                guard=guard,
             )
         elif entry.query:
             result = service.conditional_update_in(
-                session, entry.resource_type, entry.query, entry.resource, entry.if_match
+                session, entry.resource_type, entry.query, entry.resource, entry.if_match, guard
             )
         else:
             raise InvalidRequest(
@@ -353,14 +379,19 @@ def _perform(
         operations = _patch_operations(entry)
         return _response(
             service.patch_in(
-                session, entry.resource_type, entry.id, operations, if_match=entry.if_match
+                session,
+                entry.resource_type,
+                entry.id,
+                operations,
+                if_match=entry.if_match,
+                guard=guard,
             ),
             base_url,
         )
     if entry.method == "DELETE":
         if entry.id:
             result = service.delete_in(
-                session, entry.resource_type, entry.id, if_match=entry.if_match
+                session, entry.resource_type, entry.id, if_match=entry.if_match, guard=guard
             )
         elif entry.query:
             parsed = parse_search(entry.resource_type, entry.query, strict=True)
@@ -374,7 +405,7 @@ def _perform(
                     )
                 )
             result = (
-                service.delete_in(session, entry.resource_type, ids[0])
+                service.delete_in(session, entry.resource_type, ids[0], guard=guard)
                 if ids
                 else WriteResult(204, None)
             )
@@ -392,6 +423,14 @@ def _perform(
     elif entry.id:
         stored = service.read(entry.resource_type, entry.id, session)
     else:
+        if access is not None:
+            raise Forbidden(
+                Issue(
+                    "searches inside Bundles are for system accounts; search with GET instead",
+                    code="forbidden",
+                    expression=(f"{entry.where}.request.url",),
+                )
+            )
         query = parse_search(entry.resource_type, entry.query or "")
         page = service.search(query, session)
         found = bundle(
@@ -405,6 +444,8 @@ def _perform(
             total=page.total,
         )
         return {"resource": found, "response": {"status": "200 OK"}}
+    if access is not None:
+        access.read_check(stored)
     return _response(WriteResult(200, stored), base_url, with_resource=True)
 
 
@@ -447,7 +488,9 @@ def _response(result: WriteResult, base_url: str, *, with_resource: bool = False
 # --- batch --------------------------------------------------------------------------------
 
 
-def _batch(service: RecordService, raw_entries: list[Any], base_url: str) -> dict[str, Any]:
+def _batch(
+    service: RecordService, raw_entries: list[Any], base_url: str, access: BundleAccess | None
+) -> dict[str, Any]:
     responses: list[dict[str, Any]] = []
     with service.writing() as session:
         resolver = _References(session)
@@ -461,7 +504,9 @@ def _batch(service: RecordService, raw_entries: list[Any], base_url: str) -> dic
                         entry.resource = resolver.rewrite(
                             [entry.resource], [f"{entry.where}.resource"]
                         )[0]
-                    response = _perform(service, session, entry, base_url, in_transaction=False)
+                    response = _perform(
+                        service, session, entry, base_url, in_transaction=False, access=access
+                    )
                 if entry.full_url and entry.method in ("POST", "PUT") and "fullUrl" in response:
                     resolver.map(entry.full_url, response["fullUrl"][len(base_url) + 1 :])
                 responses.append(response)

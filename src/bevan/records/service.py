@@ -46,6 +46,10 @@ from bevan.store.records import (
 
 _EMPTY_ROWS = IndexRows()
 
+# Asked before every write: (interaction, resource type, current content, new content);
+# raises to refuse. The API passes one that applies the caller's access rights.
+WriteGuard = Callable[[str, str, dict[str, Any] | None, dict[str, Any] | None], None]
+
 
 @dataclass(frozen=True)
 class WriteResult:
@@ -275,8 +279,10 @@ class RecordService:
         types: tuple[str, ...] = (),
         count: int = 100,
         cursor: str | None = None,
+        visible: Callable[[StoredVersion], bool] | None = None,
     ) -> Page:
-        """Return a page of Patient/id, everything in its compartment, and what those reference."""
+        """Return a page of Patient/id, everything in its compartment, and what those
+        reference (only what visible allows, if given)."""
         since_instant = self._since(since)
         with self.reading() as session:
             patient = self.read("Patient", patient_id, session)
@@ -305,6 +311,8 @@ class RecordService:
             ordered = [v for v in ordered if v.resource_type != "Patient"]
         if since_instant is not None:
             ordered = [v for v in ordered if v.last_updated >= since_instant]
+        if visible is not None:
+            ordered = [v for v in ordered if visible(v)]
         start = int(cursor) if cursor and cursor.isdigit() else 0
         page = ordered[start : start + count]
         next_cursor = str(start + count) if start + count < len(ordered) else None
@@ -334,11 +342,15 @@ class RecordService:
 
     # --- writes ---------------------------------------------------------------------
 
-    def create(self, resource: Any, *, if_none_exist: str | None = None) -> WriteResult:
+    def create(
+        self, resource: Any, *, if_none_exist: str | None = None, guard: WriteGuard | None = None
+    ) -> WriteResult:
         """Create with a server-assigned id (or return the one match of if_none_exist)."""
         resource_type = validate_resource(resource)
         with self.writing() as session:
-            return self.create_in(session, resource_type, resource, if_none_exist=if_none_exist)
+            return self.create_in(
+                session, resource_type, resource, if_none_exist=if_none_exist, guard=guard
+            )
 
     def create_in(
         self,
@@ -348,6 +360,7 @@ class RecordService:
         *,
         if_none_exist: str | None = None,
         id: str | None = None,
+        guard: WriteGuard | None = None,
     ) -> WriteResult:
         """Create inside session; the resource is already validated."""
         if if_none_exist:
@@ -361,17 +374,25 @@ class RecordService:
             if matches:
                 return WriteResult(200, session.current(resource_type, matches[0]))
         new = id or new_id()
-        stored = self._write(session, resource_type, new, resource, None)
+        stored = self._write(session, resource_type, new, resource, None, guard)
         return WriteResult(201, stored)
 
     def update(
-        self, resource_type: str, id: str, resource: Any, *, if_match: int | None = None
+        self,
+        resource_type: str,
+        id: str,
+        resource: Any,
+        *,
+        if_match: int | None = None,
+        guard: WriteGuard | None = None,
     ) -> WriteResult:
         """Update (or create with this client id); If-Match makes it conditional."""
         validate_resource(resource, resource_type)
         self.check_body_id(resource_type, id, resource)
         with self.writing() as session:
-            return self.update_in(session, resource_type, id, resource, if_match=if_match)
+            return self.update_in(
+                session, resource_type, id, resource, if_match=if_match, guard=guard
+            )
 
     @staticmethod
     def check_body_id(resource_type: str, id: str, resource: dict[str, Any]) -> None:
@@ -401,6 +422,7 @@ class RecordService:
         resource: dict[str, Any],
         *,
         if_match: int | None = None,
+        guard: WriteGuard | None = None,
     ) -> WriteResult:
         current = session.current_row(resource_type, id)
         if if_match is not None:
@@ -413,17 +435,25 @@ class RecordService:
                     f"{resource_type}/{id} is at version {current.version_id}, not {if_match}: "
                     "someone else changed it; read it again and reapply your change"
                 )
-        stored = self._write(session, resource_type, id, resource, current)
+        stored = self._write(session, resource_type, id, resource, current, guard)
         created = current is None or current.deleted
         return WriteResult(201 if created else 200, stored)
 
     def conditional_update(
-        self, resource_type: str, search: str, resource: Any, *, if_match: int | None = None
+        self,
+        resource_type: str,
+        search: str,
+        resource: Any,
+        *,
+        if_match: int | None = None,
+        guard: WriteGuard | None = None,
     ) -> WriteResult:
         """Update the one match of search, or create if none (spec: conditional update)."""
         validate_resource(resource, resource_type)
         with self.writing() as session:
-            return self.conditional_update_in(session, resource_type, search, resource, if_match)
+            return self.conditional_update_in(
+                session, resource_type, search, resource, if_match, guard
+            )
 
     def conditional_update_in(
         self,
@@ -432,6 +462,7 @@ class RecordService:
         search: str,
         resource: dict[str, Any],
         if_match: int | None = None,
+        guard: WriteGuard | None = None,
     ) -> WriteResult:
         query = parse_search(resource_type, search, strict=True)
         session.lock(f"{resource_type}?{search}")
@@ -448,21 +479,31 @@ class RecordService:
                     )
                 )
             resource["id"] = matches[0]
-            return self.update_in(session, resource_type, matches[0], resource, if_match=if_match)
+            return self.update_in(
+                session, resource_type, matches[0], resource, if_match=if_match, guard=guard
+            )
         if body_id is not None:
             _check_id(resource_type, body_id)
             if session.current_row(resource_type, body_id) not in (None,):
                 raise Conflict(f"{resource_type}/{body_id} exists but does not match {search!r}")
-        return self.create_in(session, resource_type, resource, id=body_id)
+        return self.create_in(session, resource_type, resource, id=body_id, guard=guard)
 
     def patch(
-        self, resource_type: str, id: str, operations: Any, *, if_match: int | None = None
+        self,
+        resource_type: str,
+        id: str,
+        operations: Any,
+        *,
+        if_match: int | None = None,
+        guard: WriteGuard | None = None,
     ) -> WriteResult:
         """Apply a JSON Patch to the current version and store the result."""
         if not isinstance(operations, list):
             raise InvalidRequest(Issue("a JSON Patch body must be a JSON array of operations"))
         with self.writing() as session:
-            return self.patch_in(session, resource_type, id, operations, if_match=if_match)
+            return self.patch_in(
+                session, resource_type, id, operations, if_match=if_match, guard=guard
+            )
 
     def patch_in(
         self,
@@ -472,6 +513,7 @@ class RecordService:
         operations: list[Any],
         *,
         if_match: int | None = None,
+        guard: WriteGuard | None = None,
     ) -> WriteResult:
         stored = self.read(resource_type, id, session)
         if if_match is not None and stored.version_id != if_match:
@@ -499,17 +541,30 @@ class RecordService:
                 )
             )
         row = session.current_row(resource_type, id)
-        written = self._write(session, resource_type, id, patched, row)
+        written = self._write(session, resource_type, id, patched, row, guard)
         return WriteResult(200, written)
 
-    def delete(self, resource_type: str, id: str, *, if_match: int | None = None) -> WriteResult:
+    def delete(
+        self,
+        resource_type: str,
+        id: str,
+        *,
+        if_match: int | None = None,
+        guard: WriteGuard | None = None,
+    ) -> WriteResult:
         """Delete (write a tombstone); deleting what is absent or deleted is a no-op."""
         _check_id(resource_type, id)
         with self.writing() as session:
-            return self.delete_in(session, resource_type, id, if_match=if_match)
+            return self.delete_in(session, resource_type, id, if_match=if_match, guard=guard)
 
     def delete_in(
-        self, session: WriteSession, resource_type: str, id: str, *, if_match: int | None = None
+        self,
+        session: WriteSession,
+        resource_type: str,
+        id: str,
+        *,
+        if_match: int | None = None,
+        guard: WriteGuard | None = None,
     ) -> WriteResult:
         current = session.current_row(resource_type, id)
         if if_match is not None and (current is None or current.version_id != if_match):
@@ -518,6 +573,8 @@ class RecordService:
             )
         if current is None or current.deleted:
             return WriteResult(204, None)
+        if guard is not None:
+            guard("delete", resource_type, self._content(session, resource_type, id), None)
         version = current.version_id + 1
         session.write_version(
             resource_type,
@@ -530,7 +587,9 @@ class RecordService:
         )
         return WriteResult(204, session.current(resource_type, id))
 
-    def conditional_delete(self, resource_type: str, search: str) -> WriteResult:
+    def conditional_delete(
+        self, resource_type: str, search: str, *, guard: WriteGuard | None = None
+    ) -> WriteResult:
         """Delete the one match of search (more than one: 412)."""
         query = parse_search(resource_type, search, strict=True)
         if not query.criteria:
@@ -541,7 +600,15 @@ class RecordService:
                 raise MultipleMatches(f"{resource_type}?{search} matches more than one resource")
             if not matches:
                 return WriteResult(204, None)
-            return self.delete_in(session, resource_type, matches[0])
+            return self.delete_in(session, resource_type, matches[0], guard=guard)
+
+    @staticmethod
+    def _content(session: ReadSession, resource_type: str, id: str) -> dict[str, Any] | None:
+        stored = session.current(resource_type, id)
+        if stored is None or stored.content is None:
+            return None
+        loaded: dict[str, Any] = orjson.loads(stored.content)
+        return loaded
 
     # --- the one place a version is written -----------------------------------------
 
@@ -552,7 +619,12 @@ class RecordService:
         id: str,
         resource: dict[str, Any],
         current: CurrentRow | None,
+        guard: WriteGuard | None = None,
     ) -> StoredVersion:
+        if guard is not None:
+            exists = current is not None and not current.deleted
+            old = self._content(session, resource_type, id) if exists else None
+            guard("update" if exists else "create", resource_type, old, resource)
         version = 1 if current is None else current.version_id + 1
         last_updated = now_instant()
         meta = resource.get("meta")

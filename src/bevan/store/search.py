@@ -42,6 +42,7 @@ from bevan.fhir.search import (
     NumberMatch,
     QuantityMatch,
     ReferenceMatch,
+    Restriction,
     SearchQuery,
     SortKey,
     StringMatch,
@@ -109,6 +110,8 @@ class SearchCompiler:
     ) -> ColumnElement[bool]:
         """Return the condition for one criterion: `rid IN (rows)` if it drives the
         query, else a per-candidate EXISTS on the rid index."""
+        if isinstance(criterion, Restriction):
+            return self.condition(alias, resource_type, criterion.inner)
         if isinstance(criterion, IdMatch):
             return alias.c.id.in_(criterion.ids)
         if isinstance(criterion, LastUpdatedMatch):

@@ -1,0 +1,332 @@
+"""Who may see and change what: roles, SMART scopes, legitimate relationships,
+break-glass and sensitive records. Every FHIR interaction asks this module first.
+
+- system accounts act for the service: everything their scopes allow.
+- clinicians and nurses open a patient's record only with a legitimate relationship
+  (the patient is registered at, referred to, booked with, under the care team or the
+  episode of care of the user's organisation) or by breaking the glass, which grants
+  four hours on that one patient and queues the grant for a privacy officer's review.
+- receptionists see demographics and bookings of related patients, not clinical records.
+- patients see only their own compartment and write only what the patient app allows.
+- devices write readings for the patient they are linked to.
+- analysts and privacy officers get no patient data through the clinical API.
+- restricted (R) and very restricted (V) records need a role that permits them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bevan.fhir.dates import format_instant, now_instant
+from bevan.fhir.errors import Forbidden, Issue
+from bevan.fhir.search import (
+    AnyOf,
+    Chain,
+    Criterion,
+    IdMatch,
+    ReferenceMatch,
+    ReferenceValue,
+    Restriction,
+    SearchQuery,
+    TokenMatch,
+    TokenValue,
+    parse_criterion,
+    parse_search,
+)
+from bevan.fhir.search_parameters import compartment_parameters, in_patient_compartment, patients_of
+from bevan.security.scopes import parse_scopes, require_scope
+from bevan.security.tokens import Principal
+
+CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+BREAK_GLASS_HOURS = 4
+RELATIONSHIP_CACHE_SECONDS = 30.0
+
+CLINICAL_ROLES = frozenset({"clinician", "nurse"})
+# Which confidentiality codes each role may see (absent codes: anyone with access).
+SENSITIVE_ROLES = {"R": frozenset({"clinician", "system"}), "V": frozenset({"system"})}
+# What receptionists may touch: identity and bookings.
+RECEPTION_TYPES = frozenset(
+    {
+        "Patient",
+        "Appointment",
+        "AppointmentResponse",
+        "Slot",
+        "Schedule",
+        "RelatedPerson",
+        "Coverage",
+    }
+)
+# What the patient app may write about its own patient, and devices for theirs.
+PATIENT_WRITES = {
+    "Observation": {"create"},
+    "Appointment": {"create", "update", "patch"},
+    "Patient": {"update", "patch"},
+}
+DEVICE_WRITES = {"Observation": {"create"}}
+NO_PATIENT_DATA = frozenset({"analyst", "privacy-officer"})
+
+
+@dataclass
+class AccessContext:
+    """One request's caller, and what access was used (for the audit entry)."""
+
+    principal: Principal
+    break_glass_reason: str | None = None
+    broke_glass_for: set[str] = field(default_factory=set)
+    patients: set[str] = field(default_factory=set)
+
+    @property
+    def role(self) -> str:
+        return self.principal.role
+
+
+class AccessPolicy:
+    """Decides each interaction; built once per app over the record and the grants."""
+
+    def __init__(self, records: Any, break_glass: Any) -> None:
+        self.records = records  # RecordService
+        self.break_glass = break_glass  # BreakGlassLedger
+        self._cache: dict[tuple[str, str], tuple[float, bool]] = {}
+        self._org_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._lock = threading.Lock()
+
+    # --- type level -------------------------------------------------------------------------
+
+    def check_type(self, context: AccessContext, resource_type: str, interaction: str) -> None:
+        """Refuse an interaction the role or the token's scopes never allow on this type."""
+        principal = context.principal
+        require_scope(parse_scopes(principal.scope), resource_type, interaction)
+        role = principal.role
+        if role == "system":
+            return
+        patient_data = in_patient_compartment(resource_type)
+        writing = interaction in ("create", "update", "patch", "delete")
+        if role in NO_PATIENT_DATA and patient_data:
+            raise _forbidden(f"a {role} has no access to patient records through the clinical API")
+        if role == "receptionist" and patient_data and resource_type not in RECEPTION_TYPES:
+            raise _forbidden(f"a receptionist may not see {resource_type} records")
+        if (
+            role == "patient"
+            and writing
+            and interaction not in PATIENT_WRITES.get(resource_type, ())
+        ):
+            raise _forbidden(f"the patient app may not {interaction} {resource_type} resources")
+        if role == "device" and (
+            writing and interaction not in DEVICE_WRITES.get(resource_type, ())
+        ):
+            raise _forbidden(f"a device may not {interaction} {resource_type} resources")
+        if role == "device" and not writing:
+            raise _forbidden("a device may only send readings")
+        if writing and not patient_data and role not in ("system",):
+            raise _forbidden(f"only system accounts change {resource_type} resources")
+        if interaction in ("history-type", "history-system"):
+            raise _forbidden("history across many records is for system accounts")
+
+    # --- one resource -----------------------------------------------------------------------
+
+    def check_resource(
+        self, context: AccessContext, resource: dict[str, Any], interaction: str
+    ) -> None:
+        """Refuse access to this resource (its patients, its sensitivity) if not allowed."""
+        role = context.principal.role
+        labels = _confidentiality(resource)
+        for code in labels:
+            allowed = SENSITIVE_ROLES.get(code)
+            if allowed is not None and role not in allowed:
+                raise _forbidden(
+                    f"this record is marked {code} (restricted) and a {role} may not open it"
+                )
+        if role == "system":
+            context.patients |= set(patients_of(resource, self.records.base_url))
+            return
+        patients = patients_of(resource, self.records.base_url)
+        if not patients:
+            if in_patient_compartment(resource["resourceType"]) and role in ("patient", "device"):
+                raise _forbidden("this record belongs to no patient you may see")
+            return
+        context.patients |= set(patients)
+        for patient_id in patients:
+            self.check_patient(context, patient_id)
+
+    def check_patient(self, context: AccessContext, patient_id: str) -> None:
+        """Refuse unless the caller may open this patient's record (break-glass may grant it)."""
+        principal = context.principal
+        role = principal.role
+        if role == "system":
+            return
+        if role in ("patient", "device"):
+            if principal.patient_id != patient_id:
+                raise _forbidden("you may see only your own record")
+            return
+        if role in NO_PATIENT_DATA:
+            raise _forbidden(f"a {role} has no access to patient records through the clinical API")
+        if self.related(principal.organisation, patient_id):
+            return
+        if patient_id in self.break_glass.active_patients(principal.subject, now_instant()):
+            context.broke_glass_for.add(patient_id)
+            return
+        if context.break_glass_reason and role in CLINICAL_ROLES:
+            self.open_break_glass(context, patient_id)
+            return
+        hint = (
+            " If this is an emergency, repeat the request with the header "
+            "X-Bevan-Break-Glass: <your reason>; the access will be reviewed."
+            if role in CLINICAL_ROLES
+            else ""
+        )
+        raise _forbidden(
+            f"you have no legitimate relationship with patient {patient_id}: they are not registered "
+            f"with, referred to, booked with or under the care of your organisation.{hint}"
+        )
+
+    def open_break_glass(self, context: AccessContext, patient_id: str) -> None:
+        reason = (context.break_glass_reason or "").strip()
+        if len(reason) < 5:
+            raise _forbidden("breaking the glass needs a reason (at least a few words)")
+        now = datetime.now(UTC)
+        self.break_glass.grant(
+            context.principal.subject,
+            patient_id,
+            reason,
+            format_instant(now),
+            format_instant(now + timedelta(hours=BREAK_GLASS_HOURS)),
+        )
+        context.broke_glass_for.add(patient_id)
+
+    # --- relationships ----------------------------------------------------------------------
+
+    def organisation_ids(self, ods_code: str | None) -> tuple[str, ...]:
+        """Return the ids of the Organization resources carrying this ODS code."""
+        if not ods_code:
+            return ()
+        now = time.monotonic()
+        with self._lock:
+            cached = self._org_cache.get(ods_code)
+        if cached and now - cached[0] < RELATIONSHIP_CACHE_SECONDS:
+            return cached[1]
+        page = self.records.search(
+            parse_search(
+                "Organization",
+                [("identifier", f"{ODS}|{ods_code}"), ("_count", "50"), ("_total", "none")],
+            )
+        )
+        ids = tuple(v.id for v in page.matches)
+        with self._lock:
+            self._org_cache[ods_code] = (now, ids)
+        return ids
+
+    def relationship_criterion(self, ods_code: str | None) -> Criterion | None:
+        """Return the criterion selecting the Patients related to an organisation."""
+        orgs = self.organisation_ids(ods_code)
+        if not orgs:
+            return None
+        refs = ",".join(f"Organization/{o}" for o in orgs)
+        return AnyOf(
+            (
+                parse_criterion("Patient", "general-practitioner", refs),
+                parse_criterion("Patient", "organization", refs),
+                parse_criterion("Patient", "_has:EpisodeOfCare:patient:organization", refs),
+                parse_criterion("Patient", "_has:CareTeam:patient:participant", refs),
+                parse_criterion("Patient", "_has:ServiceRequest:patient:performer", refs),
+                parse_criterion("Patient", "_has:Appointment:patient:actor", refs),
+            )
+        )
+
+    def related(self, ods_code: str | None, patient_id: str) -> bool:
+        """Return True if the patient has a legitimate relationship with the organisation."""
+        if not ods_code:
+            return False
+        key = (ods_code, patient_id)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached and now - cached[0] < RELATIONSHIP_CACHE_SECONDS:
+            return cached[1]
+        criterion = self.relationship_criterion(ods_code)
+        answer = False
+        if criterion is not None:
+            query = SearchQuery(
+                "Patient", (IdMatch((patient_id,)), criterion), count=0, total="accurate"
+            )
+            answer = bool(self.records.search(query).total)
+        with self._lock:
+            self._cache[key] = (now, answer)
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+        return answer
+
+    # --- searches ---------------------------------------------------------------------------
+
+    def search_restrictions(
+        self, context: AccessContext, resource_type: str
+    ) -> tuple[Criterion, ...]:
+        """Return the criteria that keep a search to what the caller may see, so results,
+        totals and pages never include anything else."""
+        principal = context.principal
+        role = principal.role
+        out: list[Criterion] = []
+        hidden = [code for code, roles in SENSITIVE_ROLES.items() if role not in roles]
+        if hidden:
+            values = tuple(TokenValue(code, CONFIDENTIALITY) for code in hidden)
+            out.append(Restriction(TokenMatch("_security", values, "not")))
+        if role == "system" or not in_patient_compartment(resource_type):
+            return tuple(out)
+        if role in ("patient", "device"):
+            out.append(Restriction(_compartment(resource_type, principal.patient_id or "", None)))
+            return tuple(out)
+        relation = self.relationship_criterion(principal.organisation)
+        granted = self.break_glass.active_patients(principal.subject, now_instant())
+        alternatives: list[Criterion] = []
+        if resource_type == "Patient":
+            if relation is not None:
+                alternatives.append(relation)
+            if granted:
+                alternatives.append(IdMatch(tuple(sorted(granted))))
+        else:
+            for param in compartment_parameters("Patient").get(resource_type, ()):
+                if relation is not None:
+                    alternatives.append(Chain(param, ("Patient",), relation))
+                if granted:
+                    references = tuple(
+                        ReferenceValue(id=p, resource_type="Patient") for p in sorted(granted)
+                    )
+                    alternatives.append(ReferenceMatch(param, references))
+        if not alternatives:
+            alternatives.append(IdMatch(("-",)))  # nothing: no relationship at all
+        out.append(Restriction(AnyOf(tuple(alternatives))))
+        return tuple(out)
+
+    def may_see(self, context: AccessContext, resource: dict[str, Any]) -> bool:
+        """Return True if the caller may see this resource (included resources, history)."""
+        try:
+            self.check_resource(_without_break_glass(context), resource, "read")
+        except Forbidden:
+            return False
+        return True
+
+
+def _compartment(resource_type: str, patient_id: str, relation: Criterion | None) -> Criterion:
+    if resource_type == "Patient":
+        return IdMatch((patient_id,))
+    params = compartment_parameters("Patient").get(resource_type, ())
+    reference = (ReferenceValue(id=patient_id, resource_type="Patient"),)
+    return AnyOf(tuple(ReferenceMatch(p, reference) for p in params)) if params else IdMatch(("-",))
+
+
+def _without_break_glass(context: AccessContext) -> AccessContext:
+    # Included resources never open new break-glass grants on their own.
+    return AccessContext(context.principal, None, context.broke_glass_for, context.patients)
+
+
+def _confidentiality(resource: dict[str, Any]) -> set[str]:
+    labels = (resource.get("meta") or {}).get("security") or []
+    return {label.get("code") for label in labels if label.get("system") == CONFIDENTIALITY}
+
+
+def _forbidden(text: str) -> Forbidden:
+    return Forbidden(Issue(text, code="forbidden"))
