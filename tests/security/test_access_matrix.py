@@ -274,3 +274,20 @@ def test_bundles_apply_the_same_rules_entry_by_entry(loaded: RunningServer) -> N
         answer = fhir.post("", json=bundle, headers=FHIR_JSON).json()
     statuses = [e["response"]["status"][:3] for e in answer["entry"]]
     assert statuses == ["200", "403", "403"]
+
+
+def test_a_privacy_officer_reviews_break_glass_and_closes_it(loaded: RunningServer) -> None:
+    with client_for(loaded, "nurse") as fhir:
+        reason = {"X-Bevan-Break-Glass": "Collapsed at the surgery door"}
+        assert fhir.get("/Patient/unrelated", headers=reason).status_code == 200
+    with client_for(loaded, "clinician") as fhir:
+        assert fhir.get("/$break-glass").status_code == 403
+    with client_for(loaded, "privacy-officer") as officer:
+        queue = officer.get("/$break-glass").json()["grants"]
+        grant = next(g for g in queue if g["user_id"] == "nurse-user")
+        assert grant["reason"] == "Collapsed at the surgery door" and grant["patient_id"] == "unrelated"
+        assert officer.post(f"/$break-glass/{grant['id']}", json={}).status_code == 400
+        closed = officer.post(f"/$break-glass/{grant['id']}", json={"outcome": "Appropriate: emergency care"})
+        assert closed.status_code == 200
+        assert all(g["id"] != grant["id"] for g in officer.get("/$break-glass").json()["grants"])
+        assert officer.post(f"/$break-glass/{grant['id']}", json={"outcome": "again"}).status_code == 404

@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bevan.api import interactions as i
+from bevan.api import oversight
 from bevan.api.capability import capability_statement
 from bevan.api.context import FhirRequest, base_url_of, fhir_endpoint
 from bevan.api.responses import error_response, fhir_json
@@ -24,6 +25,8 @@ def fhir_routes(base_path: str) -> list[Route]:
     return [
         Route(f"{b}/metadata", e(metadata, public=True), methods=["GET"]),
         Route(f"{b}/_history", e(i.system_history, offload=True), methods=["GET"]),
+        Route(f"{b}/$break-glass", e(oversight.break_glass_queue), methods=["GET"]),
+        Route(f"{b}/$break-glass/{{grant}}", e(oversight.review_break_glass), methods=["POST"]),
         Route(b, e(i.system_bundle, offload=True), methods=["POST"]),
         Route(f"{b}/", e(i.system_bundle, offload=True), methods=["POST"]),
         Route(f"{b}/{{type}}/_history", e(i.type_history, offload=True), methods=["GET"]),
