@@ -18,13 +18,21 @@ from bevan.records.service import RecordService
 from bevan.security.access import AccessPolicy
 from bevan.security.oauth import ClientRegistry, RevocationList, oauth_routes
 from bevan.security.tokens import TokenAuthority
+from bevan.security.trail import AuditTrail
 from bevan.security.users import UserDirectory
 from bevan.store.access import BreakGlassLedger
+from bevan.store.audit import AuditLog
 from bevan.store.records import RecordStore
 
 
-def create_app(settings: Settings, store: RecordStore | None = None) -> Starlette:
-    """Return the Bevan ASGI app for settings (the schema must already be current)."""
+def create_app(
+    settings: Settings, store: RecordStore | None = None, *, trail: AuditTrail | None = None
+) -> Starlette:
+    """Return the Bevan ASGI app for settings (the schema must already be current).
+
+    trail replaces the audit trail written to the database (benchmarks measure the cost
+    of auditing with it); there is no setting that turns auditing off.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = store or RecordStore.from_url(settings.resolved_database_url)
     records = RecordService(store, settings.base_url)
@@ -34,6 +42,7 @@ def create_app(settings: Settings, store: RecordStore | None = None) -> Starlett
         records=records,
         tokens=tokens,
         policy=AccessPolicy(records, BreakGlassLedger(store.engine)),
+        trail=trail or AuditTrail(AuditLog(store.engine)),
         max_body_bytes=settings.max_body_bytes,
     )
     warm_up()
@@ -43,7 +52,9 @@ def create_app(settings: Settings, store: RecordStore | None = None) -> Starlett
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await services.trail.start()
         yield
+        await services.trail.stop()
         store.close()
 
     app = Starlette(

@@ -279,6 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     up = db_commands.add_parser("upgrade", help="apply schema migrations")
     _data_options(up)
     up.set_defaults(run=cmd_db_upgrade)
+
+    from bevan.cli_audit import register as register_audit
+
+    register_audit(commands)
+
+    from bevan.cli_security import register as register_security
+
+    register_security(commands)
     return parser
 
 

@@ -17,7 +17,13 @@ def route_table() -> list[tuple[str, str]]:
     """Every (method, path) of the FHIR route table, with its parameters filled in."""
     from bevan.api.routes import fhir_routes
 
-    examples = {"type": "Patient", "id": "p1", "version": "1", "target": "Observation", "grant": "1"}
+    examples = {
+        "type": "Patient",
+        "id": "p1",
+        "version": "1",
+        "target": "Observation",
+        "grant": "1",
+    }
     found = []
     for route in fhir_routes("/fhir"):
         path = route.path.removeprefix("/fhir")

@@ -285,9 +285,17 @@ def test_a_privacy_officer_reviews_break_glass_and_closes_it(loaded: RunningServ
     with client_for(loaded, "privacy-officer") as officer:
         queue = officer.get("/$break-glass").json()["grants"]
         grant = next(g for g in queue if g["user_id"] == "nurse-user")
-        assert grant["reason"] == "Collapsed at the surgery door" and grant["patient_id"] == "unrelated"
+        assert (
+            grant["reason"] == "Collapsed at the surgery door"
+            and grant["patient_id"] == "unrelated"
+        )
         assert officer.post(f"/$break-glass/{grant['id']}", json={}).status_code == 400
-        closed = officer.post(f"/$break-glass/{grant['id']}", json={"outcome": "Appropriate: emergency care"})
+        closed = officer.post(
+            f"/$break-glass/{grant['id']}", json={"outcome": "Appropriate: emergency care"}
+        )
         assert closed.status_code == 200
         assert all(g["id"] != grant["id"] for g in officer.get("/$break-glass").json()["grants"])
-        assert officer.post(f"/$break-glass/{grant['id']}", json={"outcome": "again"}).status_code == 404
+        assert (
+            officer.post(f"/$break-glass/{grant['id']}", json={"outcome": "again"}).status_code
+            == 404
+        )

@@ -15,12 +15,16 @@ from starlette.responses import Response
 
 from bevan.api.negotiation import Prefer, check_response_format, parse_prefer, wants_pretty
 from bevan.api.responses import error_response, internal_error_response
+from bevan.fhir.dates import now_instant
+from bevan.fhir.ids import is_valid_id
 from bevan.fhir.errors import FhirError, InvalidRequest, Issue, PayloadTooLarge, Unauthorized
 from bevan.fhir.search import Criterion
 from bevan.records.bundles import BundleAccess
 from bevan.records.service import RecordService, WriteGuard, parse_json
 from bevan.security.access import AccessContext, AccessPolicy
+from bevan.security.audit import AuditRecord, action_for, outcome_for
 from bevan.security.tokens import Principal, TokenAuthority, TokenError
+from bevan.security.trail import AuditNotRecorded, AuditTrail
 from bevan.store.records import StoredVersion
 
 log = logging.getLogger("bevan.api")
@@ -33,6 +37,7 @@ class Services:
     records: RecordService
     tokens: TokenAuthority
     policy: AccessPolicy
+    trail: AuditTrail
     max_body_bytes: int
 
 
@@ -129,23 +134,31 @@ def base_url_of(request: Request) -> str:
 
 
 def fhir_endpoint(
-    handler: Handler, *, public: bool = False, offload: bool = False
+    handler: Handler,
+    *,
+    interaction: str,
+    public: bool = False,
+    offload: bool = False,
 ) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a synchronous handler: authenticate, read the body, run it, and answer every
-    failure with an OperationOutcome (never a bare 500).
+    """Wrap a synchronous handler: authenticate, read the body, run it, audit it, and
+    answer every failure with an OperationOutcome (never a bare 500).
 
     Single-resource interactions run on the event loop: they take well under a
     millisecond, and handing them to a thread cost 60% of read throughput when measured
     (1,241 against 3,318 reads/s on 2 cores). Work that can take long (Bundles, history)
     is offloaded to the thread pool so it does not hold up everyone else.
+
+    Every request but the public ones, allowed or refused, is audited before its answer
+    is sent; if the audit entry cannot be written, the answer is an error instead.
     """
 
     async def endpoint(request: Request) -> Response:
         pretty = wants_pretty(request)
+        services: Services = request.app.state.services
+        access: AccessContext | None = None
+        problem: str | None = None
         try:
-            services: Services = request.app.state.services
             principal = None if public else authenticate(request, services.tokens)
-            access = None
             if principal is not None:
                 access = AccessContext(principal, request.headers.get("x-bevan-break-glass"))
             check_response_format(request)
@@ -161,18 +174,84 @@ def fhir_endpoint(
                 access,
             )
             if offload:
-                return await run_in_threadpool(handler, fhir_request)
-            return handler(fhir_request)
+                response = await run_in_threadpool(handler, fhir_request)
+            else:
+                response = handler(fhir_request)
         except FhirError as error:
-            return error_response(error, pretty=pretty)
+            problem = "; ".join(i.diagnostics for i in error.issues)
+            response = error_response(error, pretty=pretty)
         except Exception:
             reference = uuid.uuid4().hex[:12]
             log.exception(
                 "request %s %s failed (reference %s)", request.method, request.url.path, reference
             )
-            return internal_error_response(reference)
+            problem = f"server error, reference {reference}"
+            response = internal_error_response(reference)
+        if public:
+            return response
+        try:
+            await services.trail.record(
+                audit_record(request, interaction, access, response, problem)
+            )
+        except AuditNotRecorded:
+            log.exception("request %s %s could not be audited", request.method, request.url.path)
+            return error_response(
+                FhirError(
+                    Issue(
+                        "the request could not be audited, so its answer is withheld; try again",
+                        code="transient",
+                        severity="fatal",
+                    ),
+                    status=503,
+                )
+            )
+        return response
 
     return endpoint
+
+
+def audit_record(
+    request: Request,
+    interaction: str,
+    access: AccessContext | None,
+    response: Response,
+    problem: str | None,
+) -> AuditRecord:
+    """Return the audit entry for one answered request."""
+    status = response.status_code
+    principal = access.principal if access is not None else None
+    params = request.path_params
+    resources: tuple[str, ...] = ()
+    location = response.headers.get("location")
+    if location and "/fhir/" in location:
+        resources = (location.split("/fhir/", 1)[1].split("/_history", 1)[0],)
+    elif "type" in params and is_valid_id(params.get("id", "")):
+        resources = (f"{params['type']}/{params['id']}",)
+    patient_id = None
+    if access is not None and len(access.patients) == 1:
+        patient_id = next(iter(access.patients))
+    elif params.get("type") == "Patient" and is_valid_id(params.get("id", "")):
+        patient_id = params["id"]
+    broke_glass = bool(access and access.broke_glass_for)
+    return AuditRecord(
+        recorded=now_instant(),
+        user_id=principal.subject if principal else None,
+        role=principal.role if principal else None,
+        organisation=principal.organisation if principal else None,
+        client_address=request.client.host if request.client else None,
+        action=action_for(interaction),
+        interaction=interaction,
+        outcome=outcome_for(status),
+        outcome_text=problem or "",
+        http_status=status,
+        resources=resources,
+        query=request.url.query or None,
+        patient_id=patient_id,
+        purpose_of_use="ETREAT" if broke_glass else "TREAT",
+        break_glass_reason=access.break_glass_reason if broke_glass and access else None,
+        request_id=request.headers.get("x-request-id"),
+        source=str(request.url.replace(query="")).split("/fhir", 1)[0] + "/fhir",
+    )
 
 
 def authenticate(request: Request, tokens: TokenAuthority) -> Principal:

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from bevan.api.context import FhirRequest
 from bevan.api.responses import fhir_json
+from bevan.fhir.bundles import bundle, entry_for
 from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound
 from bevan.store.access import BreakGlassLedger
@@ -51,3 +52,30 @@ def review_break_glass(fhir: FhirRequest) -> Response:
     return fhir_json(
         {"grant": int(grant), "outcome": outcome, "reviewed_by": fhir.caller.principal.subject}
     )
+
+
+def access_log(fhir: FhirRequest) -> Response:
+    """GET /fhir/Patient/{id}/$audit: who accessed this patient's record, newest first
+    (the patient themselves, or a privacy officer for anyone)."""
+    patient_id = fhir.path("id")
+    caller = fhir.caller
+    own = caller.role == "patient" and caller.principal.patient_id == patient_id
+    if not own and caller.role != "privacy-officer":
+        raise Forbidden(
+            Issue("a record's access log is for its patient and privacy officers", code="forbidden")
+        )
+    caller.patients.add(patient_id)
+    params = fhir.request.query_params
+    count = min(int(params["_count"]), 1000) if params.get("_count", "").isdigit() else 100
+    before = int(params["_before"]) if params.get("_before", "").isdigit() else None
+    entries = fhir.services.trail.log.for_patient(patient_id, limit=count + 1, before_seq=before)
+    path = f"{fhir.base_url}/Patient/{patient_id}/$audit"
+    links = [("self", path)]
+    if len(entries) > count:
+        entries = entries[:count]
+        links.append(("next", f"{path}?_count={count}&_before={entries[-1].seq}"))
+    found = [
+        entry_for(f"{fhir.base_url}/AuditEvent/{e.seq}", e.content, search={"mode": "match"})
+        for e in entries
+    ]
+    return fhir_json(bundle("searchset", found, links=links), pretty=fhir.pretty)

@@ -23,27 +23,70 @@ def fhir_routes(base_path: str) -> list[Route]:
     b = base_path
     e = fhir_endpoint
     return [
-        Route(f"{b}/metadata", e(metadata, public=True), methods=["GET"]),
-        Route(f"{b}/_history", e(i.system_history, offload=True), methods=["GET"]),
-        Route(f"{b}/$break-glass", e(oversight.break_glass_queue), methods=["GET"]),
-        Route(f"{b}/$break-glass/{{grant}}", e(oversight.review_break_glass), methods=["POST"]),
-        Route(b, e(i.system_bundle, offload=True), methods=["POST"]),
-        Route(f"{b}/", e(i.system_bundle, offload=True), methods=["POST"]),
-        Route(f"{b}/{{type}}/_history", e(i.type_history, offload=True), methods=["GET"]),
-        Route(f"{b}/{{type}}/_search", e(i.search), methods=["POST"]),
-        Route(f"{b}/Patient/$everything", e(i.everyone, offload=True), methods=["GET"]),
-        Route(f"{b}/Patient/{{id}}/$everything", e(i.everything, offload=True), methods=["GET"]),
-        Route(f"{b}/{{type}}/{{id}}/_history/{{version}}", e(i.vread), methods=["GET"]),
-        Route(f"{b}/{{type}}/{{id}}/_history", e(i.instance_history), methods=["GET"]),
-        Route(f"{b}/{{type}}/{{id}}", e(i.read), methods=["GET"]),
-        Route(f"{b}/{{type}}/{{id}}/{{target}}", e(i.compartment_search), methods=["GET"]),
-        Route(f"{b}/{{type}}/{{id}}", e(i.update), methods=["PUT"]),
-        Route(f"{b}/{{type}}/{{id}}", e(i.patch), methods=["PATCH"]),
-        Route(f"{b}/{{type}}/{{id}}", e(i.delete), methods=["DELETE"]),
-        Route(f"{b}/{{type}}", e(i.search), methods=["GET"]),
-        Route(f"{b}/{{type}}", e(i.create), methods=["POST"]),
-        Route(f"{b}/{{type}}", e(i.conditional_update), methods=["PUT"]),
-        Route(f"{b}/{{type}}", e(i.conditional_delete), methods=["DELETE"]),
+        Route(f"{b}/metadata", e(metadata, interaction="operation", public=True), methods=["GET"]),
+        Route(
+            f"{b}/_history",
+            e(i.system_history, interaction="history-system", offload=True),
+            methods=["GET"],
+        ),
+        Route(
+            f"{b}/$break-glass",
+            e(oversight.break_glass_queue, interaction="operation"),
+            methods=["GET"],
+        ),
+        Route(
+            f"{b}/$break-glass/{{grant}}",
+            e(oversight.review_break_glass, interaction="operation"),
+            methods=["POST"],
+        ),
+        Route(b, e(i.system_bundle, interaction="transaction", offload=True), methods=["POST"]),
+        Route(
+            f"{b}/", e(i.system_bundle, interaction="transaction", offload=True), methods=["POST"]
+        ),
+        Route(
+            f"{b}/{{type}}/_history",
+            e(i.type_history, interaction="history-type", offload=True),
+            methods=["GET"],
+        ),
+        Route(f"{b}/{{type}}/_search", e(i.search, interaction="search-type"), methods=["POST"]),
+        Route(
+            f"{b}/Patient/{{id}}/$audit",
+            e(oversight.access_log, interaction="operation"),
+            methods=["GET"],
+        ),
+        Route(
+            f"{b}/Patient/$everything",
+            e(i.everyone, interaction="operation", offload=True),
+            methods=["GET"],
+        ),
+        Route(
+            f"{b}/Patient/{{id}}/$everything",
+            e(i.everything, interaction="operation", offload=True),
+            methods=["GET"],
+        ),
+        Route(
+            f"{b}/{{type}}/{{id}}/_history/{{version}}",
+            e(i.vread, interaction="vread"),
+            methods=["GET"],
+        ),
+        Route(
+            f"{b}/{{type}}/{{id}}/_history",
+            e(i.instance_history, interaction="history-instance"),
+            methods=["GET"],
+        ),
+        Route(f"{b}/{{type}}/{{id}}", e(i.read, interaction="read"), methods=["GET"]),
+        Route(
+            f"{b}/{{type}}/{{id}}/{{target}}",
+            e(i.compartment_search, interaction="search-type"),
+            methods=["GET"],
+        ),
+        Route(f"{b}/{{type}}/{{id}}", e(i.update, interaction="update"), methods=["PUT"]),
+        Route(f"{b}/{{type}}/{{id}}", e(i.patch, interaction="patch"), methods=["PATCH"]),
+        Route(f"{b}/{{type}}/{{id}}", e(i.delete, interaction="delete"), methods=["DELETE"]),
+        Route(f"{b}/{{type}}", e(i.search, interaction="search-type"), methods=["GET"]),
+        Route(f"{b}/{{type}}", e(i.create, interaction="create"), methods=["POST"]),
+        Route(f"{b}/{{type}}", e(i.conditional_update, interaction="update"), methods=["PUT"]),
+        Route(f"{b}/{{type}}", e(i.conditional_delete, interaction="delete"), methods=["DELETE"]),
     ]
 
 

@@ -68,8 +68,13 @@ class TokenAuthority:
         self._lock = threading.Lock()
 
     @classmethod
-    def in_directory(cls, data_dir: Path) -> TokenAuthority:
-        """Load the key from data_dir, creating it (readable by its owner only) if absent."""
+    def in_directory(
+        cls, data_dir: Path, revoked: Callable[[str], bool] | None = None
+    ) -> TokenAuthority:
+        """Load the key from data_dir, creating it (readable by its owner only) if absent.
+
+        revoked, if given, is asked whether a token's jti has been revoked.
+        """
         path = data_dir / KEY_FILE
         if not path.exists():
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +90,7 @@ class TokenAuthority:
         loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(loaded, Ed25519PrivateKey):
             raise TokenError(f"{path} does not hold an Ed25519 private key")
-        return cls(loaded)
+        return cls(loaded, revoked)
 
     def issue(
         self,
@@ -129,9 +134,11 @@ class TokenAuthority:
         with self._lock:
             cached = self._cache.get(token)
         if cached is not None:
-            if cached.expires_at > now:
-                return cached
-            raise TokenError("the token has expired")
+            if cached.expires_at <= now:
+                raise TokenError("the token has expired")
+            if cached.token_id is not None and self.revoked(cached.token_id):
+                raise TokenError("the token has been revoked")
+            return cached
         try:
             claims = jwt.decode(
                 token,
@@ -152,8 +159,18 @@ class TokenAuthority:
         role = claims.get("role")
         if role not in ROLES:
             raise TokenError(f"the token's role {role!r} is not one Bevan knows")
+        jti = claims.get("jti")
+        if jti is not None and self.revoked(str(jti)):
+            raise TokenError("the token has been revoked")
         principal = Principal(
-            claims["sub"], role, str(claims.get("scope", "")), float(claims["exp"])
+            claims["sub"],
+            role,
+            str(claims.get("scope", "")),
+            float(claims["exp"]),
+            organisation=claims.get("org"),
+            patient_id=claims.get("patient"),
+            device_id=claims.get("device"),
+            token_id=jti,
         )
         with self._lock:
             self._cache[token] = principal

@@ -1,0 +1,241 @@
+"""The audit log: an append-only, hash-chained table of AuditEvents.
+
+Each entry's hash is SHA-256 of the previous entry's hash, its own seq and its content,
+so altering, removing or reordering an entry breaks the chain from that point and
+`verify` names where. Appends take a write lock (BEGIN IMMEDIATE on SQLite, an advisory
+transaction lock on PostgreSQL) so the chain has one head. This module never updates or
+deletes an entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, text
+
+from bevan.store.engine import is_sqlite
+from bevan.store.schema import audit_event
+
+GENESIS_HASH = "0" * 64
+# The advisory lock key that serialises appends on PostgreSQL ("audit" in ASCII).
+APPEND_LOCK_KEY = 0x6175646974
+VERIFY_CHUNK = 5000
+
+
+def chain_hash(previous_hash: str, seq: int, content: str) -> str:
+    """Return the hash of an entry: SHA-256 hex of "previous_hash|seq|content"."""
+    return hashlib.sha256(f"{previous_hash}|{seq}|{content}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """An entry to append: the AuditEvent JSON text and the columns it is found by."""
+
+    recorded: str
+    user_id: str | None
+    patient_id: str | None
+    action: str
+    outcome: str
+    break_glass: bool
+    content: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """An entry as stored, with its place in the chain."""
+
+    seq: int
+    recorded: str
+    user_id: str | None
+    patient_id: str | None
+    action: str
+    outcome: str
+    break_glass: bool
+    content: str
+    previous_hash: str
+    hash: str
+
+
+def _entry(row: Any) -> AuditEntry:
+    return AuditEntry(
+        seq=int(row.seq),
+        recorded=row.recorded,
+        user_id=row.user_id,
+        patient_id=row.patient_id,
+        action=row.action,
+        outcome=row.outcome,
+        break_glass=bool(row.break_glass),
+        content=row.content,
+        previous_hash=row.previous_hash,
+        hash=row.hash,
+    )
+
+
+_SELECT_HEAD = select(audit_event.c.seq, audit_event.c.hash).order_by(audit_event.c.seq.desc())
+
+
+class AuditLog:
+    """All SQL about the audit_event table: append a batch, verify the chain, find entries."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sqlite = is_sqlite(engine)
+        # Queue this process's appenders on a lock rather than in SQLite's busy handler.
+        self._append_lock = threading.Lock() if self.sqlite else None
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+    def append(self, rows: Sequence[AuditRow]) -> list[int]:
+        """Append rows in one transaction, chained onto the head; return their seqs."""
+        if not rows:
+            return []
+        lock = self._append_lock or contextlib.nullcontext()
+        with (
+            lock,
+            # bevan_write makes SQLite take its write lock at BEGIN (see store.engine).
+            self.engine.connect().execution_options(bevan_write=True) as connection,
+            connection.begin(),
+        ):
+            if not self.sqlite:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK_KEY})
+            head = connection.execute(_SELECT_HEAD.limit(1)).first()
+            seq, previous = (int(head.seq), head.hash) if head else (0, GENESIS_HASH)
+            values: list[dict[str, Any]] = []
+            for row in rows:
+                seq += 1
+                digest = chain_hash(previous, seq, row.content)
+                values.append(
+                    {
+                        "seq": seq,
+                        "recorded": row.recorded,
+                        "user_id": row.user_id,
+                        "patient_id": row.patient_id,
+                        "action": row.action,
+                        "outcome": row.outcome,
+                        "break_glass": row.break_glass,
+                        "content": row.content,
+                        "previous_hash": previous,
+                        "hash": digest,
+                    }
+                )
+                previous = digest
+            connection.execute(insert(audit_event), values)
+        return [value["seq"] for value in values]
+
+    def head(self) -> tuple[int, str]:
+        """Return the newest entry's seq and hash ((0, GENESIS_HASH) when the log is empty).
+
+        Kept somewhere else, the head lets a later check notice entries removed from the
+        end, which the chain alone cannot show.
+        """
+        with self._reading() as connection:
+            row = connection.execute(_SELECT_HEAD.limit(1)).first()
+        return (int(row.seq), row.hash) if row else (0, GENESIS_HASH)
+
+    def count(self) -> int:
+        with self._reading() as connection:
+            return int(
+                connection.execute(select(func.count()).select_from(audit_event)).scalar_one()
+            )
+
+    def entries(self, chunk: int = VERIFY_CHUNK) -> Iterator[AuditEntry]:
+        """Yield every entry in seq order, reading chunk rows at a time."""
+        after = 0
+        while True:
+            with self._reading() as connection:
+                rows = connection.execute(
+                    select(audit_event)
+                    .where(audit_event.c.seq > after)
+                    .order_by(audit_event.c.seq)
+                    .limit(chunk)
+                ).all()
+            for row in rows:
+                yield _entry(row)
+            if len(rows) < chunk:
+                return
+            after = int(rows[-1].seq)
+
+    def verify(
+        self,
+        progress: Callable[[int], object] | None = None,
+        check: Callable[[AuditEntry], str | None] | None = None,
+    ) -> list[str]:
+        """Return the problems in the chain, each naming its entry (empty: it verifies).
+
+        progress, if given, is called with the number of entries read since the last call;
+        check, if given, may return a further problem with one entry (or None).
+        """
+        problems: list[str] = []
+        expected_seq, expected_previous = 1, GENESIS_HASH
+        pending = 0
+        for entry in self.entries():
+            if entry.seq != expected_seq or entry.previous_hash != expected_previous:
+                problems.append(f"audit entry {entry.seq} follows a missing or changed entry")
+            if chain_hash(entry.previous_hash, entry.seq, entry.content) != entry.hash:
+                problems.append(
+                    f"audit entry {entry.seq} has been altered: its hash does not match its content"
+                )
+            if check is not None:
+                problem = check(entry)
+                if problem:
+                    problems.append(problem)
+            expected_seq, expected_previous = entry.seq + 1, entry.hash
+            pending += 1
+            if progress is not None and pending >= VERIFY_CHUNK:
+                progress(pending)
+                pending = 0
+        if progress is not None and pending:
+            progress(pending)
+        return problems
+
+    def for_patient(
+        self, patient_id: str, limit: int = 100, before_seq: int | None = None
+    ) -> list[AuditEntry]:
+        """Return the entries about one patient's record, newest first."""
+        return self.find(patient_id=patient_id, limit=limit, before_seq=before_seq)
+
+    def find(
+        self,
+        user_id: str | None = None,
+        patient_id: str | None = None,
+        since: str | None = None,
+        outcome: str | None = None,
+        break_glass: bool | None = None,
+        limit: int = 100,
+        before_seq: int | None = None,
+    ) -> list[AuditEntry]:
+        """Return entries matching every given filter, newest first; page with before_seq."""
+        query = select(audit_event)
+        if user_id is not None:
+            query = query.where(audit_event.c.user_id == user_id)
+        if patient_id is not None:
+            query = query.where(audit_event.c.patient_id == patient_id)
+        if since is not None:
+            query = query.where(audit_event.c.recorded >= since)
+        if outcome is not None:
+            query = query.where(audit_event.c.outcome == outcome)
+        if break_glass is not None:
+            query = query.where(audit_event.c.break_glass == break_glass)
+        if before_seq is not None:
+            query = query.where(audit_event.c.seq < before_seq)
+        query = query.order_by(audit_event.c.seq.desc()).limit(limit)
+        with self._reading() as connection:
+            return [_entry(row) for row in connection.execute(query)]
+
+
+__all__: Sequence[str] = (
+    "AuditEntry",
+    "AuditLog",
+    "AuditRow",
+    "GENESIS_HASH",
+    "chain_hash",
+)
