@@ -131,7 +131,9 @@ def main() -> None:
         json.dumps(params, separators=(",", ":"), sort_keys=True)
     )
     compartments = build_compartments(args.shared)
-    (OUT / "compartments.json").write_text(json.dumps(compartments, indent=1, sort_keys=True) + "\n")
+    (OUT / "compartments.json").write_text(
+        json.dumps(compartments, indent=1, sort_keys=True) + "\n"
+    )
     print(
         f"{len(types)} resource types, {len(schema['definitions'])} definitions, "
         f"{len(params)} search parameters -> {OUT}"

@@ -43,7 +43,9 @@ def main() -> None:
         }
         table[name] = sorted((summary | set(ALWAYS)) & known)
     (DATA / "summary_elements.json").write_text(json.dumps(table, indent=0, sort_keys=True) + "\n")
-    print(f"{len(table)} types; from the schema's required elements: {', '.join(fallback) or 'none'}")
+    print(
+        f"{len(table)} types; from the schema's required elements: {', '.join(fallback) or 'none'}"
+    )
 
 
 if __name__ == "__main__":
