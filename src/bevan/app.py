@@ -42,7 +42,7 @@ def create_app(
         records=records,
         tokens=tokens,
         policy=AccessPolicy(records, BreakGlassLedger(store.engine)),
-        trail=trail or AuditTrail(AuditLog(store.engine)),
+        trail=trail or AuditTrail(AuditLog(store.engine, store.write_lock)),
         max_body_bytes=settings.max_body_bytes,
     )
     warm_up()

@@ -190,6 +190,9 @@ def cmd_token_create(args: argparse.Namespace) -> int:
             args.role,
             scope=args.scope,
             lifetime=args.lifetime,
+            organisation=args.organisation,
+            patient_id=args.patient,
+            device_id=args.device,
         )
     except TokenError as error:
         print(f"bevan token create: {error}", file=sys.stderr)
@@ -272,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--subject", help="who the token is for (default: the role)")
     create.add_argument("--scope", help="SMART scopes (default system/*.* or user/*.*)")
     create.add_argument("--lifetime", type=int, default=24 * 3600, help="seconds (default 86400)")
+    create.add_argument("--organisation", help="the user's ODS code (staff roles)")
+    create.add_argument("--patient", help="the Patient id (patient and device roles)")
+    create.add_argument("--device", help="the Device id (device role)")
     create.set_defaults(run=cmd_token_create)
 
     db = commands.add_parser("db", help="database schema")

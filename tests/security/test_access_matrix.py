@@ -299,3 +299,15 @@ def test_a_privacy_officer_reviews_break_glass_and_closes_it(loaded: RunningServ
             officer.post(f"/$break-glass/{grant['id']}", json={"outcome": "again"}).status_code
             == 404
         )
+
+
+def test_the_patient_app_changes_only_contact_details(loaded: RunningServer) -> None:
+    with client_for(loaded, "patient") as fhir:
+        current = fhir.get("/Patient/related").json()
+        moved = {**current, "address": [{"line": ["1 New Street"], "postalCode": "NP22 3AB"}]}
+        assert fhir.put("/Patient/related", json=moved, headers=FHIR_JSON).status_code == 200
+        current = fhir.get("/Patient/related").json()
+        renamed = {**current, "birthDate": "1990-01-01"}
+        refused = fhir.put("/Patient/related", json=renamed, headers=FHIR_JSON)
+        assert refused.status_code == 403
+        assert "birthDate" in refused.json()["issue"][0]["diagnostics"]

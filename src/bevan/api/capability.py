@@ -52,6 +52,7 @@ def _resources() -> list[dict[str, Any]]:
 
 def capability_statement(base_url: str) -> dict[str, Any]:
     """Return the CapabilityStatement for a server answering at base_url."""
+    root = base_url.rsplit("/fhir", 1)[0]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -67,8 +68,29 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                 "mode": "server",
                 "security": {
                     "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "extension": [
+                        {
+                            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                            "extension": [
+                                {"url": "authorize", "valueUri": f"{root}/auth/authorize"},
+                                {"url": "token", "valueUri": f"{root}/auth/token"},
+                                {"url": "revoke", "valueUri": f"{root}/auth/revoke"},
+                            ],
+                        }
+                    ],
                     "description": "Every request except GET /metadata needs an "
-                    "Authorization: Bearer token signed by this server.",
+                    "Authorization: Bearer token signed by this server (SMART on FHIR: see "
+                    ".well-known/smart-configuration). Every access is audited.",
                 },
                 "resource": _resources(),
                 "interaction": [

@@ -105,6 +105,7 @@ class FhirRequest:
                 policy.check_resource(caller, old, interaction)
             if new is not None:
                 policy.check_resource(caller, new, interaction)
+            policy.check_edit(caller, old, new)
 
         return guard
 

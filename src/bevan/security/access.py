@@ -69,6 +69,7 @@ PATIENT_WRITES = {
 }
 DEVICE_WRITES = {"Observation": {"create"}}
 NO_PATIENT_DATA = frozenset({"analyst", "privacy-officer"})
+PATIENT_EDITABLE = frozenset({"telecom", "address", "contact", "meta", "text"})
 
 
 @dataclass
@@ -197,6 +198,21 @@ class AccessPolicy:
             format_instant(now + timedelta(hours=BREAK_GLASS_HOURS)),
         )
         context.broke_glass_for.add(patient_id)
+
+    def check_edit(
+        self, context: AccessContext, old: dict[str, Any] | None, new: dict[str, Any] | None
+    ) -> None:
+        """Refuse a patient's change to their own Patient beyond their contact details."""
+        if context.principal.role != "patient" or old is None or new is None:
+            return
+        if new.get("resourceType") != "Patient":
+            return
+        changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)} - PATIENT_EDITABLE
+        if changed:
+            raise _forbidden(
+                "the patient app may change only contact details (telecom, address, contact), "
+                f"not {', '.join(sorted(changed))}"
+            )
 
     # --- relationships ----------------------------------------------------------------------
 

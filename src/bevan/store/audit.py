@@ -83,11 +83,12 @@ _SELECT_HEAD = select(audit_event.c.seq, audit_event.c.hash).order_by(audit_even
 class AuditLog:
     """All SQL about the audit_event table: append a batch, verify the chain, find entries."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, write_lock: threading.Lock | None = None) -> None:
         self.engine = engine
         self.sqlite = is_sqlite(engine)
-        # Queue this process's appenders on a lock rather than in SQLite's busy handler.
-        self._append_lock = threading.Lock() if self.sqlite else None
+        # Queue this process's appenders on a lock rather than in SQLite's busy handler;
+        # sharing the record store's lock queues them with every other writer too.
+        self._append_lock = (write_lock or threading.Lock()) if self.sqlite else None
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:

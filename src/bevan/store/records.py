@@ -556,6 +556,11 @@ class RecordStore:
                 finally:
                     session.close()
 
+    @property
+    def write_lock(self) -> threading.Lock | None:
+        """The lock this process's SQLite writers queue on (None on PostgreSQL)."""
+        return self._write_lock
+
     def analyse(self) -> None:
         """Refresh the planner's statistics (after loads; cheap, sampled on SQLite)."""
         with self.engine.connect() as connection:
