@@ -6,13 +6,14 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import bundle_import, crud
+from benchmarks import bundle_import, crud, search
 from benchmarks.options import RunOptions
 from benchmarks.report import ScenarioResult
 
 SCENARIOS: dict[str, Callable[[RunOptions], ScenarioResult]] = {
     "crud": crud.run,
     "import": bundle_import.run,
+    "search": search.run,
 }
 
 
@@ -24,12 +25,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("name", choices=[*SCENARIOS, "all"], help="scenario to run")
     parser.add_argument("--quick", action="store_true", help="small data, under a minute each")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
-    parser.add_argument("--duration", type=float, help="CRUD seconds (default 60; 10 with --quick)")
     parser.add_argument(
-        "--clients", type=int, help="concurrent clients (default 50 for crud, 20 for import)"
+        "--duration",
+        type=float,
+        help="timed seconds: crud (default 60; 10 quick), each search (10; 3 quick) and the "
+        "search mix (60; 10 quick)",
     )
     parser.add_argument(
-        "--patients", type=int, help="import size (default 1,000, 200 quick; synthea 100, 14 quick)"
+        "--clients",
+        type=int,
+        help="concurrent clients (default 50 for crud, 20 for import and named searches, "
+        "30 for the search mix)",
+    )
+    parser.add_argument(
+        "--patients",
+        type=int,
+        help="import size (default 1,000, 200 quick; synthea 100, 14 quick); "
+        "search data (default 90,000 = ~1M resources, 400 quick)",
     )
     parser.add_argument(
         "--source",

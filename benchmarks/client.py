@@ -61,13 +61,21 @@ class FhirClient:
             await self._session.close()
 
     async def send(
-        self, operation: str, method: str, path: str, body: bytes | None = None
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        label: str | None = None,
     ) -> tuple[int, bytes]:
-        """Return (status, body) of one request; status 0 if no answer came back."""
+        """Return (status, body) of one request; status 0 if no answer came back.
+
+        Refusals are counted under label (default: the method and the path's first part).
+        """
         if self.stop_at is not None and time.perf_counter() >= self.stop_at:
             raise StopLoad
         assert self._session is not None, "use FhirClient as an async context manager"
-        label = f"{method} {path.split('/', 1)[0] or '/'}"
+        label = label or f"{method} {path.split('/', 1)[0] or '/'}"
         started = time.perf_counter()
         try:
             async with self._session.request(

@@ -48,6 +48,9 @@ class Latencies:
         """Return the summed duration of every sample."""
         return sum(sum(samples) for samples in self._samples.values())
 
+    def samples(self, operation: str) -> list[float]:
+        return list(self._samples.get(operation, ()))
+
     def operations(self) -> list[str]:
         return list(self._samples)
 

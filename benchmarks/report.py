@@ -39,6 +39,7 @@ class ScenarioResult:
     details: dict[str, Any] = field(default_factory=dict)
     refusals: list[str] = field(default_factory=list)
     server_log_problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def table(self) -> str:
         """Return the result as a Markdown table followed by anchors, target and notes."""
@@ -56,6 +57,8 @@ class ScenarioResult:
         out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
         out += [line(row) for row in rows[1:]]
         out += ["", f"Published: {self.published}", f"Target: {self.target}", FAIRNESS_NOTE]
+        if self.notes:
+            out += ["", *self.notes]
         if self.refusals:
             out += ["", "Non-2xx answers during the run:", *(f"  {r}" for r in self.refusals)]
         if self.server_log_problems:
@@ -80,6 +83,7 @@ class ScenarioResult:
             "note": FAIRNESS_NOTE,
             "refusals": self.refusals,
             "server_log_problems": self.server_log_problems,
+            "notes": self.notes,
         }
         path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
         return path

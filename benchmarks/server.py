@@ -1,4 +1,4 @@
-"""A real Bevan server in a subprocess on a fresh data directory and a free port."""
+"""A real Bevan server in a subprocess on a data directory (fresh unless given) and a free port."""
 
 from __future__ import annotations
 
@@ -34,16 +34,20 @@ class BevanServer:
     """`bevan serve` (with N worker processes) for one scenario.
 
     Use as a context manager: the data directory is created on entry and removed, with
-    the process, on exit. `token` is a system bearer token for this server's key.
+    the process, on exit; a given data_dir (already loaded) is used and kept. `token` is
+    a system bearer token for this server's key.
     """
 
-    def __init__(self, database: str | None = None, workers: int = 1) -> None:
+    def __init__(
+        self, database: str | None = None, workers: int = 1, data_dir: Path | None = None
+    ) -> None:
         self.database = database
         self.workers = workers
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/fhir"
         self.token = ""
-        self._data_dir = Path(tempfile.mkdtemp(prefix="bevan-bench-"))
+        self._keep_data_dir = data_dir is not None
+        self._data_dir = data_dir or Path(tempfile.mkdtemp(prefix="bevan-bench-"))
         self._log_path = self._data_dir / "server.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -127,7 +131,7 @@ class BevanServer:
         ]
 
     def stop(self) -> None:
-        """End the server (SIGTERM, then SIGKILL) and remove its data directory."""
+        """End the server (SIGTERM, then SIGKILL) and remove its data directory unless given."""
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
@@ -136,4 +140,5 @@ class BevanServer:
                 self._process.kill()
                 self._process.wait()
         self._process = None
-        shutil.rmtree(self._data_dir, ignore_errors=True)
+        if not self._keep_data_dir:
+            shutil.rmtree(self._data_dir, ignore_errors=True)

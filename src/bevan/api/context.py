@@ -16,8 +16,8 @@ from starlette.responses import Response
 from bevan.api.negotiation import Prefer, check_response_format, parse_prefer, wants_pretty
 from bevan.api.responses import error_response, internal_error_response
 from bevan.fhir.dates import now_instant
-from bevan.fhir.ids import is_valid_id
 from bevan.fhir.errors import FhirError, InvalidRequest, Issue, PayloadTooLarge, Unauthorized
+from bevan.fhir.ids import is_valid_id
 from bevan.fhir.search import Criterion
 from bevan.records.bundles import BundleAccess
 from bevan.records.service import RecordService, WriteGuard, parse_json
