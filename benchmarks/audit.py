@@ -53,7 +53,7 @@ def audited_app() -> Starlette:
 
 
 def unaudited_app() -> Starlette:
-    return create_app(Settings.from_environment(), trail=UnwrittenTrail())  # type: ignore[arg-type]
+    return create_app(Settings.from_environment(), trail=UnwrittenTrail())
 
 
 def _serve(factory: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:

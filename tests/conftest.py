@@ -43,13 +43,18 @@ def postgres_unavailable() -> str | None:
         )
 
 
+_SCHEMAS: list[str] = []
+
+
 def fresh_postgres_url() -> str:
-    """Return a URL for a new, empty schema in the test database (one per caller)."""
+    """Return a URL for a new, empty schema in the test database (one per caller; all
+    are dropped when the test session ends)."""
     import psycopg
 
     schema = f"bevan_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
+    _SCHEMAS.append(schema)
     separator = "&" if "?" in POSTGRES_URL else "?"
     return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
 
@@ -130,3 +135,18 @@ def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
 def fhir(server: RunningServer) -> Iterator[httpx.Client]:
     with server.client() as client:
         yield client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def drop_test_schemas() -> Iterator[None]:
+    yield
+    if not _SCHEMAS:
+        return
+    import psycopg
+
+    try:
+        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as connection:
+            for schema in _SCHEMAS:
+                connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    except psycopg.Error:
+        pass  # a server that went away leaves nothing to tidy

@@ -39,6 +39,7 @@ from bevan.store.raw import RawCursor, compile_for
 from bevan.store.schema import (
     INDEX_TABLES,
     index_reference,
+    metadata,
     resource,
     resource_version,
 )
@@ -566,7 +567,10 @@ class RecordStore:
         with self.engine.connect() as connection:
             if self.sqlite:
                 connection.exec_driver_sql("PRAGMA analysis_limit=1000")
-            connection.exec_driver_sql("ANALYZE")
+                connection.exec_driver_sql("ANALYZE")
+            else:  # only our tables: a bare ANALYZE visits every schema in the database
+                names = ", ".join(table.name for table in metadata.sorted_tables)
+                connection.exec_driver_sql(f"ANALYZE {names}")
             connection.commit()
 
     def close(self) -> None:
