@@ -269,3 +269,27 @@ def test_metadata_is_public_and_lists_what_works(server) -> None:  # type: ignor
     assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch", "history-system"}
     patient_entry = next(r for r in rest["resource"] if r["type"] == "Patient")
     assert {p["name"] for p in patient_entry["searchParam"]} >= {"_id", "identifier"}
+
+
+def test_total_is_given_when_free_or_asked_for(fhir: httpx.Client) -> None:
+    for n in range(3):
+        create(
+            fhir,
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "t"},
+                "identifier": [{"system": "urn:test:totals", "value": str(n)}],
+            },
+        )
+    params = {"identifier": "urn:test:totals|0,urn:test:totals|1,urn:test:totals|2"}
+    assert fhir.get("/Observation", params=params).json()["total"] == 3  # one page holds all
+    paged = fhir.get("/Observation", params={**params, "_count": 2}).json()
+    assert "total" not in paged  # counting every match is not free
+    assert (
+        fhir.get("/Observation", params={**params, "_count": 2, "_total": "accurate"}).json()[
+            "total"
+        ]
+        == 3
+    )
+    assert "total" not in fhir.get("/Observation", params={**params, "_total": "none"}).json()

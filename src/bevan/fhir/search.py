@@ -264,7 +264,7 @@ class SearchQuery:
     resource_type: str
     criteria: tuple[Criterion, ...] = ()
     count: int = DEFAULT_COUNT
-    total: str = "accurate"  # none | estimate | accurate
+    total: str = "default"  # none | estimate | accurate | default (when it is free)
     cursor: Cursor | None = None
     sort: tuple[SortKey, ...] = ()
     include: tuple[Include, ...] = ()
@@ -310,7 +310,7 @@ class _Parser:
         self.applied: list[tuple[str, str]] = []
         self.unknown: list[str] = []
         self.count = DEFAULT_COUNT
-        self.total = "accurate"
+        self.total = "default"
         self.cursor: Cursor | None = None
         self.sort: tuple[SortKey, ...] = ()
         self.include: list[Include] = []

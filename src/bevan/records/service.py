@@ -199,12 +199,19 @@ class RecordService:
         return self._search(query, session)
 
     def _search(self, query: SearchQuery, session: ReadSession) -> SearchPage:
-        total = session.count(query) if query.total != "none" or query.summary == "count" else None
+        # Counting every match costs as much as finding them all, so without _total a
+        # total is given only when the first page already holds every match.
+        counted = (
+            query.total in ("accurate", "estimate") or query.summary == "count" or query.count == 0
+        )
+        total = session.count(query) if counted else None
         if query.count == 0 or query.summary == "count":
             return SearchPage([], [], total, None, None)
         hits = session.search(query, limit=query.count + 1)
         backwards = query.cursor is not None and query.cursor.before
         more = len(hits) > query.count
+        if total is None and query.total == "default" and query.cursor is None and not more:
+            total = len(hits)
         if more:
             hits = hits[1:] if backwards else hits[: query.count]
         next_cursor = previous_cursor = None
