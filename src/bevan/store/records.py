@@ -45,6 +45,9 @@ from bevan.store.schema import (
 )
 from bevan.store.search import SearchCompiler
 
+# A driving criterion with at least this many index rows is walked, not listed.
+DENSE_MATCHES = 5000
+
 
 class StoreConflict(Exception):
     """Two writers raced for the same new resource; the caller may retry or answer 409."""
@@ -267,7 +270,7 @@ class ReadSession:
         keys = query.sort
         columns = compiler.sort_columns(resource, keys)
         reverse = query.cursor is not None and query.cursor.before
-        conditions = compiler.conditions(resource, query)
+        conditions = compiler.conditions(resource, query, dense=not keys and self._dense(query))
         if query.cursor is not None:
             conditions.append(compiler.position(resource, keys, columns, query.cursor))
         statement = (
@@ -312,6 +315,16 @@ class ReadSession:
         if self.sqlite:
             return [str(row[-1]) for row in rows]
         return [str(row[0]) for row in rows]
+
+    def _dense(self, query: SearchQuery) -> bool:
+        """Return True if the driving criterion matches more rows than a page should list:
+        then pages walk the type in row-key order, testing each resource, and stop at a
+        page's worth instead of listing every match."""
+        rows = self.compiler.driver_rows(query)
+        if rows is None:
+            return False
+        probe = select(func.count()).select_from(rows.limit(DENSE_MATCHES).subquery())
+        return int(self.connection.execute(probe).scalar_one()) >= DENSE_MATCHES
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
         """Return the ids of up to limit matches (for conditional operations)."""

@@ -84,15 +84,34 @@ class SearchCompiler:
 
     # --- the WHERE clause -----------------------------------------------------------------
 
-    def conditions(self, alias: Alias, query: SearchQuery) -> list[ColumnElement[bool]]:
-        """Return the conditions selecting current, live resources matching query."""
-        return self._where(alias, query.resource_type, query.criteria)
+    def conditions(
+        self, alias: Alias, query: SearchQuery, *, dense: bool = False
+    ) -> list[ColumnElement[bool]]:
+        """Return the conditions selecting current, live resources matching query.
+
+        dense: the most selective criterion still matches a large share of the type, so
+        walking the type in row-key order and testing each candidate finds a page sooner
+        than listing every match first.
+        """
+        return self._where(alias, query.resource_type, query.criteria, dense=dense)
+
+    def driver_rows(self, query: SearchQuery) -> Select[Any] | None:
+        """Return the index rows of the query's driving criterion (None if it has none)."""
+        ranked = [(rank, i) for i, c in enumerate(query.criteria) if (rank := _rank(c)) is not None]
+        if not ranked:
+            return None
+        return self._driving_rows(query.resource_type, query.criteria[min(ranked)[1]])
 
     def _where(
-        self, alias: Alias, resource_type: str, criteria: tuple[Criterion, ...]
+        self,
+        alias: Alias,
+        resource_type: str,
+        criteria: tuple[Criterion, ...],
+        *,
+        dense: bool = False,
     ) -> list[ColumnElement[bool]]:
         ranked = [(rank, i) for i, c in enumerate(criteria) if (rank := _rank(c)) is not None]
-        driver = min(ranked)[1] if ranked else None
+        driver = min(ranked)[1] if ranked and not dense else None
         out = [
             self.condition(alias, resource_type, c, driving=i == driver)
             for i, c in enumerate(criteria)
@@ -142,6 +161,11 @@ class SearchCompiler:
 
     def _driving_rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
         """Return SELECT rid of the index rows a criterion matches."""
+        if isinstance(criterion, AnyOf):
+            parts = [self._driving_rows(resource_type, c) for c in criterion.criteria]
+            if len(parts) == 1:
+                return parts[0]
+            return select(parts[0].union(*parts[1:]).subquery().c[0])
         if isinstance(criterion, Chain):
             return self._chain_rows(resource_type, criterion)
         if isinstance(criterion, CompositeMatch):
