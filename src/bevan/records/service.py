@@ -14,7 +14,6 @@ import orjson
 from bevan.fhir.dates import date_range, format_instant, now_instant
 from bevan.fhir.errors import (
     Conflict,
-    FhirError,
     Gone,
     InvalidRequest,
     InvalidResource,
@@ -34,7 +33,7 @@ from bevan.fhir.search import (
     parse_search,
 )
 from bevan.fhir.search_parameters import IndexRows, compartment_parameters, index_rows
-from bevan.fhir.validation import check_resource_type, validate_resource
+from bevan.fhir.validation import validate_resource
 from bevan.store.records import (
     CurrentRow,
     ReadSession,
@@ -693,4 +692,3 @@ def parse_json(body: bytes, where: str = "") -> Any:
         ) from None
 
 
-__all__ = ["RecordService", "WriteResult", "Page", "parse_json", "FhirError", "check_resource_type"]
