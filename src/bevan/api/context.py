@@ -156,8 +156,9 @@ def fhir_endpoint(
 
     Single-resource interactions run on the event loop: they take well under a
     millisecond, and handing them to a thread cost 60% of read throughput when measured
-    (1,241 against 3,318 reads/s on 2 cores). Work that can take long (Bundles, history)
-    is offloaded to the thread pool so it does not hold up everyone else.
+    (1,241 against 3,318 reads/s on 2 cores). Work that can take long (searches, Bundles,
+    history, $everything) is offloaded to the thread pool so it does not hold up everyone
+    else.
 
     Every request but the public ones, allowed or refused, is audited before its answer
     is sent; if the audit entry cannot be written, the answer is an error instead.

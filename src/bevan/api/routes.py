@@ -48,7 +48,11 @@ def fhir_routes(base_path: str) -> list[Route]:
             e(i.type_history, interaction="history-type", offload=True),
             methods=["GET"],
         ),
-        Route(f"{b}/{{type}}/_search", e(i.search, interaction="search-type"), methods=["POST"]),
+        Route(
+            f"{b}/{{type}}/_search",
+            e(i.search, interaction="search-type", offload=True),
+            methods=["POST"],
+        ),
         Route(
             f"{b}/Patient/{{id}}/$audit",
             e(oversight.access_log, interaction="operation"),
@@ -77,13 +81,15 @@ def fhir_routes(base_path: str) -> list[Route]:
         Route(f"{b}/{{type}}/{{id}}", e(i.read, interaction="read"), methods=["GET"]),
         Route(
             f"{b}/{{type}}/{{id}}/{{target}}",
-            e(i.compartment_search, interaction="search-type"),
+            e(i.compartment_search, interaction="search-type", offload=True),
             methods=["GET"],
         ),
         Route(f"{b}/{{type}}/{{id}}", e(i.update, interaction="update"), methods=["PUT"]),
         Route(f"{b}/{{type}}/{{id}}", e(i.patch, interaction="patch"), methods=["PATCH"]),
         Route(f"{b}/{{type}}/{{id}}", e(i.delete, interaction="delete"), methods=["DELETE"]),
-        Route(f"{b}/{{type}}", e(i.search, interaction="search-type"), methods=["GET"]),
+        Route(
+            f"{b}/{{type}}", e(i.search, interaction="search-type", offload=True), methods=["GET"]
+        ),
         Route(f"{b}/{{type}}", e(i.create, interaction="create"), methods=["POST"]),
         Route(f"{b}/{{type}}", e(i.conditional_update, interaction="update"), methods=["PUT"]),
         Route(f"{b}/{{type}}", e(i.conditional_delete, interaction="delete"), methods=["DELETE"]),

@@ -690,5 +690,3 @@ def parse_json(body: bytes, where: str = "") -> Any:
                 code="structure",
             )
         ) from None
-
-
