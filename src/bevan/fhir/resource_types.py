@@ -9,7 +9,3 @@ RESOURCE_TYPES: frozenset[str] = frozenset(
     json.loads(resources.files("bevan.fhir").joinpath("data/resource_types.json").read_text())
 )
 
-
-def is_resource_type(name: str) -> bool:
-    """Return True if name is an R4 resource type (case-sensitive, as FHIR is)."""
-    return name in RESOURCE_TYPES

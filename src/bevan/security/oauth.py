@@ -39,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from bevan.security.scopes import ResourceScope
 from bevan.security.tokens import TokenAuthority, TokenError
 from bevan.security.users import ROLE_SCOPES, SERVICE_ROLES, User, UserDirectory
 from bevan.store.identity import IdentityStore, OAuthClient, OAuthGrant
@@ -89,66 +90,6 @@ SMART_CAPABILITIES = [
 
 
 # --- SMART scopes --------------------------------------------------------------------
-
-_RESOURCE_SCOPE = re.compile(
-    r"^(?P<context>patient|user|system)/(?P<type>[A-Z][A-Za-z]*|\*)"
-    r"\.(?P<permissions>read|write|\*|c?r?u?d?s?)$"
-)
-_V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
-
-
-@dataclass(frozen=True)
-class ResourceScope:
-    """A SMART resource scope: context/Type.permissions, in v1 or v2 syntax.
-
-    v2 scopes with search constraints (`patient/Observation.rs?category=...`) are not
-    parsed, so they are never granted: access checks do not enforce the constraint.
-    """
-
-    context: str  # patient | user | system
-    type: str  # a resource type, or * for all
-    permissions: frozenset[str]  # letters of "cruds"
-    v1: bool = False  # written as .read / .write / .* (kept when narrowed, where it can be)
-
-    @classmethod
-    def parse(cls, text: str) -> ResourceScope | None:
-        found = _RESOURCE_SCOPE.match(text)
-        if not found or not found["permissions"]:
-            return None
-        written = found["permissions"]
-        v1 = written in _V1_PERMISSIONS
-        letters = _V1_PERMISSIONS.get(written, written)
-        return cls(found["context"], found["type"], frozenset(letters), v1)
-
-    def __str__(self) -> str:
-        letters = "".join(p for p in "cruds" if p in self.permissions)
-        suffix = letters
-        if self.v1:
-            suffix = next((w for w, ls in _V1_PERMISSIONS.items() if ls == letters), letters)
-        return f"{self.context}/{self.type}.{suffix}"
-
-    def within(self, other: ResourceScope) -> bool:
-        """Return True if other allows everything this scope does."""
-        return (
-            self.context == other.context
-            and other.type in ("*", self.type)
-            and self.permissions <= other.permissions
-        )
-
-    def meet(self, other: ResourceScope) -> ResourceScope | None:
-        """Return what both scopes allow (in this scope's syntax), or None if nothing."""
-        if self.context != other.context:
-            return None
-        if other.type in ("*", self.type):
-            kind = self.type
-        elif self.type == "*":
-            kind = other.type
-        else:
-            return None
-        permissions = self.permissions & other.permissions
-        if not permissions:
-            return None
-        return ResourceScope(self.context, kind, permissions, self.v1)
 
 
 def intersect_scopes(requested: str, allowed: str) -> str:

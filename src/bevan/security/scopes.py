@@ -7,11 +7,6 @@ from dataclasses import dataclass
 
 from bevan.fhir.errors import Forbidden, Issue
 
-_SCOPE = re.compile(
-    r"^(?P<context>patient|user|system)/(?P<type>\*|[A-Z][A-Za-z]+)\.(?P<permissions>[cruds]+|read|write|\*)$"
-)
-_V1 = {"read": "rs", "write": "cud", "*": "cruds"}
-
 # What each FHIR interaction needs.
 PERMISSION = {
     "create": "c",
@@ -29,30 +24,78 @@ PERMISSION = {
 }
 
 
+_RESOURCE_SCOPE = re.compile(
+    r"^(?P<context>patient|user|system)/(?P<type>[A-Z][A-Za-z]*|\*)"
+    r"\.(?P<permissions>read|write|\*|c?r?u?d?s?)$"
+)
+_V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
+
+
 @dataclass(frozen=True)
-class Scope:
+class ResourceScope:
+    """A SMART resource scope: context/Type.permissions, in v1 or v2 syntax.
+
+    v2 scopes with search constraints (`patient/Observation.rs?category=...`) are not
+    parsed, so they are never granted: access checks do not enforce the constraint.
+    """
+
     context: str  # patient | user | system
-    resource_type: str  # a type or *
-    permissions: frozenset[str]
+    type: str  # a resource type, or * for all
+    permissions: frozenset[str]  # letters of "cruds"
+    v1: bool = False  # written as .read / .write / .* (kept when narrowed, where it can be)
+
+    @classmethod
+    def parse(cls, text: str) -> ResourceScope | None:
+        found = _RESOURCE_SCOPE.match(text)
+        if not found or not found["permissions"]:
+            return None
+        written = found["permissions"]
+        v1 = written in _V1_PERMISSIONS
+        letters = _V1_PERMISSIONS.get(written, written)
+        return cls(found["context"], found["type"], frozenset(letters), v1)
+
+    def __str__(self) -> str:
+        letters = "".join(p for p in "cruds" if p in self.permissions)
+        suffix = letters
+        if self.v1:
+            suffix = next((w for w, ls in _V1_PERMISSIONS.items() if ls == letters), letters)
+        return f"{self.context}/{self.type}.{suffix}"
 
     def grants(self, resource_type: str, permission: str) -> bool:
-        return self.resource_type in ("*", resource_type) and permission in self.permissions
+        """Return True if this scope allows permission (one of c r u d s) on the type."""
+        return self.type in ("*", resource_type) and permission in self.permissions
+
+    def within(self, other: ResourceScope) -> bool:
+        """Return True if other allows everything this scope does."""
+        return (
+            self.context == other.context
+            and other.type in ("*", self.type)
+            and self.permissions <= other.permissions
+        )
+
+    def meet(self, other: ResourceScope) -> ResourceScope | None:
+        """Return what both scopes allow (in this scope's syntax), or None if nothing."""
+        if self.context != other.context:
+            return None
+        if other.type in ("*", self.type):
+            kind = self.type
+        elif self.type == "*":
+            kind = other.type
+        else:
+            return None
+        permissions = self.permissions & other.permissions
+        if not permissions:
+            return None
+        return ResourceScope(self.context, kind, permissions, self.v1)
 
 
-def parse_scopes(text: str) -> tuple[Scope, ...]:
+def parse_scopes(text: str) -> tuple[ResourceScope, ...]:
     """Return the resource scopes in a space-separated scope string (others are ignored:
     openid, launch, offline_access ...)."""
-    found = []
-    for item in text.split():
-        match = _SCOPE.match(item)
-        if match is None:
-            continue
-        permissions = _V1.get(match["permissions"], match["permissions"])
-        found.append(Scope(match["context"], match["type"], frozenset(permissions)))
-    return tuple(found)
+    return tuple(s for s in map(ResourceScope.parse, text.split()) if s is not None)
 
 
-def require_scope(scopes: tuple[Scope, ...], resource_type: str, interaction: str) -> None:
+def require_scope(scopes: tuple[ResourceScope, ...], resource_type: str, interaction: str) -> None:
     """Raise Forbidden unless some scope grants interaction on resource_type."""
     permission = PERMISSION.get(interaction, "r")
     if not any(scope.grants(resource_type, permission) for scope in scopes):
