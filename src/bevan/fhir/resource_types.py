@@ -8,4 +8,3 @@ from importlib import resources
 RESOURCE_TYPES: frozenset[str] = frozenset(
     json.loads(resources.files("bevan.fhir").joinpath("data/resource_types.json").read_text())
 )
-
