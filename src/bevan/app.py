@@ -22,6 +22,7 @@ from bevan.security.trail import AuditTrail
 from bevan.security.users import UserDirectory
 from bevan.store.access import BreakGlassLedger
 from bevan.store.audit import AuditLog
+from bevan.store.group import GroupWriter
 from bevan.store.records import RecordStore
 
 
@@ -41,8 +42,9 @@ def create_app(
     services = Services(
         records=records,
         tokens=tokens,
-        policy=AccessPolicy(records, BreakGlassLedger(store.engine)),
+        policy=AccessPolicy(records, BreakGlassLedger(store)),
         trail=trail or AuditTrail(AuditLog(store.engine, store.write_lock)),
+        writer=GroupWriter(store),
         max_body_bytes=settings.max_body_bytes,
     )
     warm_up()
@@ -54,6 +56,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.trail.start()
         yield
+        services.writer.stop()
         await services.trail.stop()
         store.close()
 

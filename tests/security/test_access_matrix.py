@@ -237,7 +237,7 @@ def test_break_glass_opens_one_patient_for_a_while_and_is_queued(loaded: Running
         assert other.get("/Patient/unrelated").status_code == 403  # the grant was not theirs
     from bevan.store.access import BreakGlassLedger
 
-    queue = BreakGlassLedger(loaded.store.engine).queue()
+    queue = BreakGlassLedger(loaded.store).queue()
     assert any(g.patient_id == "unrelated" and g.user_id == "clinician-user" for g in queue)
 
 

@@ -25,6 +25,7 @@ from bevan.security.access import AccessContext, AccessPolicy
 from bevan.security.audit import AuditRecord, action_for, outcome_for
 from bevan.security.tokens import Principal, TokenAuthority, TokenError
 from bevan.security.trail import AuditNotRecorded, AuditTrail
+from bevan.store.group import GroupWriter
 from bevan.store.records import StoredVersion
 
 log = logging.getLogger("bevan.api")
@@ -38,6 +39,7 @@ class Services:
     tokens: TokenAuthority
     policy: AccessPolicy
     trail: AuditTrail
+    writer: GroupWriter
     max_body_bytes: int
 
 
@@ -150,6 +152,7 @@ def fhir_endpoint(
     interaction: str,
     public: bool = False,
     offload: bool = False,
+    writes: bool = False,
 ) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a synchronous handler: authenticate, read the body, run it, audit it, and
     answer every failure with an OperationOutcome (never a bare 500).
@@ -185,7 +188,9 @@ def fhir_endpoint(
                 services,
                 access,
             )
-            if offload:
+            if writes:
+                response = await services.writer.run(lambda: handler(fhir_request))
+            elif offload:
                 response = await run_in_threadpool(handler, fhir_request)
             else:
                 response = handler(fhir_request)

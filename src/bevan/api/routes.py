@@ -84,15 +84,31 @@ def fhir_routes(base_path: str) -> list[Route]:
             e(i.compartment_search, interaction="search-type", offload=True),
             methods=["GET"],
         ),
-        Route(f"{b}/{{type}}/{{id}}", e(i.update, interaction="update"), methods=["PUT"]),
-        Route(f"{b}/{{type}}/{{id}}", e(i.patch, interaction="patch"), methods=["PATCH"]),
-        Route(f"{b}/{{type}}/{{id}}", e(i.delete, interaction="delete"), methods=["DELETE"]),
+        Route(
+            f"{b}/{{type}}/{{id}}", e(i.update, interaction="update", writes=True), methods=["PUT"]
+        ),
+        Route(
+            f"{b}/{{type}}/{{id}}", e(i.patch, interaction="patch", writes=True), methods=["PATCH"]
+        ),
+        Route(
+            f"{b}/{{type}}/{{id}}",
+            e(i.delete, interaction="delete", writes=True),
+            methods=["DELETE"],
+        ),
         Route(
             f"{b}/{{type}}", e(i.search, interaction="search-type", offload=True), methods=["GET"]
         ),
-        Route(f"{b}/{{type}}", e(i.create, interaction="create"), methods=["POST"]),
-        Route(f"{b}/{{type}}", e(i.conditional_update, interaction="update"), methods=["PUT"]),
-        Route(f"{b}/{{type}}", e(i.conditional_delete, interaction="delete"), methods=["DELETE"]),
+        Route(f"{b}/{{type}}", e(i.create, interaction="create", writes=True), methods=["POST"]),
+        Route(
+            f"{b}/{{type}}",
+            e(i.conditional_update, interaction="update", writes=True),
+            methods=["PUT"],
+        ),
+        Route(
+            f"{b}/{{type}}",
+            e(i.conditional_delete, interaction="delete", writes=True),
+            methods=["DELETE"],
+        ),
     ]
 
 

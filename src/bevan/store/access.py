@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import insert, select, update
 
+from bevan.store.records import RecordStore
 from bevan.store.schema import break_glass
 
 
@@ -25,14 +26,14 @@ class BreakGlassGrant:
 class BreakGlassLedger:
     """Break-glass grants: time-limited access to one patient, each awaiting review."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, store: RecordStore) -> None:
+        # Through the record store's connections: grants queue with (or, in a group
+        # commit, join) its other writes, and reads see what that batch wrote.
+        self._transaction = store.transaction
+        self._snapshot = store.snapshot
 
     def grant(self, user_id: str, patient_id: str, reason: str, granted: str, expires: str) -> int:
-        with (
-            self.engine.connect().execution_options(bevan_write=True) as connection,
-            connection.begin(),
-        ):
+        with self._transaction() as connection:
             result = connection.execute(
                 insert(break_glass).values(
                     user_id=user_id,
@@ -49,7 +50,7 @@ class BreakGlassLedger:
         statement = select(break_glass.c.patient_id).where(
             break_glass.c.user_id == user_id, break_glass.c.expires > now
         )
-        with self.engine.connect() as connection:
+        with self._snapshot() as connection:
             return frozenset(row[0] for row in connection.execute(statement))
 
     def queue(self, open_only: bool = True, limit: int = 200) -> list[BreakGlassGrant]:
@@ -57,7 +58,7 @@ class BreakGlassLedger:
         statement = select(break_glass).order_by(break_glass.c.id).limit(limit)
         if open_only:
             statement = statement.where(break_glass.c.reviewed.is_(None))
-        with self.engine.connect() as connection:
+        with self._snapshot() as connection:
             return [BreakGlassGrant(*row) for row in connection.execute(statement)]
 
     def review(self, grant_id: int, reviewer: str, outcome: str, when: str) -> bool:
@@ -67,8 +68,5 @@ class BreakGlassLedger:
             .where(break_glass.c.id == grant_id, break_glass.c.reviewed.is_(None))
             .values(reviewed_by=reviewer, reviewed=when, outcome=outcome)
         )
-        with (
-            self.engine.connect().execution_options(bevan_write=True) as connection,
-            connection.begin(),
-        ):
+        with self._transaction() as connection:
             return bool(connection.execute(statement).rowcount)

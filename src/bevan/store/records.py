@@ -544,6 +544,8 @@ class RecordStore:
         # rather than in SQLite's busy handler, which sleeps and retries and so gives
         # long, unfair waits under load; other processes still meet BEGIN IMMEDIATE.
         self._write_lock = threading.Lock() if self.sqlite else None
+        # The transaction a group-commit batch holds open on this thread (see batch()).
+        self._batch = threading.local()
 
     @classmethod
     def from_url(cls, url: str) -> RecordStore:
@@ -551,7 +553,7 @@ class RecordStore:
 
     @contextmanager
     def read(self) -> Iterator[ReadSession]:
-        with self.engine.connect() as connection, connection.begin():
+        with self.snapshot() as connection:
             session = ReadSession(connection, self.sqlite, self.hot, self.compiler)
             try:
                 yield session
@@ -559,16 +561,59 @@ class RecordStore:
                 session.close()
 
     @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A connection in a read transaction; inside batch(), the batch's own, so reads
+        see what the batch has written so far."""
+        batch: Connection | None = getattr(self._batch, "connection", None)
+        if batch is not None:
+            yield batch
+            return
+        with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+    @contextmanager
     def write(self) -> Iterator[WriteSession]:
+        """A write transaction; inside batch(), a savepoint of the batch's transaction."""
+        with self.transaction() as connection:
+            session = WriteSession(connection, self.sqlite, self.hot, self.compiler)
+            try:
+                yield session
+            finally:
+                session.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A connection in a write transaction of its own, or, inside batch(), under a
+        savepoint of the batch's: every writer to this database goes through here."""
+        batch: Connection | None = getattr(self._batch, "connection", None)
+        if batch is None:
+            with self._transaction() as connection:
+                yield connection
+        else:
+            with batch.begin_nested():
+                yield batch
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold one write transaction open on this thread: every write() and read() in
+        the block runs inside it (each write under its own savepoint), and all commit
+        together at the end."""
+        if getattr(self._batch, "connection", None) is not None:
+            raise RuntimeError("a write batch is already open on this thread")
+        with self._transaction() as connection:
+            self._batch.connection = connection
+            try:
+                yield
+            finally:
+                self._batch.connection = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
         lock = self._write_lock or contextlib.nullcontext()
         with lock:
             connection = self.engine.connect().execution_options(bevan_write=True)
             with connection, connection.begin():
-                session = WriteSession(connection, self.sqlite, self.hot, self.compiler)
-                try:
-                    yield session
-                finally:
-                    session.close()
+                yield connection
 
     @property
     def write_lock(self) -> threading.Lock | None:
