@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.to_thread
 import orjson
-from starlette.concurrency import run_in_threadpool
+from anyio import CapacityLimiter
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,6 +31,11 @@ from bevan.store.records import StoredVersion
 
 log = logging.getLogger("bevan.api")
 
+# Offloaded requests (searches, Bundles, history) run on at most this many threads; the
+# rest wait their turn on the event loop. Python runs one thread at a time, so more
+# threads add switching and database connections, not speed.
+OFFLOAD_THREADS = 8
+
 
 @dataclass(frozen=True)
 class Services:
@@ -41,6 +47,9 @@ class Services:
     trail: AuditTrail
     writer: GroupWriter
     max_body_bytes: int
+    offload_limiter: CapacityLimiter = field(
+        default_factory=lambda: CapacityLimiter(OFFLOAD_THREADS)
+    )
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,7 @@ class FhirRequest:
 
 
 Handler = Callable[[FhirRequest], Response]
+
 _UNLIMITED = frozenset({"system/*.*", "system/*.cruds", "system/*.cruds*"})
 
 
@@ -151,7 +161,7 @@ def fhir_endpoint(
     *,
     interaction: str,
     public: bool = False,
-    offload: bool = False,
+    offload: bool | Callable[[Request], bool] = False,
     writes: bool = False,
 ) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a synchronous handler: authenticate, read the body, run it, audit it, and
@@ -190,8 +200,10 @@ def fhir_endpoint(
             )
             if writes:
                 response = await services.writer.run(lambda: handler(fhir_request))
-            elif offload:
-                response = await run_in_threadpool(handler, fhir_request)
+            elif offload is True or (callable(offload) and offload(request)):
+                response = await anyio.to_thread.run_sync(
+                    handler, fhir_request, limiter=services.offload_limiter
+                )
             else:
                 response = handler(fhir_request)
         except FhirError as error:

@@ -18,6 +18,28 @@ def metadata(fhir: FhirRequest) -> Response:
     return fhir_json(capability_statement(fhir.base_url), pretty=fhir.pretty)
 
 
+# A search naming the resources it wants (by id, business identifier or patient) reads a
+# few index entries: it runs on the event loop, like a read, because handing it to a
+# thread costs more than the search. Anything that can fan out goes to the thread pool.
+PINPOINTING = frozenset({"_id", "identifier", "patient", "subject"})
+FANNING_OUT = frozenset({"_include", "_revinclude", "_has", "_total", "_text", "_content"})
+
+
+def fans_out(request: Request) -> bool:
+    """Return True if the search includes, chains, reverse-chains or counts everything."""
+    for name, _ in request.query_params.multi_items():
+        if name.split(":", 1)[0] in FANNING_OUT or "." in name:
+            return True
+    return False
+
+
+def broad_search(request: Request) -> bool:
+    """Return True unless the search is pinned to named resources and cannot fan out."""
+    if fans_out(request):
+        return True
+    return not any(name in PINPOINTING for name, _ in request.query_params.multi_items())
+
+
 def fhir_routes(base_path: str) -> list[Route]:
     """Return the routes of the FHIR REST API, most specific first."""
     b = base_path
@@ -81,7 +103,7 @@ def fhir_routes(base_path: str) -> list[Route]:
         Route(f"{b}/{{type}}/{{id}}", e(i.read, interaction="read"), methods=["GET"]),
         Route(
             f"{b}/{{type}}/{{id}}/{{target}}",
-            e(i.compartment_search, interaction="search-type", offload=True),
+            e(i.compartment_search, interaction="search-type", offload=fans_out),
             methods=["GET"],
         ),
         Route(
@@ -96,7 +118,9 @@ def fhir_routes(base_path: str) -> list[Route]:
             methods=["DELETE"],
         ),
         Route(
-            f"{b}/{{type}}", e(i.search, interaction="search-type", offload=True), methods=["GET"]
+            f"{b}/{{type}}",
+            e(i.search, interaction="search-type", offload=broad_search),
+            methods=["GET"],
         ),
         Route(f"{b}/{{type}}", e(i.create, interaction="create", writes=True), methods=["POST"]),
         Route(

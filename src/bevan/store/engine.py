@@ -20,14 +20,18 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 8) -> Engine:
-    """Return an Engine for url, tuned for Bevan's workload on its dialect."""
+def make_engine(url: str, *, pool_size: int = 16) -> Engine:
+    """Return an Engine for url, tuned for Bevan's workload on its dialect.
+
+    The pool keeps enough connections for the event loop, the offload threads, the
+    group-commit writer and the audit writer, so none is opened per request.
+    """
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, pool_size=pool_size, max_overflow=16, pool_timeout=60)
+        engine = create_engine(url, pool_size=pool_size, max_overflow=32, pool_timeout=60)
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=16, pool_pre_ping=False)
+    return create_engine(url, pool_size=pool_size, max_overflow=32, pool_pre_ping=False)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -76,6 +76,17 @@ def _rank(criterion: Criterion) -> int | None:
     return None
 
 
+def _names_few(criterion: Criterion) -> bool:
+    """Return True for identifier=system|value (or value): business identifiers are meant
+    to name one resource, so there is no need to count its matches first."""
+    return (
+        isinstance(criterion, TokenMatch)
+        and criterion.param == "identifier"
+        and criterion.modifier is None
+        and all(v.code for v in criterion.values)
+    )
+
+
 class SearchCompiler:
     """Compiles criteria for one dialect (prefix matching differs between them)."""
 
@@ -96,11 +107,15 @@ class SearchCompiler:
         return self._where(alias, query.resource_type, query.criteria, dense=dense)
 
     def driver_rows(self, query: SearchQuery) -> Select[Any] | None:
-        """Return the index rows of the query's driving criterion (None if it has none)."""
+        """Return the index rows of the query's driving criterion (None if it has none,
+        or if it is a business identifier, which names one resource or a few)."""
         ranked = [(rank, i) for i, c in enumerate(query.criteria) if (rank := _rank(c)) is not None]
         if not ranked:
             return None
-        return self._driving_rows(query.resource_type, query.criteria[min(ranked)[1]])
+        driver = query.criteria[min(ranked)[1]]
+        if _names_few(driver):
+            return None
+        return self._driving_rows(query.resource_type, driver)
 
     def _where(
         self,

@@ -1,0 +1,56 @@
+"""Which searches run on the event loop and which go to the thread pool."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.requests import Request
+
+from bevan.api.routes import broad_search, fans_out
+
+
+def request(query: str) -> Request:
+    return Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/fhir/Patient",
+            "query_string": query.encode(),
+            "headers": [],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "identifier=https://fhir.nhs.uk/Id/nhs-number|9434765919",
+        "_id=abc,def&_count=5",
+        "patient=Patient/1&code=http://loinc.org|8867-4&date=ge2024&_sort=-date",
+        "subject=Patient/1&_summary=count",
+    ],
+)
+def test_searches_pinned_to_named_resources_run_on_the_loop(query: str) -> None:
+    assert not broad_search(request(query))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "family=smi",
+        "code=http://loinc.org|8867-4",
+        "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|123",
+        "_id=abc&_revinclude=Observation:patient",
+        "patient=Patient/1&_include=Observation:performer",
+        "subject:Patient.name=smith",
+        "patient.identifier=x|1",
+        "_has:Observation:patient:code=1234",
+        "patient=Patient/1&_total=accurate",
+    ],
+)
+def test_searches_that_can_fan_out_go_to_the_thread_pool(query: str) -> None:
+    assert broad_search(request(query))
+
+
+def test_compartment_searches_go_to_the_pool_only_when_they_fan_out() -> None:
+    assert not fans_out(request("code=1234&_count=10"))
+    assert fans_out(request("_revinclude=Provenance:target"))
