@@ -183,3 +183,47 @@ def test_search_total_matches_a_scan_of_the_bundles(
         f"GET /{case.resource_type}?{case.query}: the server counts "
         f"{response.json().get('total')}, the bundles hold {expected}"
     )
+
+
+EVERYTHING_TYPES = ("Observation", "Condition", "Encounter", "Procedure", "Immunization",
+                    "MedicationRequest", "DiagnosticReport", "Claim", "ExplanationOfBenefit")  # fmt: skip
+
+
+def _bundle_of(path: Path) -> list[Resource]:
+    return [entry["resource"] for entry in orjson.loads(path.read_bytes())["entry"]]
+
+
+@pytest.mark.parametrize("index", [0, 7, 13])
+def test_everything_holds_the_patients_whole_bundle(
+    fhir: httpx.Client, synthea: None, index: int
+) -> None:
+    paths = sorted(
+        p for p in SYNTHEA.glob("*_*.json") if not p.name.startswith(("hospital", "practitioner"))
+    )
+    resources = _bundle_of(paths[index])
+    [patient] = [r for r in resources if r["resourceType"] == "Patient"]
+    synthea_id = next(i["value"] for i in patient["identifier"] if "synthea" in i["system"])
+    found = fhir.get("/Patient", params={"identifier": synthea_id}).json()["entry"]
+    server_id = found[0]["resource"]["id"]
+
+    response = fhir.get(f"/Patient/{server_id}/$everything", params={"_count": "1000"})
+    pages = [response.json()]
+    while (url := _next(pages[-1])) is not None:
+        pages.append(fhir.get(url).json())
+    entries = [e["resource"] for page in pages for e in page.get("entry", [])]
+
+    for resource_type in EVERYTHING_TYPES:
+        expected = sum(1 for r in resources if r["resourceType"] == resource_type)
+        got = sum(1 for r in entries if r["resourceType"] == resource_type)
+        assert got == expected, f"{resource_type}: $everything has {got}, the bundle {expected}"
+    patients = [r["id"] for r in entries if r["resourceType"] == "Patient"]
+    assert patients == [server_id]
+    # what the record refers to comes too: the practitioners and organisations of its care
+    assert any(r["resourceType"] == "Practitioner" for r in entries)
+    assert any(r["resourceType"] == "Organization" for r in entries)
+
+
+def _next(bundle: dict[str, Any]) -> str | None:
+    return next(
+        (link["url"] for link in bundle.get("link", []) if link["relation"] == "next"), None
+    )

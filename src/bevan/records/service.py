@@ -293,20 +293,14 @@ class RecordService:
         with self.reading() as session:
             patient = self.read("Patient", patient_id, session)
             members: dict[tuple[str, str], StoredVersion] = {("Patient", patient.id): patient}
-            for resource_type, params in sorted(compartment_parameters("Patient").items()):
-                if types and resource_type not in types:
-                    continue
-                for version in session.referencing(
-                    resource_type, None, "Patient", [patient_id], MAX_EVERYTHING
-                ):
-                    if self._in_compartment(session, version, params, patient_id):
-                        members[(version.resource_type, version.id)] = version
-            referenced: set[tuple[str, str]] = set()
-            by_type: dict[str, list[str]] = {}
-            for resource_type, id in members:
-                by_type.setdefault(resource_type, []).append(id)
-            for resource_type, ids in by_type.items():
-                referenced |= session.references_from(resource_type, ids, None, None)
+            params = compartment_parameters("Patient")
+            if types:
+                params = {t: p for t, p in params.items() if t in types}
+            inside = session.compartment("Patient", patient_id, params, MAX_EVERYTHING)
+            for _, version in inside:
+                members[(version.resource_type, version.id)] = version
+            referenced = session.targets_of([rid for rid, _ in inside])
+            referenced |= session.references_from("Patient", [patient_id], None, None)
             for version in session.current_many(k for k in referenced if k not in members):
                 if not types or version.resource_type in types:
                     members[(version.resource_type, version.id)] = version
@@ -323,20 +317,6 @@ class RecordService:
         page = ordered[start : start + count]
         next_cursor = str(start + count) if start + count < len(ordered) else None
         return Page(page, len(ordered), next_cursor)
-
-    @staticmethod
-    def _in_compartment(
-        session: ReadSession, version: StoredVersion, params: tuple[str, ...], patient_id: str
-    ) -> bool:
-        targets = session.references_from(version.resource_type, [version.id], None, "Patient")
-        if ("Patient", patient_id) not in targets:
-            return False
-        for param in params:
-            if ("Patient", patient_id) in session.references_from(
-                version.resource_type, [version.id], param, "Patient"
-            ):
-                return True
-        return False
 
     def _since(self, since: str | None) -> str | None:
         if since is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -168,7 +168,7 @@ class HotStatements:
         )
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -390,6 +390,51 @@ class ReadSession:
             found.update((row[0], row[1]) for row in self.connection.execute(statement))
         return found
 
+    def compartment(
+        self, compartment_type: str, id: str, params: Mapping[str, Sequence[str]], limit: int
+    ) -> list[tuple[int, StoredVersion]]:
+        """Return (rid, version) of up to limit live resources in compartment_type/id's
+        compartment: those whose reference parameters named for their type in params
+        point at it. One index probe finds them all, whatever their types."""
+        pointing = select(
+            index_reference.c.rid, index_reference.c.resource_type, index_reference.c.param
+        ).where(
+            index_reference.c.target_id == id, index_reference.c.target_type == compartment_type
+        )
+        rids = sorted(
+            {
+                row[0]
+                for row in self.connection.execute(pointing)
+                if row[2] in params.get(row[1], ())
+            }
+        )[:limit]
+        return self.versions_by_rid(rids)
+
+    def versions_by_rid(self, rids: Sequence[int]) -> list[tuple[int, StoredVersion]]:
+        """Return (rid, current version) of the live resources among rids, in rid order."""
+        found: list[tuple[int, StoredVersion]] = []
+        for chunk in _chunks(list(rids), 500):
+            statement = (
+                select(resource.c.rid, *_VERSION_COLUMNS)
+                .select_from(
+                    resource.join(resource_version, resource_version.c.seq == resource.c.seq)
+                )
+                .where(resource.c.rid.in_(chunk), not_(resource.c.deleted))
+                .order_by(resource.c.rid)
+            )
+            found.extend((row[0], _stored(row)) for row in self.connection.execute(statement))
+        return found
+
+    def targets_of(self, rids: Sequence[int]) -> set[tuple[str, str]]:
+        """Return the local (type, id) targets the resources with rids reference."""
+        found: set[tuple[str, str]] = set()
+        for chunk in _chunks(list(rids), 500):
+            statement = select(index_reference.c.target_type, index_reference.c.target_id).where(
+                index_reference.c.rid.in_(chunk), index_reference.c.target_type.is_not(None)
+            )
+            found.update((row[0], row[1]) for row in self.connection.execute(statement))
+        return found
+
     def referencing(
         self, source_type: str, param: str | None, target_type: str, ids: Sequence[str], limit: int
     ) -> list[StoredVersion]:
@@ -516,13 +561,10 @@ class WriteSession(ReadSession):
 
     def _insert_index_rows(self, rid: int, resource_type: str, rows: IndexRows) -> None:
         for table, values in rows.tables():
-            names = INDEX_COLUMNS[table]
-            self.raw.executemany(
+            self.raw.executemany_rows(
                 self.hot.insert_index[table],
-                [
-                    {"rid": rid, "resource_type": resource_type, **dict(zip(names, v, strict=True))}
-                    for v in values
-                ],
+                _INDEX_NAMES[table],
+                [(rid, resource_type, *v) for v in values],
             )
 
     @contextmanager
