@@ -310,7 +310,9 @@ class SearchCompiler:
     def _chain_rows(self, resource_type: str, chain: Chain) -> Select[Any]:
         targets = []
         for target_type in chain.target_types:
-            target = resource.alias(f"chain_{target_type.lower()}_{id(chain) % 10000}")
+            # Anonymous aliases: unique within a statement, yet the same from one search
+            # to the next, so the compiled statement is reused.
+            target = resource.alias()
             matching_ids = select(target.c.id).where(
                 *self._where(target, target_type, (chain.inner,))
             )
@@ -327,7 +329,7 @@ class SearchCompiler:
         )
 
     def _has(self, alias: Alias, resource_type: str, has: Has) -> ColumnElement[bool]:
-        source = resource.alias(f"has_{has.source_type.lower()}_{id(has) % 10000}")
+        source = resource.alias()
         sources = select(source.c.rid).where(*self._where(source, has.source_type, (has.inner,)))
         pointed_at = select(index_reference.c.target_id).where(
             index_reference.c.resource_type == has.source_type,
