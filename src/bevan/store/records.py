@@ -11,7 +11,7 @@ import hashlib
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +31,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from bevan.fhir.search import (
+    CompositeMatch,
+    Criterion,
     SearchQuery,
 )
 from bevan.fhir.search_parameters import IndexRows
@@ -267,6 +269,7 @@ class ReadSession:
     def search(self, query: SearchQuery, limit: int) -> list[SearchHit]:
         """Return up to limit current resources matching query, in page order from the cursor."""
         compiler = self.compiler
+        query = self._composites_lead_with_fewest(query)
         keys = query.sort
         columns = compiler.sort_columns(resource, keys)
         reverse = query.cursor is not None and query.cursor.before
@@ -315,6 +318,32 @@ class ReadSession:
         if self.sqlite:
             return [str(row[-1]) for row in rows]
         return [str(row[0]) for row in rows]
+
+    def _composites_lead_with_fewest(self, query: SearchQuery) -> SearchQuery:
+        """Reorder each composite's components so that the one with the fewest index rows
+        leads and the others are checked per row: `code$value` searches start from a
+        narrow value range rather than from every row of a common code, and the reverse."""
+        if not any(isinstance(c, CompositeMatch) for c in query.criteria):
+            return query
+        criteria = tuple(
+            self._lead_with_fewest(query.resource_type, c) if isinstance(c, CompositeMatch) else c
+            for c in query.criteria
+        )
+        return replace(query, criteria=criteria)
+
+    def _lead_with_fewest(self, resource_type: str, composite: CompositeMatch) -> Criterion:
+        alternatives = []
+        for parts in composite.alternatives:
+            counted = sorted(
+                ((self._index_rows_up_to(resource_type, part), i) for i, part in enumerate(parts))
+            )
+            alternatives.append(tuple(parts[i] for _, i in counted))
+        return replace(composite, alternatives=tuple(alternatives))
+
+    def _index_rows_up_to(self, resource_type: str, part: Criterion) -> int:
+        rows = self.compiler.component_rows(resource_type, part)
+        probe = select(func.count()).select_from(rows.limit(DENSE_MATCHES).subquery())
+        return int(self.connection.execute(probe).scalar_one())
 
     def _dense(self, query: SearchQuery) -> bool:
         """Return True if the driving criterion matches more rows than a page should list:

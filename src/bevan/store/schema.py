@@ -142,11 +142,11 @@ index_quantity = _index_table(
     Column("canonical_unit", Text, nullable=True),
 )
 Index(
-    "ix_quantity_lookup",
+    "ix_quantity_value",
     index_quantity.c.resource_type,
     index_quantity.c.param,
-    index_quantity.c.code,
     index_quantity.c.value,
+    index_quantity.c.code,
 )
 Index(
     "ix_quantity_canonical",

@@ -167,11 +167,16 @@ class SearchCompiler:
             exists = present.where(table.c.rid == alias.c.rid).exists()
             return not_(exists) if criterion.missing else exists
         if isinstance(criterion, TokenMatch) and criterion.modifier == "not":
-            matching = self._rows(resource_type, TokenMatch(criterion.param, criterion.values))
+            matching = self._rows(
+                resource_type, TokenMatch(criterion.param, criterion.values), per_candidate=True
+            )
             return not_(matching.where(INDEX_TABLES["token"].c.rid == alias.c.rid).exists())
-        rows = self._driving_rows(resource_type, criterion)
         if driving:
-            return alias.c.rid.in_(rows)
+            return alias.c.rid.in_(self._driving_rows(resource_type, criterion))
+        if isinstance(criterion, Chain | CompositeMatch):
+            rows = self._driving_rows(resource_type, criterion)
+        else:
+            rows = self._rows(resource_type, criterion, per_candidate=True)
         return rows.where(rows.selected_columns[0] == alias.c.rid).exists()
 
     def _driving_rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
@@ -190,12 +195,21 @@ class SearchCompiler:
             return select(rows[0].union(*rows[1:]).subquery().c[0])
         return self._rows(resource_type, criterion)
 
-    def _rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
-        """Return SELECT rid FROM the criterion's index table WHERE it matches."""
+    def _rows(
+        self, resource_type: str, criterion: Criterion, *, per_candidate: bool = False
+    ) -> Select[Any]:
+        """Return SELECT rid FROM the criterion's index table WHERE it matches.
+
+        per_candidate: the rows are checked for one resource at a time (rid = ...), so
+        on SQLite the lookup index is kept out of reach: its sampled statistics can make
+        a wide value range look cheaper than the handful of rows under one rid.
+        """
         table, match = self._match(criterion)
-        return select(table.c.rid).where(
-            table.c.resource_type == resource_type, table.c.param == _param(criterion), match
-        )
+        kind: ColumnElement[str] = table.c.resource_type
+        param: ColumnElement[str] = table.c.param
+        if per_candidate and not self.postgres:
+            kind, param = kind.concat(""), param.concat("")
+        return select(table.c.rid).where(kind == resource_type, param == _param(criterion), match)
 
     def _match(self, criterion: Criterion) -> tuple[Table, ColumnElement[bool]]:
         """Return the index table and the value condition (ORed over the values)."""
@@ -283,6 +297,10 @@ class SearchCompiler:
             return column.like(f"{_escape(text)}%", escape="\\")
         # SQLite compares text by bytes: [text, text + U+10FFFF) is exactly "starts with".
         return and_(column >= text, column < text + "\U0010ffff")
+
+    def component_rows(self, resource_type: str, part: Criterion) -> Select[Any]:
+        """Return SELECT rid of the index rows one composite component matches alone."""
+        return self._rows(resource_type, part)
 
     def _composite_rows(self, resource_type: str, parts: tuple[Criterion, ...]) -> Select[Any]:
         """Rows where all components match within one element (the same group)."""
