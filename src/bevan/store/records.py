@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -47,8 +49,10 @@ from bevan.store.schema import (
 )
 from bevan.store.search import SearchCompiler
 
-# A driving criterion with at least this many index rows is walked, not listed.
+# A driving criterion with at least this many index rows is walked, not listed (fewer
+# for small types: see ReadSession._dense).
 DENSE_MATCHES = 5000
+MIN_DENSE_MATCHES = 500
 
 
 class StoreConflict(Exception):
@@ -187,13 +191,38 @@ def _stored(row: Any) -> StoredVersion:
     )
 
 
+class TypeSizes:
+    """How many resources of each type are stored, recounted every few minutes: search
+    plans need the order of magnitude, not the exact figure."""
+
+    def __init__(self, max_age: float = 300.0) -> None:
+        self.max_age = max_age
+        self._counts: dict[str, tuple[int, float]] = {}
+
+    def of(self, connection: Connection, resource_type: str) -> int:
+        now = time.monotonic()
+        known = self._counts.get(resource_type)
+        if known is not None and now - known[1] < self.max_age:
+            return known[0]
+        statement = select(func.count()).where(resource.c.resource_type == resource_type)
+        count = int(connection.execute(statement).scalar_one())
+        self._counts[resource_type] = (count, now)
+        return count
+
+
 class ReadSession:
     """Reads inside one transaction (a consistent snapshot on both engines)."""
 
     def __init__(
-        self, connection: Connection, sqlite: bool, hot: HotStatements, compiler: SearchCompiler
+        self,
+        connection: Connection,
+        sqlite: bool,
+        hot: HotStatements,
+        compiler: SearchCompiler,
+        sizes: TypeSizes | None = None,
     ) -> None:
         self.connection = connection
+        self.sizes = sizes or TypeSizes()
         self.sqlite = sqlite
         self.hot = hot
         self.compiler = compiler
@@ -273,7 +302,9 @@ class ReadSession:
         keys = query.sort
         columns = compiler.sort_columns(resource, keys)
         reverse = query.cursor is not None and query.cursor.before
-        conditions = compiler.conditions(resource, query, dense=not keys and self._dense(query))
+        conditions = compiler.conditions(
+            resource, query, dense=not keys and self._dense(query, limit)
+        )
         if query.cursor is not None:
             conditions.append(compiler.position(resource, keys, columns, query.cursor))
         statement = (
@@ -345,15 +376,22 @@ class ReadSession:
         probe = select(func.count()).select_from(rows.limit(DENSE_MATCHES).subquery())
         return int(self.connection.execute(probe).scalar_one())
 
-    def _dense(self, query: SearchQuery) -> bool:
+    def _dense(self, query: SearchQuery, limit: int) -> bool:
         """Return True if the driving criterion matches more rows than a page should list:
         then pages walk the type in row-key order, testing each resource, and stop at a
-        page's worth instead of listing every match."""
+        page's worth instead of listing every match.
+
+        Listing costs about one step per match; walking about limit * size / matches
+        (a page's worth at the matches' density). Walking wins once matches pass
+        sqrt(limit * size); twice that allows for a walk step costing more.
+        """
         rows = self.compiler.driver_rows(query)
         if rows is None:
             return False
-        probe = select(func.count()).select_from(rows.limit(DENSE_MATCHES).subquery())
-        return int(self.connection.execute(probe).scalar_one()) >= DENSE_MATCHES
+        size = self.sizes.of(self.connection, query.resource_type)
+        threshold = min(DENSE_MATCHES, max(MIN_DENSE_MATCHES, int(2 * math.sqrt(limit * size))))
+        probe = select(func.count()).select_from(rows.limit(threshold).subquery())
+        return int(self.connection.execute(probe).scalar_one()) >= threshold
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
         """Return the ids of up to limit matches (for conditional operations)."""
@@ -611,6 +649,7 @@ class RecordStore:
         self.sqlite = is_sqlite(engine)
         self.hot = HotStatements(engine.dialect)
         self.compiler = SearchCompiler(engine.dialect.name)
+        self.sizes = TypeSizes()
         # SQLite has one writer at a time. Queue this process's writers on a lock
         # rather than in SQLite's busy handler, which sleeps and retries and so gives
         # long, unfair waits under load; other processes still meet BEGIN IMMEDIATE.
@@ -625,7 +664,7 @@ class RecordStore:
     @contextmanager
     def read(self) -> Iterator[ReadSession]:
         with self.snapshot() as connection:
-            session = ReadSession(connection, self.sqlite, self.hot, self.compiler)
+            session = ReadSession(connection, self.sqlite, self.hot, self.compiler, self.sizes)
             try:
                 yield session
             finally:
@@ -646,7 +685,7 @@ class RecordStore:
     def write(self) -> Iterator[WriteSession]:
         """A write transaction; inside batch(), a savepoint of the batch's transaction."""
         with self.transaction() as connection:
-            session = WriteSession(connection, self.sqlite, self.hot, self.compiler)
+            session = WriteSession(connection, self.sqlite, self.hot, self.compiler, self.sizes)
             try:
                 yield session
             finally:
