@@ -279,7 +279,7 @@ def audit_record(
         purpose_of_use="ETREAT" if broke_glass else "TREAT",
         break_glass_reason=access.break_glass_reason if broke_glass and access else None,
         request_id=request.headers.get("x-request-id"),
-        source=str(request.url.replace(query="")).split("/fhir", 1)[0] + "/fhir",
+        source=base_url_of(request),
     )
 
 

@@ -70,7 +70,7 @@ class _Stop:
 
 _STOP = _Stop()
 # A queued item: a row to append, None (flush) or _STOP; and the future its caller awaits.
-_Item = tuple[AuditRow | _Stop | None, "asyncio.Future[None]"]
+_Item = tuple[AuditRecord | _Stop | None, "asyncio.Future[None]"]
 
 
 class AuditTrail:
@@ -89,9 +89,11 @@ class AuditTrail:
         return self.log.append([audit_row(record) for record in records])
 
     async def record(self, record: AuditRecord) -> None:
-        """Return once the record's entry is committed; raise AuditNotRecorded if it was not."""
-        row = audit_row(record)  # a bad record raises here, in its own request
-        await self._enqueue(row)
+        """Return once the record's entry is committed; raise AuditNotRecorded if it was not.
+
+        The AuditEvent is built on the writer's thread, off the event loop that answers
+        requests; a record that cannot become one fails its own request alone."""
+        await self._enqueue(record)
 
     async def flush(self) -> None:
         """Return once everything recorded before this call is committed."""
@@ -110,13 +112,21 @@ class AuditTrail:
             await writer
         self._reset()
 
+    def _append(
+        self, records: list[tuple[AuditRecord, asyncio.Future[None]]]
+    ) -> list[tuple[asyncio.Future[None], Exception]]:
+        """On the writer's thread: build and append the entries; return those refused."""
+        rows, refused = _rows_of(records)
+        self.log.append(rows)
+        return refused
+
     def verify(self, progress: Callable[[int], object] | None = None) -> list[str]:
         """Return the problems in the audit chain and its filing, each naming its entry."""
         return self.log.verify(progress, check=filing_problem)
 
     # --- the writer --------------------------------------------------------------------
 
-    async def _enqueue(self, row: AuditRow | _Stop | None) -> None:
+    async def _enqueue(self, row: AuditRecord | _Stop | None) -> None:
         queue = self._ensure_writer()
         assert self._loop is not None
         done: asyncio.Future[None] = self._loop.create_future()
@@ -147,12 +157,17 @@ class AuditTrail:
             batch = [await queue.get()]
             while len(batch) < self.max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
-            rows = [row for row, _ in batch if isinstance(row, AuditRow)]
-            stopping = any(row is _STOP for row, _ in batch)
+            records = [(item, done) for item, done in batch if isinstance(item, AuditRecord)]
+            stopping = any(item is _STOP for item, _ in batch)
             failure: Exception | None = None
             try:
-                if rows:
-                    await loop.run_in_executor(executor, self.log.append, rows)
+                if records:
+                    refused = await loop.run_in_executor(executor, self._append, records)
+                    for done, error in refused:
+                        if not done.done():
+                            problem = AuditNotRecorded(f"the audit entry is not valid: {error}")
+                            problem.__cause__ = error
+                            done.set_exception(problem)
             except asyncio.CancelledError:
                 _fail(batch, AuditNotRecorded("the audit writer was cancelled mid-commit"))
                 _fail(_drain(queue), AuditNotRecorded("the audit writer was cancelled"))
@@ -169,6 +184,18 @@ class AuditTrail:
                     problem.__cause__ = failure
                     done.set_exception(problem)
         _fail(_drain(queue), AuditNotRecorded("the audit writer has stopped"))
+
+
+def _rows_of(
+    records: list[tuple[AuditRecord, asyncio.Future[None]]],
+) -> tuple[list[AuditRow], list[tuple[asyncio.Future[None], Exception]]]:
+    rows, refused = [], []
+    for record, done in records:
+        try:
+            rows.append(audit_row(record))
+        except Exception as error:  # one bad record must not cost the others their entries
+            refused.append((done, error))
+    return rows, refused
 
 
 def _drain(queue: asyncio.Queue[_Item]) -> list[_Item]:

@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, text
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text
 
 from bevan.store.engine import is_sqlite
+from bevan.store.raw import compile_for
 from bevan.store.schema import audit_event
 
 GENESIS_HASH = "0" * 64
@@ -77,6 +78,13 @@ def _entry(row: Any) -> AuditEntry:
     )
 
 
+_INSERT_VALUES: dict[str, Any] = {
+    name: bindparam(name)
+    for name in (
+        "seq", "recorded", "user_id", "patient_id", "action", "outcome", "break_glass",
+        "content", "previous_hash", "hash",
+    )
+}  # fmt: skip
 _SELECT_HEAD = select(audit_event.c.seq, audit_event.c.hash).order_by(audit_event.c.seq.desc())
 
 
@@ -89,6 +97,7 @@ class AuditLog:
         # Queue this process's appenders on a lock rather than in SQLite's busy handler;
         # sharing the record store's lock queues them with every other writer too.
         self._append_lock = (write_lock or threading.Lock()) if self.sqlite else None
+        self._insert = compile_for(insert(audit_event).values(**_INSERT_VALUES), engine.dialect)
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -129,7 +138,14 @@ class AuditLog:
                     }
                 )
                 previous = digest
-            connection.execute(insert(audit_event), values)
+            # On the DBAPI cursor: this runs for every request, and Core's per-row
+            # parameter handling would cost more than the insert.
+            statement = self._insert
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.executemany(statement.sql, [statement.bind(v) for v in values])
+            finally:
+                cursor.close()
         return [value["seq"] for value in values]
 
     def head(self) -> tuple[int, str]:
