@@ -108,9 +108,23 @@ class AuditLog:
         """Append rows in one transaction, chained onto the head; return their seqs."""
         if not rows:
             return []
-        lock = self._append_lock or contextlib.nullcontext()
+        with self._append_lock or contextlib.nullcontext():
+            return self._append(rows)
+
+    def try_append(self, rows: Sequence[AuditRow]) -> list[int] | None:
+        """On SQLite, append now if no other writer holds the lock and return the seqs;
+        otherwise (a writer busy, or PostgreSQL, whose commit waits on the disk) append
+        nothing and return None, for the caller to append from a thread instead."""
+        lock = self._append_lock
+        if lock is None or not lock.acquire(blocking=False):
+            return None
+        try:
+            return self._append(rows) if rows else []
+        finally:
+            lock.release()
+
+    def _append(self, rows: Sequence[AuditRow]) -> list[int]:
         with (
-            lock,
             # bevan_write makes SQLite take its write lock at BEGIN (see store.engine).
             self.engine.connect().execution_options(bevan_write=True) as connection,
             connection.begin(),
