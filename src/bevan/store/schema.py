@@ -86,6 +86,7 @@ def _index_table(name: str, *columns: Column[Any]) -> Table:
     )
 
 
+# Each lookup index ends with rid, so listing a criterion's matches reads the index alone.
 index_token = _index_table(
     "index_token",
     Column("system", Text, nullable=True),
@@ -98,6 +99,7 @@ Index(
     index_token.c.param,
     index_token.c.code,
     index_token.c.system,
+    index_token.c.rid,
 )
 Index("ix_token_rid", index_token.c.rid)
 
@@ -111,6 +113,7 @@ Index(
     index_string.c.resource_type,
     index_string.c.param,
     index_string.c.value,
+    index_string.c.rid,
     postgresql_ops={"value": "text_pattern_ops"},
 )
 Index("ix_string_rid", index_string.c.rid)
@@ -126,11 +129,18 @@ Index(
     index_date.c.param,
     index_date.c.low,
     index_date.c.high,
+    index_date.c.rid,
 )
 Index("ix_date_rid", index_date.c.rid)
 
 index_number = _index_table("index_number", Column("value", Float, nullable=False))
-Index("ix_number_lookup", index_number.c.resource_type, index_number.c.param, index_number.c.value)
+Index(
+    "ix_number_lookup",
+    index_number.c.resource_type,
+    index_number.c.param,
+    index_number.c.value,
+    index_number.c.rid,
+)
 Index("ix_number_rid", index_number.c.rid)
 
 index_quantity = _index_table(
@@ -147,6 +157,7 @@ Index(
     index_quantity.c.param,
     index_quantity.c.value,
     index_quantity.c.code,
+    index_quantity.c.rid,
 )
 Index(
     "ix_quantity_canonical",
@@ -171,13 +182,20 @@ Index(
     index_reference.c.param,
     index_reference.c.target_id,
     index_reference.c.target_type,
+    index_reference.c.rid,
 )
 # Who points at Type/id: reverse chaining, _revinclude and $everything.
 Index("ix_reference_target", index_reference.c.target_id, index_reference.c.target_type)
 Index("ix_reference_rid", index_reference.c.rid)
 
 index_uri = _index_table("index_uri", Column("value", Text, nullable=False))
-Index("ix_uri_lookup", index_uri.c.resource_type, index_uri.c.param, index_uri.c.value)
+Index(
+    "ix_uri_lookup",
+    index_uri.c.resource_type,
+    index_uri.c.param,
+    index_uri.c.value,
+    index_uri.c.rid,
+)
 Index("ix_uri_rid", index_uri.c.rid)
 
 INDEX_TABLES: dict[str, Table] = {

@@ -173,7 +173,9 @@ class SearchCompiler:
             return not_(matching.where(INDEX_TABLES["token"].c.rid == alias.c.rid).exists())
         if driving:
             return alias.c.rid.in_(self._driving_rows(resource_type, criterion))
-        if isinstance(criterion, Chain | CompositeMatch):
+        if isinstance(criterion, Chain):
+            rows = self._chain_rows(resource_type, criterion, per_candidate=True)
+        elif isinstance(criterion, CompositeMatch):
             rows = self._driving_rows(resource_type, criterion)
         else:
             rows = self._rows(resource_type, criterion, per_candidate=True)
@@ -325,7 +327,9 @@ class SearchCompiler:
             )
         return query
 
-    def _chain_rows(self, resource_type: str, chain: Chain) -> Select[Any]:
+    def _chain_rows(
+        self, resource_type: str, chain: Chain, *, per_candidate: bool = False
+    ) -> Select[Any]:
         targets = []
         for target_type in chain.target_types:
             # Anonymous aliases: unique within a statement, yet the same from one search
@@ -340,10 +344,12 @@ class SearchCompiler:
                     index_reference.c.target_id.in_(matching_ids),
                 )
             )
+        kind: ColumnElement[str] = index_reference.c.resource_type
+        param: ColumnElement[str] = index_reference.c.param
+        if per_candidate and not self.postgres:  # see _rows: reach the rows by rid
+            kind, param = kind.concat(""), param.concat("")
         return select(index_reference.c.rid).where(
-            index_reference.c.resource_type == resource_type,
-            index_reference.c.param == chain.param,
-            or_(*targets),
+            kind == resource_type, param == chain.param, or_(*targets)
         )
 
     def _has(self, alias: Alias, resource_type: str, has: Has) -> ColumnElement[bool]:
