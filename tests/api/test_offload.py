@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from bevan.api.routes import broad_search, fans_out
+from bevan.api.routes import broad_search, fans_out, small_bundle
 
 
 def request(query: str) -> Request:
@@ -54,3 +54,16 @@ def test_searches_that_can_fan_out_go_to_the_thread_pool(query: str) -> None:
 def test_compartment_searches_go_to_the_pool_only_when_they_fan_out() -> None:
     assert not fans_out(request("code=1234&_count=10"))
     assert fans_out(request("_revinclude=Provenance:target"))
+
+
+def bundle_request(length: int | None) -> Request:
+    headers = [] if length is None else [(b"content-length", str(length).encode())]
+    return Request(
+        {"type": "http", "method": "POST", "path": "/fhir", "query_string": b"", "headers": headers}
+    )
+
+
+def test_small_bundles_join_the_group_commit_and_large_ones_do_not() -> None:
+    assert small_bundle(bundle_request(20_000))
+    assert not small_bundle(bundle_request(2_000_000))
+    assert not small_bundle(bundle_request(None))  # chunked: its size is unknown

@@ -162,7 +162,7 @@ def fhir_endpoint(
     interaction: str,
     public: bool = False,
     offload: bool | Callable[[Request], bool] = False,
-    writes: bool = False,
+    writes: bool | Callable[[Request], bool] = False,
 ) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a synchronous handler: authenticate, read the body, run it, audit it, and
     answer every failure with an OperationOutcome (never a bare 500).
@@ -198,7 +198,7 @@ def fhir_endpoint(
                 services,
                 access,
             )
-            if writes:
+            if writes is True or (callable(writes) and writes(request)):
                 response = await services.writer.run(lambda: handler(fhir_request))
             elif offload is True or (callable(offload) and offload(request)):
                 response = await anyio.to_thread.run_sync(

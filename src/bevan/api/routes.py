@@ -40,6 +40,19 @@ def broad_search(request: Request) -> bool:
     return not any(name in PINPOINTING for name, _ in request.query_params.multi_items())
 
 
+# A Bundle up to this size joins the group commit of single writes: for a few entries the
+# commit is much of the cost. A larger one brings its own transaction, processed in the
+# thread pool, where its validation runs beside other work (measured: 1,883 -> 2,749
+# resources/s for ~11-entry Bundles; 2,181 -> 1,651 for ~550-entry ones if they too
+# went through the writer).
+SMALL_BUNDLE_BYTES = 128 * 1024
+
+
+def small_bundle(request: Request) -> bool:
+    declared = request.headers.get("content-length", "")
+    return declared.isdigit() and int(declared) <= SMALL_BUNDLE_BYTES
+
+
 def fhir_routes(base_path: str) -> list[Route]:
     """Return the routes of the FHIR REST API, most specific first."""
     b = base_path
@@ -61,9 +74,15 @@ def fhir_routes(base_path: str) -> list[Route]:
             e(oversight.review_break_glass, interaction="operation"),
             methods=["POST"],
         ),
-        Route(b, e(i.system_bundle, interaction="transaction", offload=True), methods=["POST"]),
         Route(
-            f"{b}/", e(i.system_bundle, interaction="transaction", offload=True), methods=["POST"]
+            b,
+            e(i.system_bundle, interaction="transaction", writes=small_bundle, offload=True),
+            methods=["POST"],
+        ),
+        Route(
+            f"{b}/",
+            e(i.system_bundle, interaction="transaction", writes=small_bundle, offload=True),
+            methods=["POST"],
         ),
         Route(
             f"{b}/{{type}}/_history",
