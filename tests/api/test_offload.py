@@ -27,6 +27,8 @@ def request(query: str) -> Request:
         "_id=abc,def&_count=5",
         "patient=Patient/1&code=http://loinc.org|8867-4&date=ge2024&_sort=-date",
         "subject=Patient/1&_summary=count",
+        "subject:Patient.identifier=https://fhir.nhs.uk/Id/nhs-number|9434765919",
+        "patient.identifier=x|1&code=8867-4",
     ],
 )
 def test_searches_pinned_to_named_resources_run_on_the_loop(query: str) -> None:
@@ -42,7 +44,8 @@ def test_searches_pinned_to_named_resources_run_on_the_loop(query: str) -> None:
         "_id=abc&_revinclude=Observation:patient",
         "patient=Patient/1&_include=Observation:performer",
         "subject:Patient.name=smith",
-        "patient.identifier=x|1",
+        "patient.general-practitioner.identifier=x|1",
+        "performer.identifier=x|1",
         "_has:Observation:patient:code=1234",
         "patient=Patient/1&_total=accurate",
     ],

@@ -26,18 +26,30 @@ FANNING_OUT = frozenset({"_include", "_revinclude", "_has", "_total", "_text", "
 
 
 def fans_out(request: Request) -> bool:
-    """Return True if the search includes, chains, reverse-chains or counts everything."""
+    """Return True if the search includes, chains, reverse-chains or counts everything
+    (a chain of one link to a business identifier names its target, so it does not)."""
     for name, _ in request.query_params.multi_items():
-        if name.split(":", 1)[0] in FANNING_OUT or "." in name:
+        if name.split(":", 1)[0] in FANNING_OUT:
+            return True
+        if "." in name and not _chained_to_identifier(name):
             return True
     return False
+
+
+def _chained_to_identifier(name: str) -> bool:
+    """subject:Patient.identifier, patient.identifier: one link, ending at an identifier."""
+    link, _, last = name.partition(".")
+    return last == "identifier" and link.split(":", 1)[0] in PINPOINTING
 
 
 def broad_search(request: Request) -> bool:
     """Return True unless the search is pinned to named resources and cannot fan out."""
     if fans_out(request):
         return True
-    return not any(name in PINPOINTING for name, _ in request.query_params.multi_items())
+    return not any(
+        name in PINPOINTING or _chained_to_identifier(name)
+        for name, _ in request.query_params.multi_items()
+    )
 
 
 # A Bundle up to this size joins the group commit of single writes: for a few entries the
