@@ -496,8 +496,10 @@ class ReadSession:
         """Return the local (type, id) targets the resources with rids reference."""
         found: set[tuple[str, str]] = set()
         for chunk in _chunks(list(rids), 500):
-            statement = select(index_reference.c.target_type, index_reference.c.target_id).where(
-                index_reference.c.rid.in_(chunk), index_reference.c.target_type.is_not(None)
+            statement = (
+                select(index_reference.c.target_type, index_reference.c.target_id)
+                .where(index_reference.c.rid.in_(chunk), index_reference.c.target_type.is_not(None))
+                .distinct()  # most point at the same patient and encounters
             )
             found.update((row[0], row[1]) for row in self.connection.execute(statement))
         return found
