@@ -26,6 +26,23 @@ def store(backend: str, tmp_path: Path) -> Iterator[RecordStore]:
     store.close()
 
 
+@pytest.fixture
+def service(store: RecordStore) -> RecordService:
+    return RecordService(store)
+
+
+@pytest.fixture
+def writer(store: RecordStore) -> Iterator[GroupWriter]:
+    writer = GroupWriter(store)
+    yield writer
+    writer.stop()
+
+
+@pytest.fixture
+def batches(store: RecordStore, monkeypatch: pytest.MonkeyPatch) -> CountedBatches:
+    return CountedBatches(store, monkeypatch)
+
+
 def patient(family: str) -> dict[str, Any]:
     return {"resourceType": "Patient", "name": [{"family": family}]}
 
@@ -68,16 +85,10 @@ async def queue_behind_a_held_write(
 
 
 def test_queued_writes_commit_together_and_are_stored(
-    store: RecordStore, monkeypatch: pytest.MonkeyPatch
+    store: RecordStore, service: RecordService, writer: GroupWriter, batches: CountedBatches
 ) -> None:
-    service = RecordService(store)
-    batches = CountedBatches(store, monkeypatch)
-    writer = GroupWriter(store)
     creates = [lambda n=n: service.create(patient(f"Queued-{n}")) for n in range(20)]
-    try:
-        results = asyncio.run(queue_behind_a_held_write(writer, batches, creates))
-    finally:
-        writer.stop()
+    results = asyncio.run(queue_behind_a_held_write(writer, batches, creates))
 
     assert [r.status for r in results] == [201] * 20
     # all twenty queued behind the held write and joined its transaction
@@ -91,12 +102,8 @@ def test_queued_writes_commit_together_and_are_stored(
 
 
 def test_a_failing_write_is_undone_alone(
-    store: RecordStore, monkeypatch: pytest.MonkeyPatch
+    store: RecordStore, service: RecordService, writer: GroupWriter, batches: CountedBatches
 ) -> None:
-    service = RecordService(store)
-    batches = CountedBatches(store, monkeypatch)
-    writer = GroupWriter(store)
-
     def create_then_fail() -> None:
         with service.writing() as session:
             service.create_in(session, "Patient", patient("Half-Written"))
@@ -107,10 +114,7 @@ def test_a_failing_write_is_undone_alone(
         create_then_fail,
         lambda: service.create(patient("After")),
     ]
-    try:
-        before, failed, after = asyncio.run(queue_behind_a_held_write(writer, batches, functions))
-    finally:
-        writer.stop()
+    before, failed, after = asyncio.run(queue_behind_a_held_write(writer, batches, functions))
 
     assert batches.opened == 1
     assert isinstance(failed, RuntimeError)
@@ -125,11 +129,8 @@ def test_a_failing_write_is_undone_alone(
 
 
 def test_a_write_sees_what_earlier_writes_in_its_batch_stored(
-    store: RecordStore, monkeypatch: pytest.MonkeyPatch
+    store: RecordStore, service: RecordService, writer: GroupWriter, batches: CountedBatches
 ) -> None:
-    service = RecordService(store)
-    batches = CountedBatches(store, monkeypatch)
-    writer = GroupWriter(store)
     first = service.create(patient("Original"))
     assert first.stored is not None
     id = first.stored.id
@@ -142,23 +143,16 @@ def test_a_write_sees_what_earlier_writes_in_its_batch_stored(
     def read_back() -> str | None:
         return service.read("Patient", id).content
 
-    try:
-        renamed, seen = asyncio.run(queue_behind_a_held_write(writer, batches, [rename, read_back]))
-    finally:
-        writer.stop()
+    renamed, seen = asyncio.run(queue_behind_a_held_write(writer, batches, [rename, read_back]))
 
     assert renamed.status == 200
     assert seen is not None and '"Renamed"' in seen
 
 
-def test_writes_after_stop_start_a_new_writer(store: RecordStore) -> None:
-    service = RecordService(store)
-    writer = GroupWriter(store)
-
+def test_writes_after_stop_start_a_new_writer(service: RecordService, writer: GroupWriter) -> None:
     async def one() -> int:
         return (await writer.run(lambda: service.create(patient("Again")))).status
 
     assert asyncio.run(one()) == 201
     writer.stop()
     assert asyncio.run(one()) == 201
-    writer.stop()

@@ -198,9 +198,9 @@ def fhir_endpoint(
                 services,
                 access,
             )
-            if writes is True or (callable(writes) and writes(request)):
+            if _applies(writes, request):
                 response = await services.writer.run(lambda: handler(fhir_request))
-            elif offload is True or (callable(offload) and offload(request)):
+            elif _applies(offload, request):
                 response = await anyio.to_thread.run_sync(
                     handler, fhir_request, limiter=services.offload_limiter
                 )
@@ -237,6 +237,11 @@ def fhir_endpoint(
         return response
 
     return endpoint
+
+
+def _applies(flag: bool | Callable[[Request], bool], request: Request) -> bool:
+    """Return a route flag's answer for this request (a constant or a predicate)."""
+    return flag(request) if callable(flag) else flag
 
 
 def audit_record(

@@ -69,6 +69,7 @@ def fhir_routes(base_path: str) -> list[Route]:
     """Return the routes of the FHIR REST API, most specific first."""
     b = base_path
     e = fhir_endpoint
+    bundles = e(i.system_bundle, interaction="transaction", writes=small_bundle, offload=True)
     return [
         Route(f"{b}/metadata", e(metadata, interaction="operation", public=True), methods=["GET"]),
         Route(
@@ -86,16 +87,8 @@ def fhir_routes(base_path: str) -> list[Route]:
             e(oversight.review_break_glass, interaction="operation"),
             methods=["POST"],
         ),
-        Route(
-            b,
-            e(i.system_bundle, interaction="transaction", writes=small_bundle, offload=True),
-            methods=["POST"],
-        ),
-        Route(
-            f"{b}/",
-            e(i.system_bundle, interaction="transaction", writes=small_bundle, offload=True),
-            methods=["POST"],
-        ),
+        Route(b, bundles, methods=["POST"]),
+        Route(f"{b}/", bundles, methods=["POST"]),
         Route(
             f"{b}/{{type}}/_history",
             e(i.type_history, interaction="history-type", offload=True),

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text
 
 from bevan.store.engine import is_sqlite
-from bevan.store.raw import compile_for
+from bevan.store.raw import RawCursor, compile_for
 from bevan.store.schema import audit_event
 
 GENESIS_HASH = "0" * 64
@@ -154,10 +154,9 @@ class AuditLog:
                 previous = digest
             # On the DBAPI cursor: this runs for every request, and Core's per-row
             # parameter handling would cost more than the insert.
-            statement = self._insert
-            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor = RawCursor(connection)
             try:
-                cursor.executemany(statement.sql, [statement.bind(v) for v in values])
+                cursor.executemany(self._insert, values)
             finally:
                 cursor.close()
         return [value["seq"] for value in values]

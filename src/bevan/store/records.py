@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -219,10 +219,10 @@ class ReadSession:
         sqlite: bool,
         hot: HotStatements,
         compiler: SearchCompiler,
-        sizes: TypeSizes | None = None,
+        sizes: TypeSizes,
     ) -> None:
         self.connection = connection
-        self.sizes = sizes or TypeSizes()
+        self.sizes = sizes
         self.sqlite = sqlite
         self.hot = hot
         self.compiler = compiler
@@ -643,6 +643,9 @@ class WriteSession(ReadSession):
             yield
 
 
+S = TypeVar("S", bound=ReadSession)
+
+
 class RecordStore:
     """The record database: open read or write sessions on it."""
 
@@ -665,12 +668,16 @@ class RecordStore:
 
     @contextmanager
     def read(self) -> Iterator[ReadSession]:
-        with self.snapshot() as connection:
-            session = ReadSession(connection, self.sqlite, self.hot, self.compiler, self.sizes)
-            try:
-                yield session
-            finally:
-                session.close()
+        with self.snapshot() as connection, self._session(ReadSession, connection) as session:
+            yield session
+
+    @contextmanager
+    def _session(self, kind: type[S], connection: Connection) -> Iterator[S]:
+        session = kind(connection, self.sqlite, self.hot, self.compiler, self.sizes)
+        try:
+            yield session
+        finally:
+            session.close()
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
@@ -686,12 +693,8 @@ class RecordStore:
     @contextmanager
     def write(self) -> Iterator[WriteSession]:
         """A write transaction; inside batch(), a savepoint of the batch's transaction."""
-        with self.transaction() as connection:
-            session = WriteSession(connection, self.sqlite, self.hot, self.compiler, self.sizes)
-            try:
-                yield session
-            finally:
-                session.close()
+        with self.transaction() as connection, self._session(WriteSession, connection) as session:
+            yield session
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

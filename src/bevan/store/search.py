@@ -207,11 +207,19 @@ class SearchCompiler:
         a wide value range look cheaper than the handful of rows under one rid.
         """
         table, match = self._match(criterion)
+        kind, param = self._type_and_param(table, per_candidate)
+        return select(table.c.rid).where(kind == resource_type, param == _param(criterion), match)
+
+    def _type_and_param(
+        self, table: Table, per_candidate: bool
+    ) -> tuple[ColumnElement[str], ColumnElement[str]]:
+        """Return an index table's type and parameter columns; for per-candidate checks on
+        SQLite, wrapped (`|| ''`) so the planner cannot lead with the lookup index."""
         kind: ColumnElement[str] = table.c.resource_type
         param: ColumnElement[str] = table.c.param
         if per_candidate and not self.postgres:
-            kind, param = kind.concat(""), param.concat("")
-        return select(table.c.rid).where(kind == resource_type, param == _param(criterion), match)
+            return kind.concat(""), param.concat("")
+        return kind, param
 
     def _match(self, criterion: Criterion) -> tuple[Table, ColumnElement[bool]]:
         """Return the index table and the value condition (ORed over the values)."""
@@ -344,10 +352,7 @@ class SearchCompiler:
                     index_reference.c.target_id.in_(matching_ids),
                 )
             )
-        kind: ColumnElement[str] = index_reference.c.resource_type
-        param: ColumnElement[str] = index_reference.c.param
-        if per_candidate and not self.postgres:  # see _rows: reach the rows by rid
-            kind, param = kind.concat(""), param.concat("")
+        kind, param = self._type_and_param(index_reference, per_candidate)
         return select(index_reference.c.rid).where(
             kind == resource_type, param == chain.param, or_(*targets)
         )
