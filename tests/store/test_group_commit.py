@@ -6,29 +6,13 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bevan.records.service import RecordService
 from bevan.store.group import GroupWriter
-from bevan.store.migrate import upgrade
 from bevan.store.records import RecordStore
-from tests.conftest import database_url
-
-
-@pytest.fixture
-def store(backend: str, tmp_path: Path) -> Iterator[RecordStore]:
-    store = RecordStore.from_url(database_url(backend, tmp_path))
-    upgrade(store.engine)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def service(store: RecordStore) -> RecordService:
-    return RecordService(store)
 
 
 @pytest.fixture

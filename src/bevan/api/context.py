@@ -50,6 +50,9 @@ class Services:
     offload_limiter: CapacityLimiter = field(
         default_factory=lambda: CapacityLimiter(OFFLOAD_THREADS)
     )
+    # Offloaded Bundles run one at a time: two on one interpreter only take turns, and
+    # the one writing would wait on the other at every database call.
+    bundle_limiter: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(1))
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ def fhir_endpoint(
     public: bool = False,
     offload: bool | Callable[[Request], bool] = False,
     writes: bool | Callable[[Request], bool] = False,
+    one_at_a_time: bool = False,
 ) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a synchronous handler: authenticate, read the body, run it, audit it, and
     answer every failure with an OperationOutcome (never a bare 500).
@@ -201,9 +205,8 @@ def fhir_endpoint(
             if _applies(writes, request):
                 response = await services.writer.run(lambda: handler(fhir_request))
             elif _applies(offload, request):
-                response = await anyio.to_thread.run_sync(
-                    handler, fhir_request, limiter=services.offload_limiter
-                )
+                limiter = services.bundle_limiter if one_at_a_time else services.offload_limiter
+                response = await anyio.to_thread.run_sync(handler, fhir_request, limiter=limiter)
             else:
                 response = handler(fhir_request)
         except FhirError as error:

@@ -69,7 +69,13 @@ def fhir_routes(base_path: str) -> list[Route]:
     """Return the routes of the FHIR REST API, most specific first."""
     b = base_path
     e = fhir_endpoint
-    bundles = e(i.system_bundle, interaction="transaction", writes=small_bundle, offload=True)
+    bundles = e(
+        i.system_bundle,
+        interaction="transaction",
+        writes=small_bundle,
+        offload=True,
+        one_at_a_time=True,
+    )
     return [
         Route(f"{b}/metadata", e(metadata, interaction="operation", public=True), methods=["GET"]),
         Route(

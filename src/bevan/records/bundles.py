@@ -11,7 +11,7 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -23,8 +23,18 @@ from bevan.fhir.references import conditional_reference, iter_references, rewrit
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search import parse_search
 from bevan.fhir.validation import validate_resource
-from bevan.records.service import RecordService, WriteGuard, WriteResult
-from bevan.store.records import StoredVersion, WriteSession
+from bevan.records.service import PreparedVersion, RecordService, WriteGuard, WriteResult
+from bevan.store.records import ReadSession, StoredVersion, WriteSession
+
+T = TypeVar("T")
+# How a Bundle's writes are run: given a function that opens its own write session,
+# run it (here, or on a group-commit writer) and return its result once committed.
+Commit = Callable[[Callable[[], T]], T]
+
+
+def run_here(work: Callable[[], T]) -> T:
+    return work()
+
 
 # Order of processing within a transaction (FHIR R4 3.1.0.11.2).
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -47,6 +57,8 @@ class Entry:
     url: str
     response: dict[str, Any] = field(default_factory=dict)
     where: str = ""
+    matched: StoredVersion | None = None  # the existing resource an ifNoneExist found
+    prepared: PreparedVersion | None = None  # the version to write, made ready
 
 
 @dataclass(frozen=True)
@@ -59,9 +71,14 @@ class BundleAccess:
 
 
 def process_bundle(
-    service: RecordService, body: Any, base_url: str, access: BundleAccess | None = None
+    service: RecordService,
+    body: Any,
+    base_url: str,
+    access: BundleAccess | None = None,
+    commit: Commit[dict[str, Any]] = run_here,
 ) -> dict[str, Any]:
-    """Return the response Bundle for a transaction or batch request Bundle."""
+    """Return the response Bundle for a transaction or batch request Bundle; its writes
+    run through commit."""
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise InvalidRequest(
             Issue(
@@ -81,8 +98,8 @@ def process_bundle(
     if not isinstance(raw_entries, list):
         raise InvalidRequest(Issue("Bundle.entry must be an array", expression=("Bundle.entry",)))
     if kind == "transaction":
-        return _transaction(service, raw_entries, base_url, access)
-    return _batch(service, raw_entries, base_url, access)
+        return _transaction(service, raw_entries, base_url, access, commit)
+    return commit(lambda: _batch(service, raw_entries, base_url, access))
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -173,10 +190,39 @@ def parse_etag(value: str, where: str = "If-Match") -> int:
 
 
 def _transaction(
-    service: RecordService, raw_entries: list[Any], base_url: str, access: BundleAccess | None
+    service: RecordService,
+    raw_entries: list[Any],
+    base_url: str,
+    access: BundleAccess | None,
+    commit: Commit[dict[str, Any]],
 ) -> dict[str, Any]:
+    """Check and prepare every entry on a read snapshot, then write them all in one
+    transaction, on the writer commit hands it to.
+
+    Preparing (references rewritten, each new version's JSON and index rows made) is
+    most of the work and needs no write lock, so it runs beside other writers. Before
+    writing, every ifNoneExist and conditional reference is asked again; if any answer
+    has changed in between, the entries are prepared once more inside the transaction.
+    """
+    entries = _checked_entries(service, raw_entries, base_url)
+    with service.reading() as snapshot:
+        answers = _plan(service, snapshot, entries)
+
+    def write() -> dict[str, Any]:
+        nonlocal entries
+        with service.writing() as session:
+            if not _still_holds(session, entries, answers):
+                entries = _checked_entries(service, raw_entries, base_url)
+                _plan(service, session, entries)
+            _write_entries(service, session, entries, base_url, access)
+        return bundle("transaction-response", [e.response for e in entries])
+
+    return commit(write)
+
+
+def _checked_entries(service: RecordService, raw_entries: list[Any], base_url: str) -> list[Entry]:
+    """Parse and validate every entry (no database needed); refuse duplicates."""
     entries = [_parse_entry(i, raw, base_url) for i, raw in enumerate(raw_entries)]
-    # Validate every resource before taking the write lock.
     for entry in entries:
         if entry.resource is not None and entry.method in ("POST", "PUT"):
             try:
@@ -189,42 +235,96 @@ def _transaction(
                 except FhirError as error:
                     raise error.at(f"{entry.where}.resource") from None
     _refuse_duplicates(entries)
-    with service.writing() as session:
-        resolver = _References(session)
-        # Ids for new resources first, so every fullUrl can be rewritten.
-        for entry in entries:
-            if entry.method == "POST" and entry.full_url:
-                if entry.if_none_exist:
-                    match = _conditional_match(
-                        session, entry.resource_type, entry.if_none_exist, entry.where
-                    )
-                    if match is not None:
-                        if access is not None:
-                            access.read_check(match)
-                        entry.response = _response(WriteResult(200, match), base_url)
-                        resolver.map(entry.full_url, f"{entry.resource_type}/{match.id}")
-                        entry.id = match.id
-                        continue
-                entry.id = new_id()
-                resolver.map(entry.full_url, f"{entry.resource_type}/{entry.id}")
-            elif entry.method == "PUT" and entry.full_url and entry.id:
-                resolver.map(entry.full_url, f"{entry.resource_type}/{entry.id}")
-        with_bodies = [e for e in entries if e.resource is not None and not e.response]
-        rewritten = resolver.rewrite(
-            [e.resource for e in with_bodies], [f"{e.where}.resource" for e in with_bodies]
-        )
-        for entry, resource in zip(with_bodies, rewritten, strict=True):
-            entry.resource = resource
-        for entry in sorted(entries, key=lambda e: _ORDER[e.method]):
-            if entry.response:
-                continue
-            try:
-                entry.response = _perform(
-                    service, session, entry, base_url, in_transaction=True, access=access
+    return entries
+
+
+@dataclass(frozen=True)
+class _Answers:
+    """What a plan read from the database: the ifNoneExist matches by entry index and
+    the target of each conditional reference."""
+
+    matches: dict[int, str | None]
+    conditional: dict[str, str]
+
+
+def _plan(service: RecordService, session: ReadSession, entries: list[Entry]) -> _Answers:
+    """Give each new resource its id, answer ifNoneExist, rewrite references and
+    prepare every version to be written; return what was read to decide it."""
+    resolver = _References(session)
+    matches: dict[int, str | None] = {}
+    for entry in entries:
+        if entry.method == "POST":
+            if entry.if_none_exist:
+                match = _conditional_match(
+                    session, entry.resource_type, entry.if_none_exist, entry.where
                 )
-            except FhirError as error:
-                raise error.at(entry.where) if not _has_place(error) else error from None
-    return bundle("transaction-response", [e.response for e in entries])
+                matches[entry.index] = match.id if match is not None else None
+                if match is not None:
+                    entry.matched = match
+                    entry.id = match.id
+                    if entry.full_url:
+                        resolver.map(entry.full_url, f"{entry.resource_type}/{match.id}")
+                    continue
+            entry.id = new_id()
+            if entry.full_url:
+                resolver.map(entry.full_url, f"{entry.resource_type}/{entry.id}")
+        elif entry.method == "PUT" and entry.full_url and entry.id:
+            resolver.map(entry.full_url, f"{entry.resource_type}/{entry.id}")
+    with_bodies = [e for e in entries if e.resource is not None and e.matched is None]
+    rewritten = resolver.rewrite(
+        [e.resource for e in with_bodies], [f"{e.where}.resource" for e in with_bodies]
+    )
+    for entry, resource in zip(with_bodies, rewritten, strict=True):
+        entry.resource = resource
+        if entry.method == "POST":
+            version = 1
+        elif entry.method == "PUT" and entry.id:
+            current = session.current(entry.resource_type, entry.id)
+            version = 1 if current is None else current.version_id + 1
+        else:
+            continue
+        assert entry.id is not None
+        entry.prepared = service.prepare(entry.resource_type, entry.id, resource, version)
+    return _Answers(matches, dict(resolver.conditional))
+
+
+def _still_holds(session: WriteSession, entries: list[Entry], answers: _Answers) -> bool:
+    """Return True if every ifNoneExist and conditional reference still answers as
+    when the entries were prepared (asked again under the write lock)."""
+    for entry in entries:
+        if entry.index in answers.matches:
+            assert entry.if_none_exist is not None
+            match = _conditional_match(
+                session, entry.resource_type, entry.if_none_exist, entry.where
+            )
+            if (match.id if match is not None else None) != answers.matches[entry.index]:
+                return False
+            entry.matched = match
+    resolver = _References(session)
+    return all(resolver.replace(text) == target for text, target in answers.conditional.items())
+
+
+def _write_entries(
+    service: RecordService,
+    session: WriteSession,
+    entries: list[Entry],
+    base_url: str,
+    access: BundleAccess | None,
+) -> None:
+    for entry in entries:
+        if entry.matched is not None:
+            if access is not None:
+                access.read_check(entry.matched)
+            entry.response = _response(WriteResult(200, entry.matched), base_url)
+    for entry in sorted(entries, key=lambda e: _ORDER[e.method]):
+        if entry.response:
+            continue
+        try:
+            entry.response = _perform(
+                service, session, entry, base_url, in_transaction=True, access=access
+            )
+        except FhirError as error:
+            raise error.at(entry.where) if not _has_place(error) else error from None
 
 
 def _has_place(error: FhirError) -> bool:
@@ -249,10 +349,11 @@ def _refuse_duplicates(entries: list[Entry]) -> None:
 
 
 def _conditional_match(
-    session: WriteSession, resource_type: str, query: str, where: str
+    session: ReadSession, resource_type: str, query: str, where: str
 ) -> StoredVersion | None:
     parsed = parse_search(resource_type, query, strict=True)
-    session.lock(f"{resource_type}?{query}")
+    if isinstance(session, WriteSession):
+        session.lock(f"{resource_type}?{query}")
     ids = session.search_ids(parsed, limit=2)
     if len(ids) > 1:
         raise MultipleMatches(
@@ -268,7 +369,7 @@ def _conditional_match(
 class _References:
     """Rewrites urn:uuid / fullUrl references and resolves conditional references."""
 
-    def __init__(self, session: WriteSession) -> None:
+    def __init__(self, session: ReadSession) -> None:
         self.session = session
         self.targets: dict[str, str] = {}
         self.conditional: dict[str, str] = {}
@@ -343,6 +444,7 @@ def _perform(
             if_none_exist=None if in_transaction else entry.if_none_exist,
             id=entry.id if in_transaction else None,
             guard=guard,
+            prepared=entry.prepared,
         )
         return _response(result, base_url)
     if entry.method == "PUT":
@@ -355,6 +457,7 @@ def _perform(
                 entry.resource,
                 if_match=entry.if_match,
                 guard=guard,
+                prepared=entry.prepared,
             )
         elif entry.query:
             result = service.conditional_update_in(

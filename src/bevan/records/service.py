@@ -88,6 +88,19 @@ class Page:
     next_cursor: str | None
 
 
+@dataclass(frozen=True)
+class PreparedVersion:
+    """A version made ready to store: stamped content, its JSON and its index rows."""
+
+    resource_type: str
+    id: str
+    version: int
+    last_updated: str
+    resource: dict[str, Any]
+    content: str
+    rows: IndexRows
+
+
 def _check_id(resource_type: str, id: str) -> None:
     if not is_valid_id(id):
         raise InvalidRequest(
@@ -347,8 +360,9 @@ class RecordService:
         if_none_exist: str | None = None,
         id: str | None = None,
         guard: WriteGuard | None = None,
+        prepared: PreparedVersion | None = None,
     ) -> WriteResult:
-        """Create inside session; the resource is already validated."""
+        """Create inside session; the resource is already validated (and may be prepared)."""
         if if_none_exist:
             query = parse_search(resource_type, if_none_exist, strict=True)
             session.lock(f"{resource_type}?{if_none_exist}")
@@ -360,7 +374,7 @@ class RecordService:
             if matches:
                 return WriteResult(200, session.current(resource_type, matches[0]))
         new = id or new_id()
-        stored = self._write(session, resource_type, new, resource, None, guard)
+        stored = self._write(session, resource_type, new, resource, None, guard, prepared)
         return WriteResult(201, stored)
 
     def update(
@@ -409,6 +423,7 @@ class RecordService:
         *,
         if_match: int | None = None,
         guard: WriteGuard | None = None,
+        prepared: PreparedVersion | None = None,
     ) -> WriteResult:
         current = session.current_row(resource_type, id)
         if if_match is not None:
@@ -421,7 +436,7 @@ class RecordService:
                     f"{resource_type}/{id} is at version {current.version_id}, not {if_match}: "
                     "someone else changed it; read it again and reapply your change"
                 )
-        stored = self._write(session, resource_type, id, resource, current, guard)
+        stored = self._write(session, resource_type, id, resource, current, guard, prepared)
         created = current is None or current.deleted
         return WriteResult(201 if created else 200, stored)
 
@@ -598,20 +613,12 @@ class RecordService:
 
     # --- the one place a version is written -----------------------------------------
 
-    def _write(
-        self,
-        session: WriteSession,
-        resource_type: str,
-        id: str,
-        resource: dict[str, Any],
-        current: CurrentRow | None,
-        guard: WriteGuard | None = None,
-    ) -> StoredVersion:
-        if guard is not None:
-            exists = current is not None and not current.deleted
-            old = self._content(session, resource_type, id) if exists else None
-            guard("update" if exists else "create", resource_type, old, resource)
-        version = 1 if current is None else current.version_id + 1
+    def prepare(
+        self, resource_type: str, id: str, resource: dict[str, Any], version: int
+    ) -> PreparedVersion:
+        """Return resource stamped as the given version of resource_type/id, with its JSON
+        and index rows. Touches no database, so Bundles prepare their entries before they
+        queue for the writer; resource itself is left as it was."""
         last_updated = now_instant()
         meta = resource.get("meta")
         meta = dict(meta) if isinstance(meta, dict) else {}
@@ -620,22 +627,58 @@ class RecordService:
         # resourceType, id and meta lead, as people expect to read them
         stamped = {"resourceType": resource_type, "id": id, "meta": meta}
         stamped.update((k, v) for k, v in resource.items() if k not in stamped)
-        content = orjson.dumps(stamped).decode()
+        return PreparedVersion(
+            resource_type,
+            id,
+            version,
+            last_updated,
+            stamped,
+            orjson.dumps(stamped).decode(),
+            index_rows(stamped, self.base_url),
+        )
+
+    # --- the one place a version is written -----------------------------------------
+
+    def _write(
+        self,
+        session: WriteSession,
+        resource_type: str,
+        id: str,
+        resource: dict[str, Any],
+        current: CurrentRow | None,
+        guard: WriteGuard | None = None,
+        prepared: PreparedVersion | None = None,
+    ) -> StoredVersion:
+        """Store resource as the next version after current. A prepared version is used
+        as it is when it is that version of this resource; otherwise it is made here."""
+        if guard is not None:
+            exists = current is not None and not current.deleted
+            old = self._content(session, resource_type, id) if exists else None
+            guard("update" if exists else "create", resource_type, old, resource)
+        version = 1 if current is None else current.version_id + 1
+        if prepared is None or (prepared.resource_type, prepared.id, prepared.version) != (
+            resource_type,
+            id,
+            version,
+        ):
+            prepared = self.prepare(resource_type, id, resource, version)
         resource.clear()
-        resource.update(stamped)
+        resource.update(prepared.resource)
         try:
             seq = session.write_version(
                 resource_type,
                 id,
                 version_id=version,
-                last_updated=last_updated,
-                content=content,
-                rows=index_rows(resource, self.base_url),
+                last_updated=prepared.last_updated,
+                content=prepared.content,
+                rows=prepared.rows,
                 current=current,
             )
         except StoreConflict as error:
             raise Conflict(str(error)) from None
-        return StoredVersion(resource_type, id, version, last_updated, False, content, seq)
+        return StoredVersion(
+            resource_type, id, version, prepared.last_updated, False, prepared.content, seq
+        )
 
 
 def reindex(

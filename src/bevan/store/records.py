@@ -38,7 +38,7 @@ from bevan.fhir.search import (
     SearchQuery,
 )
 from bevan.fhir.search_parameters import IndexRows
-from bevan.store.engine import is_sqlite, make_engine
+from bevan.store.engine import WalCheckpointer, is_sqlite, make_engine
 from bevan.store.raw import RawCursor, compile_for
 from bevan.store.schema import (
     INDEX_TABLES,
@@ -661,6 +661,9 @@ class RecordStore:
         self._write_lock = threading.Lock() if self.sqlite else None
         # The transaction a group-commit batch holds open on this thread (see batch()).
         self._batch = threading.local()
+        self._checkpointer = WalCheckpointer(engine) if self.sqlite else None
+        if self._checkpointer is not None:
+            self._checkpointer.start()
 
     @classmethod
     def from_url(cls, url: str) -> RecordStore:
@@ -747,6 +750,8 @@ class RecordStore:
             connection.commit()
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self.engine.dispose()
 
 
