@@ -314,8 +314,25 @@ class _Context:
 
     def _values(self, resource: dict[str, Any], param: SearchParameter) -> list[Any]:
         if param.type == "composite":
-            return self.evaluate(resource, param.expression)
+            return self._complete_elements(resource, param)
         return self.evaluate(resource, param.expression)
+
+    def _complete_elements(self, resource: dict[str, Any], param: SearchParameter) -> list[str]:
+        """Return the composite's elements that have a value for every component: a
+        composite is present (:missing=false) where it could match something."""
+        complete = []
+        for base in _split_union(param.expression):
+            for index in range(len(self.evaluate(resource, base))):
+                element = f"({base})[{index}]"
+                if all(
+                    any(
+                        self.evaluate(resource, f"{element}.{part}")
+                        for part in _split_union(component.expression)
+                    )
+                    for component in param.components
+                ):
+                    complete.append(element)
+        return complete
 
     def _any_value(
         self, resource: dict[str, Any], param: SearchParameter, modifier: str, value: str

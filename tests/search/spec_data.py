@@ -281,6 +281,8 @@ SPEC_CASES = [
     case("component_code_value_quantity_gt", "Observation", f"component-code-value-quantity={LOINC}|8480-6$gt140", "bp-high"),
     case("composite_pairs_within_one_component", "Observation", f"component-code-value-quantity={LOINC}|8462-4$gt100"),
     case("code_value_quantity_on_the_root", "Observation", f"code-value-quantity={LOINC}|1234-5$gt5.4|{UCUM}|mg", "lab-jan15"),
+    case("composite_missing_where_no_element_has_every_part", "Observation", "code-value-quantity:missing=true", "bp-low", "bp-high", "by-identifier"),
+    case("composite_present_where_one_element_has_every_part", "Observation", "component-code-value-quantity:missing=false", "bp-low", "bp-high"),
     # uri
     case("uri_exact", "ValueSet", "url=http://acme.org/fhir/ValueSet/123", "vs-123"),
     case("uri_below", "ValueSet", "url:below=http://acme.org/fhir/ValueSet/123", "vs-123", "vs-123-v5"),

@@ -466,6 +466,7 @@ def _criterion(
     if modifier == "missing":
         if value not in ("true", "false"):
             raise InvalidRequest(Issue(f":missing takes true or false, not {value!r}"))
+        # A composite is present where one element has every part (only those are indexed).
         stored = f"{param.code}$0" if kind == "composite" else param.code
         return Missing(stored, TABLE_OF_TYPE.get(kind, _component_table(param)), value == "true")
     values = _split(value)

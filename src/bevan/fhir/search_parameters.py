@@ -214,19 +214,30 @@ def index_rows(resource: dict[str, Any], local_base: str | None = None) -> Index
         elif param.type == "composite":
             assert path is not None
             for element, _ in _evaluate_root(resource, path):
+                found = [
+                    [
+                        item
+                        for relative in component.paths
+                        for item in evaluate(element, relative.steps)
+                    ]
+                    for component in param.components
+                ]
+                if not all(found):
+                    continue  # a composite matches only with every part: nothing to find
                 group += 1
-                for index, component in enumerate(param.components):
-                    for relative in component.paths:
-                        for value, value_type in evaluate(element, relative.steps):
-                            _add(
-                                rows,
-                                component.type,
-                                f"{param.code}${index}",
-                                value,
-                                value_type,
-                                group,
-                                local_base,
-                            )
+                for index, (component, values) in enumerate(
+                    zip(param.components, found, strict=True)
+                ):
+                    for value, value_type in values:
+                        _add(
+                            rows,
+                            component.type,
+                            f"{param.code}${index}",
+                            value,
+                            value_type,
+                            group,
+                            local_base,
+                        )
         else:
             assert path is not None
             for value, value_type in evaluate(resource, path.steps):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text
 
-from bevan.store.engine import is_sqlite
+from bevan.store.engine import WriterLock, is_sqlite
 from bevan.store.raw import RawCursor, compile_for
 from bevan.store.schema import audit_event
 
@@ -91,12 +90,12 @@ _SELECT_HEAD = select(audit_event.c.seq, audit_event.c.hash).order_by(audit_even
 class AuditLog:
     """All SQL about the audit_event table: append a batch, verify the chain, find entries."""
 
-    def __init__(self, engine: Engine, write_lock: threading.Lock | None = None) -> None:
+    def __init__(self, engine: Engine, write_lock: WriterLock | None = None) -> None:
         self.engine = engine
         self.sqlite = is_sqlite(engine)
         # Queue this process's appenders on a lock rather than in SQLite's busy handler;
         # sharing the record store's lock queues them with every other writer too.
-        self._append_lock = (write_lock or threading.Lock()) if self.sqlite else None
+        self._append_lock = (write_lock or WriterLock(None)) if self.sqlite else None
         self._insert = compile_for(insert(audit_event).values(**_INSERT_VALUES), engine.dialect)
 
     @contextmanager

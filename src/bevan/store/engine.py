@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there, writers from other processes wait in SQLite
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -67,8 +73,6 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def _sqlite_synchronous() -> str:
-    import os
-
     value = os.environ.get("BEVAN_SQLITE_SYNCHRONOUS", "NORMAL").upper()
     return value if value in ("OFF", "NORMAL", "FULL", "EXTRA") else "NORMAL"
 
@@ -127,3 +131,49 @@ class WalCheckpointer:
                     return
         finally:
             connection.close()
+
+
+class WriterLock:
+    """One SQLite writer at a time: across this process's threads, and across the
+    processes serving the same database file.
+
+    SQLite lets one connection write at a time and makes the others retry in its busy
+    handler, which sleeps between tries (up to 100 ms): a writer queued there starts long
+    after the database is free, and not in turn. Writers queue here instead, on a
+    thread lock and an advisory lock on a file beside the database, and each starts as
+    soon as the one before it ends.
+    """
+
+    def __init__(self, database_path: str | None) -> None:
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+        if database_path and database_path != ":memory:" and fcntl is not None:
+            self._fd = os.open(f"{database_path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def acquire(self, blocking: bool = True) -> bool:
+        if not self._threads.acquire(blocking):
+            return False
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._threads.release()
+                return False
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def __enter__(self) -> WriterLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

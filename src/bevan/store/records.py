@@ -38,7 +38,7 @@ from bevan.fhir.search import (
     SearchQuery,
 )
 from bevan.fhir.search_parameters import IndexRows
-from bevan.store.engine import WalCheckpointer, is_sqlite, make_engine
+from bevan.store.engine import WalCheckpointer, WriterLock, is_sqlite, make_engine
 from bevan.store.raw import RawCursor, compile_for
 from bevan.store.schema import (
     INDEX_TABLES,
@@ -658,7 +658,7 @@ class RecordStore:
         # SQLite has one writer at a time. Queue this process's writers on a lock
         # rather than in SQLite's busy handler, which sleeps and retries and so gives
         # long, unfair waits under load; other processes still meet BEGIN IMMEDIATE.
-        self._write_lock = threading.Lock() if self.sqlite else None
+        self._write_lock = WriterLock(engine.url.database) if self.sqlite else None
         # The transaction a group-commit batch holds open on this thread (see batch()).
         self._batch = threading.local()
         self._checkpointer = WalCheckpointer(engine) if self.sqlite else None
@@ -734,7 +734,7 @@ class RecordStore:
                 yield connection
 
     @property
-    def write_lock(self) -> threading.Lock | None:
+    def write_lock(self) -> WriterLock | None:
         """The lock this process's SQLite writers queue on (None on PostgreSQL)."""
         return self._write_lock
 
@@ -753,6 +753,8 @@ class RecordStore:
         if self._checkpointer is not None:
             self._checkpointer.stop()
         self.engine.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()
 
 
 __all__: Sequence[str] = (
