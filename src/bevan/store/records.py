@@ -157,6 +157,83 @@ _SELECT_ROW = select(resource.c.rid, resource.c.version_id, resource.c.deleted).
 )
 
 
+# Lookups of sets of resources, built once with expanding parameters: composing a
+# statement with hundreds of literal values per call cost more than running it.
+_VERSIONS = resource.join(resource_version, resource_version.c.seq == resource.c.seq)
+_CURRENT_MANY = (
+    select(*_VERSION_COLUMNS)
+    .select_from(_VERSIONS)
+    .where(
+        resource.c.resource_type == bindparam("t"),
+        resource.c.id.in_(bindparam("ids", expanding=True)),
+        not_(resource.c.deleted),
+    )
+    .order_by(resource.c.id)
+)
+_VERSIONS_BY_RID = (
+    select(resource.c.rid, *_VERSION_COLUMNS)
+    .select_from(_VERSIONS)
+    .where(resource.c.rid.in_(bindparam("rids", expanding=True)), not_(resource.c.deleted))
+    .order_by(resource.c.rid)
+)
+_TARGETS_OF = (
+    select(index_reference.c.target_type, index_reference.c.target_id)
+    .where(
+        index_reference.c.rid.in_(bindparam("rids", expanding=True)),
+        index_reference.c.target_type.is_not(None),
+    )
+    .distinct()  # most point at the same patient and encounters
+)
+_COMPARTMENT = select(
+    index_reference.c.rid, index_reference.c.resource_type, index_reference.c.param
+).where(
+    index_reference.c.target_id == bindparam("id"),
+    index_reference.c.target_type == bindparam("t"),
+)
+
+
+def _references_from(by_param: bool, by_target_type: bool) -> Any:
+    statement = (
+        select(index_reference.c.target_type, index_reference.c.target_id)
+        .join(resource, resource.c.rid == index_reference.c.rid)
+        .where(
+            resource.c.resource_type == bindparam("t"),
+            resource.c.id.in_(bindparam("ids", expanding=True)),
+            index_reference.c.target_type.is_not(None),
+        )
+    )
+    if by_param:
+        statement = statement.where(index_reference.c.param == bindparam("param"))
+    if by_target_type:
+        statement = statement.where(index_reference.c.target_type == bindparam("target"))
+    return statement
+
+
+def _referencing(by_param: bool) -> Any:
+    pointing = select(index_reference.c.rid).where(
+        index_reference.c.resource_type == bindparam("t"),
+        index_reference.c.target_type == bindparam("target"),
+        index_reference.c.target_id.in_(bindparam("ids", expanding=True)),
+    )
+    if by_param:
+        pointing = pointing.where(index_reference.c.param == bindparam("param"))
+    return (
+        select(*_VERSION_COLUMNS)
+        .select_from(_VERSIONS)
+        .where(resource.c.rid.in_(pointing), not_(resource.c.deleted))
+        .order_by(resource.c.resource_type, resource.c.id)
+        .limit(bindparam("n"))
+    )
+
+
+_REFERENCING = {by_param: _referencing(by_param) for by_param in (False, True)}
+_REFERENCES_FROM = {
+    (by_param, by_target): _references_from(by_param, by_target)
+    for by_param in (False, True)
+    for by_target in (False, True)
+}
+
+
 class HotStatements:
     """The per-request statements, compiled for one dialect."""
 
@@ -419,19 +496,8 @@ class ReadSession:
         found: list[StoredVersion] = []
         for resource_type, ids in sorted(by_type.items()):
             for chunk in _chunks(sorted(ids), 500):
-                statement = (
-                    select(*_VERSION_COLUMNS)
-                    .select_from(
-                        resource.join(resource_version, resource_version.c.seq == resource.c.seq)
-                    )
-                    .where(
-                        resource.c.resource_type == resource_type,
-                        resource.c.id.in_(chunk),
-                        not_(resource.c.deleted),
-                    )
-                    .order_by(resource.c.id)
-                )
-                found.extend(_stored(row) for row in self.connection.execute(statement))
+                rows = self.connection.execute(_CURRENT_MANY, {"t": resource_type, "ids": chunk})
+                found.extend(_stored(row) for row in rows)
         return found
 
     def references_from(
@@ -439,22 +505,12 @@ class ReadSession:
     ) -> set[tuple[str, str]]:
         """Return the (type, id) targets that resources of resource_type with ids reference
         through param (every reference parameter if None)."""
+        statement = _REFERENCES_FROM[(param is not None, target_type is not None)]
         found: set[tuple[str, str]] = set()
         for chunk in _chunks(list(ids), 500):
-            statement = (
-                select(index_reference.c.target_type, index_reference.c.target_id)
-                .join(resource, resource.c.rid == index_reference.c.rid)
-                .where(
-                    resource.c.resource_type == resource_type,
-                    resource.c.id.in_(chunk),
-                    index_reference.c.target_type.is_not(None),
-                )
-            )
-            if param is not None:
-                statement = statement.where(index_reference.c.param == param)
-            if target_type is not None:
-                statement = statement.where(index_reference.c.target_type == target_type)
-            found.update((row[0], row[1]) for row in self.connection.execute(statement))
+            values = {"t": resource_type, "ids": chunk, "param": param, "target": target_type}
+            bound = {k: v for k, v in values.items() if v is not None}
+            found.update((row[0], row[1]) for row in self.connection.execute(statement, bound))
         return found
 
     def compartment(
@@ -463,70 +519,37 @@ class ReadSession:
         """Return (rid, version) of up to limit live resources in compartment_type/id's
         compartment: those whose reference parameters named for their type in params
         point at it. One index probe finds them all, whatever their types."""
-        pointing = select(
-            index_reference.c.rid, index_reference.c.resource_type, index_reference.c.param
-        ).where(
-            index_reference.c.target_id == id, index_reference.c.target_type == compartment_type
-        )
-        rids = sorted(
-            {
-                row[0]
-                for row in self.connection.execute(pointing)
-                if row[2] in params.get(row[1], ())
-            }
-        )[:limit]
+        pointing = self.connection.execute(_COMPARTMENT, {"id": id, "t": compartment_type})
+        rids = sorted({row[0] for row in pointing if row[2] in params.get(row[1], ())})[:limit]
         return self.versions_by_rid(rids)
 
     def versions_by_rid(self, rids: Sequence[int]) -> list[tuple[int, StoredVersion]]:
         """Return (rid, current version) of the live resources among rids, in rid order."""
         found: list[tuple[int, StoredVersion]] = []
         for chunk in _chunks(list(rids), 500):
-            statement = (
-                select(resource.c.rid, *_VERSION_COLUMNS)
-                .select_from(
-                    resource.join(resource_version, resource_version.c.seq == resource.c.seq)
-                )
-                .where(resource.c.rid.in_(chunk), not_(resource.c.deleted))
-                .order_by(resource.c.rid)
-            )
-            found.extend((row[0], _stored(row)) for row in self.connection.execute(statement))
+            rows = self.connection.execute(_VERSIONS_BY_RID, {"rids": chunk})
+            found.extend((row[0], _stored(row)) for row in rows)
         return found
 
     def targets_of(self, rids: Sequence[int]) -> set[tuple[str, str]]:
         """Return the local (type, id) targets the resources with rids reference."""
         found: set[tuple[str, str]] = set()
         for chunk in _chunks(list(rids), 500):
-            statement = (
-                select(index_reference.c.target_type, index_reference.c.target_id)
-                .where(index_reference.c.rid.in_(chunk), index_reference.c.target_type.is_not(None))
-                .distinct()  # most point at the same patient and encounters
-            )
-            found.update((row[0], row[1]) for row in self.connection.execute(statement))
+            rows = self.connection.execute(_TARGETS_OF, {"rids": chunk})
+            found.update((row[0], row[1]) for row in rows)
         return found
 
     def referencing(
         self, source_type: str, param: str | None, target_type: str, ids: Sequence[str], limit: int
     ) -> list[StoredVersion]:
         """Return live resources of source_type that point at target_type/ids through param."""
+        statement = _REFERENCING[param is not None]
         found: list[StoredVersion] = []
         for chunk in _chunks(list(ids), 500):
-            pointing = select(index_reference.c.rid).where(
-                index_reference.c.resource_type == source_type,
-                index_reference.c.target_type == target_type,
-                index_reference.c.target_id.in_(chunk),
-            )
-            if param is not None:
-                pointing = pointing.where(index_reference.c.param == param)
-            statement = (
-                select(*_VERSION_COLUMNS)
-                .select_from(
-                    resource.join(resource_version, resource_version.c.seq == resource.c.seq)
-                )
-                .where(resource.c.rid.in_(pointing), not_(resource.c.deleted))
-                .order_by(resource.c.resource_type, resource.c.id)
-                .limit(limit - len(found))
-            )
-            found.extend(_stored(row) for row in self.connection.execute(statement))
+            values = {"t": source_type, "target": target_type, "ids": chunk, "param": param}
+            bound = {k: v for k, v in values.items() if v is not None}
+            rows = self.connection.execute(statement, {**bound, "n": limit - len(found)})
+            found.extend(_stored(row) for row in rows)
             if len(found) >= limit:
                 break
         return found
