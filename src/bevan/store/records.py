@@ -11,7 +11,7 @@ import hashlib
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -53,6 +53,7 @@ from bevan.store.search import SearchCompiler
 # for small types: see ReadSession._dense).
 DENSE_MATCHES = 5000
 MIN_DENSE_MATCHES = 500
+MAX_REMEMBERED_DENSITIES = 10_000
 
 
 class StoreConflict(Exception):
@@ -268,15 +269,20 @@ def _stored(row: Any) -> StoredVersion:
     )
 
 
-class TypeSizes:
-    """How many resources of each type are stored, recounted every few minutes: search
-    plans need the order of magnitude, not the exact figure."""
+class PlanFacts:
+    """What search plans need to know about the data, remembered for a while: how many
+    resources of each type are stored (recounted every few minutes: plans need the
+    order of magnitude), and whether a driving criterion has more matches than a page
+    should list (asked again after a minute). Either answer picks a plan, never the
+    results, and asking costs a query."""
 
-    def __init__(self, max_age: float = 300.0) -> None:
+    def __init__(self, max_age: float = 300.0, density_age: float = 60.0) -> None:
         self.max_age = max_age
+        self.density_age = density_age
         self._counts: dict[str, tuple[int, float]] = {}
+        self._dense: dict[Hashable, tuple[bool, float]] = {}
 
-    def of(self, connection: Connection, resource_type: str) -> int:
+    def size(self, connection: Connection, resource_type: str) -> int:
         now = time.monotonic()
         known = self._counts.get(resource_type)
         if known is not None and now - known[1] < self.max_age:
@@ -285,6 +291,18 @@ class TypeSizes:
         count = int(connection.execute(statement).scalar_one())
         self._counts[resource_type] = (count, now)
         return count
+
+    def dense(self, key: Hashable, count_reaches: Callable[[], bool]) -> bool:
+        """Return the remembered answer for key, else count_reaches() (and remember it)."""
+        now = time.monotonic()
+        known = self._dense.get(key)
+        if known is not None and now - known[1] < self.density_age:
+            return known[0]
+        answer = count_reaches()
+        if len(self._dense) >= MAX_REMEMBERED_DENSITIES:
+            self._dense.clear()
+        self._dense[key] = (answer, now)
+        return answer
 
 
 class ReadSession:
@@ -296,10 +314,10 @@ class ReadSession:
         sqlite: bool,
         hot: HotStatements,
         compiler: SearchCompiler,
-        sizes: TypeSizes,
+        facts: PlanFacts,
     ) -> None:
         self.connection = connection
-        self.sizes = sizes
+        self.facts = facts
         self.sqlite = sqlite
         self.hot = hot
         self.compiler = compiler
@@ -462,13 +480,18 @@ class ReadSession:
         (a page's worth at the matches' density). Walking wins once matches pass
         sqrt(limit * size); twice that allows for a walk step costing more.
         """
-        rows = self.compiler.driver_rows(query)
-        if rows is None:
+        driver = self.compiler.driver(query)
+        if driver is None:
             return False
-        size = self.sizes.of(self.connection, query.resource_type)
+        size = self.facts.size(self.connection, query.resource_type)
         threshold = min(DENSE_MATCHES, max(MIN_DENSE_MATCHES, int(2 * math.sqrt(limit * size))))
-        probe = select(func.count()).select_from(rows.limit(threshold).subquery())
-        return int(self.connection.execute(probe).scalar_one()) >= threshold
+
+        def count_reaches() -> bool:
+            rows = self.compiler.driving_rows(query.resource_type, driver)
+            probe = select(func.count()).select_from(rows.limit(threshold).subquery())
+            return int(self.connection.execute(probe).scalar_one()) >= threshold
+
+        return self.facts.dense((query.resource_type, driver, threshold), count_reaches)
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
         """Return the ids of up to limit matches (for conditional operations)."""
@@ -677,7 +700,7 @@ class RecordStore:
         self.sqlite = is_sqlite(engine)
         self.hot = HotStatements(engine.dialect)
         self.compiler = SearchCompiler(engine.dialect.name)
-        self.sizes = TypeSizes()
+        self.facts = PlanFacts()
         # SQLite has one writer at a time. Queue this process's writers on a lock
         # rather than in SQLite's busy handler, which sleeps and retries and so gives
         # long, unfair waits under load; other processes still meet BEGIN IMMEDIATE.
@@ -699,7 +722,7 @@ class RecordStore:
 
     @contextmanager
     def _session(self, kind: type[S], connection: Connection) -> Iterator[S]:
-        session = kind(connection, self.sqlite, self.hot, self.compiler, self.sizes)
+        session = kind(connection, self.sqlite, self.hot, self.compiler, self.facts)
         try:
             yield session
         finally:

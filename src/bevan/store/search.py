@@ -106,16 +106,14 @@ class SearchCompiler:
         """
         return self._where(alias, query.resource_type, query.criteria, dense=dense)
 
-    def driver_rows(self, query: SearchQuery) -> Select[Any] | None:
-        """Return the index rows of the query's driving criterion (None if it has none,
-        or if it is a business identifier, which names one resource or a few)."""
+    def driver(self, query: SearchQuery) -> Criterion | None:
+        """Return the query's driving criterion (None if it has none, or if it is a
+        business identifier, which names one resource or a few)."""
         ranked = [(rank, i) for i, c in enumerate(query.criteria) if (rank := _rank(c)) is not None]
         if not ranked:
             return None
         driver = query.criteria[min(ranked)[1]]
-        if _names_few(driver):
-            return None
-        return self._driving_rows(query.resource_type, driver)
+        return None if _names_few(driver) else driver
 
     def _where(
         self,
@@ -152,7 +150,7 @@ class SearchCompiler:
             return or_(*(_instant_in(alias.c.last_updated, b) for b in criterion.bounds))
         if isinstance(criterion, AnyOf):
             if driving:
-                parts = [self._driving_rows(resource_type, c) for c in criterion.criteria]
+                parts = [self.driving_rows(resource_type, c) for c in criterion.criteria]
                 return alias.c.rid.in_(parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0])
             return or_(*(self.condition(alias, resource_type, c) for c in criterion.criteria))
         if isinstance(criterion, Has):
@@ -172,19 +170,19 @@ class SearchCompiler:
             )
             return not_(matching.where(INDEX_TABLES["token"].c.rid == alias.c.rid).exists())
         if driving:
-            return alias.c.rid.in_(self._driving_rows(resource_type, criterion))
+            return alias.c.rid.in_(self.driving_rows(resource_type, criterion))
         if isinstance(criterion, Chain):
             rows = self._chain_rows(resource_type, criterion, per_candidate=True)
         elif isinstance(criterion, CompositeMatch):
-            rows = self._driving_rows(resource_type, criterion)
+            rows = self.driving_rows(resource_type, criterion)
         else:
             rows = self._rows(resource_type, criterion, per_candidate=True)
         return rows.where(rows.selected_columns[0] == alias.c.rid).exists()
 
-    def _driving_rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
+    def driving_rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
         """Return SELECT rid of the index rows a criterion matches."""
         if isinstance(criterion, AnyOf):
-            parts = [self._driving_rows(resource_type, c) for c in criterion.criteria]
+            parts = [self.driving_rows(resource_type, c) for c in criterion.criteria]
             if len(parts) == 1:
                 return parts[0]
             return select(parts[0].union(*parts[1:]).subquery().c[0])

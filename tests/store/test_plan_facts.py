@@ -1,0 +1,24 @@
+"""What search plans remember about the data: asked once, then reused for a while."""
+
+from __future__ import annotations
+
+from bevan.store.records import PlanFacts
+
+
+def test_a_density_answer_is_reused_until_it_is_stale() -> None:
+    asked: list[str] = []
+
+    def count(answer: bool) -> bool:
+        asked.append("count")
+        return answer
+
+    facts = PlanFacts(density_age=60.0)
+    assert facts.dense(("Patient", "name=smi"), lambda: count(True)) is True
+    assert facts.dense(("Patient", "name=smi"), lambda: count(False)) is True
+    assert facts.dense(("Patient", "name=zzz"), lambda: count(False)) is False
+    assert asked == ["count", "count"]
+
+    stale = PlanFacts(density_age=0.0)
+    stale.dense("key", lambda: count(True))
+    assert stale.dense("key", lambda: count(False)) is False
+    assert len(asked) == 4
