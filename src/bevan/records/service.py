@@ -611,7 +611,7 @@ class RecordService:
         loaded: dict[str, Any] = orjson.loads(stored.content)
         return loaded
 
-    # --- the one place a version is written -----------------------------------------
+    # --- a version made ready, then written (the one place one is written) ------------
 
     def prepare(
         self, resource_type: str, id: str, resource: dict[str, Any], version: int
@@ -636,8 +636,6 @@ class RecordService:
             orjson.dumps(stamped).decode(),
             index_rows(stamped, self.base_url),
         )
-
-    # --- the one place a version is written -----------------------------------------
 
     def _write(
         self,

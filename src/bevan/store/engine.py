@@ -10,7 +10,7 @@ from typing import Any
 
 try:
     import fcntl
-except ImportError:  # not on Windows: there, writers from other processes wait in SQLite
+except ImportError:  # Windows: there, writers in other processes queue in SQLite itself
     fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import Engine, create_engine, event

@@ -88,6 +88,8 @@ class CurrentRow:
     deleted: bool
 
 
+# Each resource row with its current version.
+_VERSIONS = resource.join(resource_version, resource_version.c.seq == resource.c.seq)
 _VERSION_COLUMNS = (
     resource_version.c.resource_type,
     resource_version.c.id,
@@ -150,7 +152,7 @@ _DELETE_INDEX = {
 
 _SELECT_CURRENT = (
     select(*_VERSION_COLUMNS)
-    .select_from(resource.join(resource_version, resource_version.c.seq == resource.c.seq))
+    .select_from(_VERSIONS)
     .where(resource.c.resource_type == bindparam("t"), resource.c.id == bindparam("i"))
 )
 _SELECT_ROW = select(resource.c.rid, resource.c.version_id, resource.c.deleted).where(
@@ -160,7 +162,6 @@ _SELECT_ROW = select(resource.c.rid, resource.c.version_id, resource.c.deleted).
 
 # Lookups of sets of resources, built once with expanding parameters: composing a
 # statement with hundreds of literal values per call cost more than running it.
-_VERSIONS = resource.join(resource_version, resource_version.c.seq == resource.c.seq)
 _CURRENT_MANY = (
     select(*_VERSION_COLUMNS)
     .select_from(_VERSIONS)
@@ -408,7 +409,7 @@ class ReadSession:
                 resource.c.rid,
                 *[c.label(f"sort{i}") for i, c in enumerate(columns)],
             )
-            .select_from(resource.join(resource_version, resource_version.c.seq == resource.c.seq))
+            .select_from(_VERSIONS)
             .where(*conditions)
             .order_by(*compiler.order_by(resource, keys, columns, reverse))
             .limit(limit)
@@ -431,7 +432,7 @@ class ReadSession:
         columns = compiler.sort_columns(resource, query.sort)
         statement = (
             select(*_VERSION_COLUMNS, *columns)
-            .select_from(resource.join(resource_version, resource_version.c.seq == resource.c.seq))
+            .select_from(_VERSIONS)
             .where(*compiler.conditions(resource, query))
             .order_by(*compiler.order_by(resource, query.sort, columns, False))
             .limit(limit)
@@ -590,7 +591,7 @@ class ReadSession:
         """Return (rid, resource type, content) of live resources after rid, in rid order."""
         statement = (
             select(resource.c.rid, resource.c.resource_type, resource_version.c.content)
-            .select_from(resource.join(resource_version, resource_version.c.seq == resource.c.seq))
+            .select_from(_VERSIONS)
             .where(resource.c.rid > after_rid, not_(resource.c.deleted))
             .order_by(resource.c.rid)
             .limit(limit)
