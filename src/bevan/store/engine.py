@@ -76,15 +76,23 @@ def _sqlite_synchronous() -> str:
     return value if value in ("OFF", "NORMAL", "FULL", "EXTRA") else "NORMAL"
 
 
+# Pages of write-ahead log past which a commit checkpoints it itself (SQLite's default
+# is 1,000): by then the checkpoint thread has copied most of them, so little is left.
+WAL_BACKSTOP_PAGES = 8000
+
+
 class WalCheckpointer:
     """Copies a SQLite database's write-ahead log back into the database on a thread of
     its own, so that commits don't.
 
     By default SQLite checkpoints inside whichever commit takes the log past 1,000
     pages: measured, 80% of the commit of a 400-resource Bundle, all of it while holding
-    the write lock. The engine's connections turn that off; this thread checkpoints
-    every interval instead, in PASSIVE mode (it never waits for, or blocks, readers or
-    the writer), in SQLite's own code, beside the request work.
+    the write lock. This thread checkpoints every interval instead, in PASSIVE mode (it
+    never waits for, or blocks, readers or the writer), in SQLite's own code, beside the
+    request work. Commits still checkpoint past WAL_BACKSTOP_PAGES: under writes that
+    never pause, only a checkpoint run by the writer itself finishes before the next
+    write begins, and only then does the log start again from its beginning rather
+    than grow without end. By then this thread has copied most pages already.
     """
 
     def __init__(self, engine: Engine, interval: float = 0.25) -> None:
@@ -97,7 +105,7 @@ class WalCheckpointer:
     @staticmethod
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA wal_autocheckpoint=0")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
         # A log that grew under a burst of writes shrinks back when it is next reset.
         cursor.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
         cursor.close()
