@@ -253,6 +253,12 @@ class HotStatements:
         )
 
 
+def _given(**values: Any) -> dict[str, Any]:
+    """Return the parameters that have values: the statement variant chosen by which
+    are None binds only the others."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -532,8 +538,7 @@ class ReadSession:
         statement = _REFERENCES_FROM[(param is not None, target_type is not None)]
         found: set[tuple[str, str]] = set()
         for chunk in _chunks(list(ids), 500):
-            values = {"t": resource_type, "ids": chunk, "param": param, "target": target_type}
-            bound = {k: v for k, v in values.items() if v is not None}
+            bound = _given(t=resource_type, ids=chunk, param=param, target=target_type)
             found.update((row[0], row[1]) for row in self.connection.execute(statement, bound))
         return found
 
@@ -570,8 +575,7 @@ class ReadSession:
         statement = _REFERENCING[param is not None]
         found: list[StoredVersion] = []
         for chunk in _chunks(list(ids), 500):
-            values = {"t": source_type, "target": target_type, "ids": chunk, "param": param}
-            bound = {k: v for k, v in values.items() if v is not None}
+            bound = _given(t=source_type, target=target_type, ids=chunk, param=param)
             rows = self.connection.execute(statement, {**bound, "n": limit - len(found)})
             found.extend(_stored(row) for row in rows)
             if len(found) >= limit:
