@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    Select,
     bindparam,
     delete,
     func,
@@ -48,6 +49,7 @@ from bevan.store.schema import (
     resource_version,
 )
 from bevan.store.search import SearchCompiler
+from bevan.store.shapes import ShapeCache
 
 # A driving criterion with at least this many index rows is walked, not listed (fewer
 # for small types: see ReadSession._dense).
@@ -322,9 +324,11 @@ class ReadSession:
         hot: HotStatements,
         compiler: SearchCompiler,
         facts: PlanFacts,
+        shapes: ShapeCache,
     ) -> None:
         self.connection = connection
         self.facts = facts
+        self.shapes = shapes
         self.sqlite = sqlite
         self.hot = hot
         self.compiler = compiler
@@ -399,17 +403,40 @@ class ReadSession:
 
     def search(self, query: SearchQuery, limit: int) -> list[SearchHit]:
         """Return up to limit current resources matching query, in page order from the cursor."""
-        compiler = self.compiler
         query = self._composites_lead_with_fewest(query)
-        keys = query.sort
+        dense = not query.sort and self._dense(query, limit)
+        parts = (query.resource_type, query.criteria, query.cursor, query.sort, limit, dense)
+        rows = self.shapes.execute(self.raw, "page", parts, self._page).fetchall()
+        if query.cursor is not None and query.cursor.before:
+            rows.reverse()
+        width = len(_VERSION_COLUMNS)
+        return [
+            SearchHit(
+                resource_type=row[0],
+                id=row[1],
+                version_id=row[2],
+                last_updated=row[3],
+                deleted=row[4] == "delete",
+                content=row[5],
+                seq=row[6],
+                sort_values=tuple(row[width + 1 :]),
+                rid=row[width],
+            )
+            for row in rows
+        ]
+
+    def _page(self, parts: tuple[Any, ...]) -> Select[Any]:
+        """The page statement for search()'s parts: its versions, row key and sort values."""
+        resource_type, criteria, cursor, keys, limit, dense = parts
+        compiler = self.compiler
         columns = compiler.sort_columns(resource, keys)
-        reverse = query.cursor is not None and query.cursor.before
+        reverse = cursor is not None and cursor.before
         conditions = compiler.conditions(
-            resource, query, dense=not keys and self._dense(query, limit)
+            resource, SearchQuery(resource_type, criteria), dense=dense
         )
-        if query.cursor is not None:
-            conditions.append(compiler.position(resource, keys, columns, query.cursor))
-        statement = (
+        if cursor is not None:
+            conditions.append(compiler.position(resource, keys, columns, cursor))
+        return (
             select(
                 *_VERSION_COLUMNS,
                 resource.c.rid,
@@ -420,17 +447,6 @@ class ReadSession:
             .order_by(*compiler.order_by(resource, keys, columns, reverse))
             .limit(limit)
         )
-        rows = list(self.connection.execute(statement))
-        if reverse:
-            rows.reverse()
-        found = []
-        for row in rows:
-            stored = _stored(row)
-            sort_values = tuple(row[len(_VERSION_COLUMNS) + 1 + i] for i in range(len(columns)))
-            found.append(
-                SearchHit(**vars(stored), sort_values=sort_values, rid=row[len(_VERSION_COLUMNS)])
-            )
-        return found
 
     def explain(self, query: SearchQuery, limit: int = 21) -> list[str]:
         """Return the database's plan for the page query of a search, one line per step."""
@@ -494,11 +510,16 @@ class ReadSession:
         threshold = min(DENSE_MATCHES, max(MIN_DENSE_MATCHES, int(2 * math.sqrt(limit * size))))
 
         def count_reaches() -> bool:
-            rows = self.compiler.driving_rows(query.resource_type, driver)
-            probe = select(func.count()).select_from(rows.limit(threshold).subquery())
-            return int(self.connection.execute(probe).scalar_one()) >= threshold
+            parts = (query.resource_type, driver, threshold)
+            probe = self.shapes.execute(self.raw, "driving rows", parts, self._driving_count)
+            return int(probe.fetchone()[0]) >= threshold
 
         return self.facts.dense((query.resource_type, driver, threshold), count_reaches)
+
+    def _driving_count(self, parts: tuple[Any, ...]) -> Select[Any]:
+        resource_type, driver, limit = parts
+        rows = self.compiler.driving_rows(resource_type, driver)
+        return select(func.count()).select_from(rows.limit(limit).subquery())
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
         """Return the ids of up to limit matches (for conditional operations)."""
@@ -511,12 +532,13 @@ class ReadSession:
         return [row.id for row in self.connection.execute(statement)]
 
     def count(self, query: SearchQuery) -> int:
-        statement = (
-            select(func.count())
-            .select_from(resource)
-            .where(*self.compiler.conditions(resource, query))
-        )
-        return int(self.connection.execute(statement).scalar_one())
+        parts = (query.resource_type, query.criteria)
+        return int(self.shapes.execute(self.raw, "count", parts, self._count).fetchone()[0])
+
+    def _count(self, parts: tuple[Any, ...]) -> Select[Any]:
+        resource_type, criteria = parts
+        conditions = self.compiler.conditions(resource, SearchQuery(resource_type, criteria))
+        return select(func.count()).select_from(resource).where(*conditions)
 
     def current_many(self, keys: Iterable[tuple[str, str]]) -> list[StoredVersion]:
         """Return the live current versions of the given (type, id) pairs that exist."""
@@ -705,6 +727,7 @@ class RecordStore:
         self.sqlite = is_sqlite(engine)
         self.hot = HotStatements(engine.dialect)
         self.compiler = SearchCompiler(engine.dialect.name)
+        self.shapes = ShapeCache(engine.dialect)
         self.facts = PlanFacts()
         # SQLite has one writer at a time. Queue this process's writers on a lock
         # rather than in SQLite's busy handler, which sleeps and retries and so gives
@@ -727,7 +750,7 @@ class RecordStore:
 
     @contextmanager
     def _session(self, kind: type[S], connection: Connection) -> Iterator[S]:
-        session = kind(connection, self.sqlite, self.hot, self.compiler, self.facts)
+        session = kind(connection, self.sqlite, self.hot, self.compiler, self.facts, self.shapes)
         try:
             yield session
         finally:

@@ -50,6 +50,7 @@ from bevan.fhir.search import (
     UriMatch,
 )
 from bevan.store.schema import INDEX_TABLES, index_date, index_reference, index_string, resource
+from bevan.store.shapes import derived
 
 Alias = Any  # a resource table or an alias of it
 
@@ -234,7 +235,10 @@ class SearchCompiler:
                 return table, table.c.exact.in_(criterion.values)
             if criterion.modifier == "contains":
                 return table, or_(
-                    *(table.c.value.like(f"%{_escape(v)}%", escape="\\") for v in criterion.values)
+                    *(
+                        table.c.value.like(derived(v, _containing), escape="\\")
+                        for v in criterion.values
+                    )
                 )
             return table, or_(*(self._prefix(table.c.value, v) for v in criterion.values))
         if isinstance(criterion, DateMatch):
@@ -302,9 +306,9 @@ class SearchCompiler:
         if not text:
             return true()
         if self.postgres:  # text_pattern_ops index serves LIKE 'abc%'
-            return column.like(f"{_escape(text)}%", escape="\\")
+            return column.like(derived(text, _starting), escape="\\")
         # SQLite compares text by bytes: [text, text + U+10FFFF) is exactly "starts with".
-        return and_(column >= text, column < text + "\U0010ffff")
+        return and_(column >= text, column < derived(text, _past_prefix))
 
     def component_rows(self, resource_type: str, part: Criterion) -> Select[Any]:
         """Return SELECT rid of the index rows one composite component matches alone."""
@@ -447,12 +451,30 @@ def _param(criterion: Criterion) -> str:
 def _uri_below(column: Any, uri: str) -> ColumnElement[bool]:
     """The URI itself or one below it by whole path segments (…/123 is not below …/12)."""
     if uri.endswith("/"):
-        return column.like(f"{_escape(uri)}%", escape="\\")
-    return or_(column == uri, column.like(f"{_escape(uri)}/%", escape="\\"))
+        return column.like(derived(uri, _starting), escape="\\")
+    return or_(column == uri, column.like(derived(uri, _below), escape="\\"))
 
 
+# Values made from a search value: through `derived`, so a statement reused for the
+# next search of its shape makes them from that search's value.
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _starting(text: str) -> str:
+    return f"{_escape(text)}%"
+
+
+def _containing(text: str) -> str:
+    return f"%{_escape(text)}%"
+
+
+def _below(uri: str) -> str:
+    return f"{_escape(uri)}/%"
+
+
+def _past_prefix(text: str) -> str:
+    return text + "\U0010ffff"
 
 
 def _token_value(table: Table, system: str | None, code: str | None) -> ColumnElement[bool]:
