@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
+import httpx
 import pytest
 from starlette.requests import Request
 
+from bevan.api import context
 from bevan.api.routes import broad_search, fans_out, small_bundle
+from bevan.store import budget
+from tests.conftest import RunningServer
 
 
 def request(query: str) -> Request:
@@ -70,3 +76,25 @@ def test_small_bundles_join_the_group_commit_and_large_ones_do_not() -> None:
     assert small_bundle(bundle_request(20_000))
     assert not small_bundle(bundle_request(2_000_000))
     assert not small_bundle(bundle_request(None))  # chunked: its size is unknown
+
+
+def test_a_search_past_the_loop_budget_is_answered_from_the_thread_pool(
+    server: RunningServer, fhir: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    family = f"Budget{uuid.uuid4().hex[:8]}"
+    for given in ("Ann", "Bob", "Cat"):
+        created = fhir.post(
+            "/Patient",
+            json={"resourceType": "Patient", "name": [{"family": family, "given": [given]}]},
+        )
+        assert created.status_code == 201
+    query = {"family": family, "_sort": "given"}
+    answered = fhir.get("/Patient", params=query)
+    # Every read tried on the loop now runs out of time at its first step.
+    monkeypatch.setattr(context, "LOOP_BUDGET_SECONDS", 0.0)
+    monkeypatch.setattr(budget, "STEPS_PER_CHECK", 1)
+    retried = fhir.get("/Patient", params=query)
+    assert answered.status_code == retried.status_code == 200
+    givens = [e["resource"]["name"][0]["given"][0] for e in retried.json()["entry"]]
+    assert givens == ["Ann", "Bob", "Cat"]
+    assert retried.json()["entry"] == answered.json()["entry"]

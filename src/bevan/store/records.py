@@ -39,6 +39,7 @@ from bevan.fhir.search import (
     SearchQuery,
 )
 from bevan.fhir.search_parameters import IndexRows
+from bevan.store.budget import within_budget
 from bevan.store.engine import WalCheckpointer, WriterLock, is_sqlite, make_engine
 from bevan.store.raw import RawCursor, compile_for
 from bevan.store.schema import (
@@ -765,7 +766,11 @@ class RecordStore:
             yield batch
             return
         with self.engine.connect() as connection, connection.begin():
-            yield connection
+            if not self.sqlite:
+                yield connection
+                return
+            with within_budget(connection):
+                yield connection
 
     @contextmanager
     def write(self) -> Iterator[WriteSession]:
