@@ -524,13 +524,14 @@ class ReadSession:
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
         """Return the ids of up to limit matches (for conditional operations)."""
-        statement = (
-            select(resource.c.id)
-            .where(*self.compiler.conditions(resource, query))
-            .order_by(resource.c.rid)
-            .limit(limit)
-        )
-        return [row.id for row in self.connection.execute(statement)]
+        parts = (query.resource_type, query.criteria, limit)
+        rows = self.shapes.execute(self.raw, "ids", parts, self._ids).fetchall()
+        return [row[0] for row in rows]
+
+    def _ids(self, parts: tuple[Any, ...]) -> Select[Any]:
+        resource_type, criteria, limit = parts
+        conditions = self.compiler.conditions(resource, SearchQuery(resource_type, criteria))
+        return select(resource.c.id).where(*conditions).order_by(resource.c.rid).limit(limit)
 
     def count(self, query: SearchQuery) -> int:
         parts = (query.resource_type, query.criteria)
