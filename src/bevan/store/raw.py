@@ -37,6 +37,43 @@ def compile_for(statement: ClauseElement, dialect: Dialect) -> CompiledStatement
     return CompiledStatement(compiled.string, tuple(compiled.positiontup or ()))
 
 
+class ListStatement:
+    """A statement with one expanding parameter (an IN list), compiled for each list size
+    it meets, rounded up to a power of two, and run on the cursor. The list is padded to
+    that size with repeats of its last value, which IN ignores, so a few compiled forms
+    serve every size."""
+
+    def __init__(self, statement: ClauseElement, name: str, dialect: Dialect) -> None:
+        self.statement = statement
+        self.name = name
+        self.dialect = dialect
+        self._compiled: Any = None
+        # per size: the compiled form and its constants (such as OFFSET 0)
+        self._sized: dict[int, tuple[CompiledStatement, dict[str, Any]]] = {}
+
+    def bind(
+        self, values: Sequence[Any], params: Mapping[str, Any] | None = None
+    ) -> tuple[CompiledStatement, dict[str, Any]]:
+        """Return the compiled form for len(values) (at least one) and its parameters."""
+        size = 1 << (len(values) - 1).bit_length()
+        known = self._sized.get(size)
+        if known is None:  # the other parameters stay parameters: their values don't matter
+            if self._compiled is None:
+                self._compiled = self.statement.compile(dialect=self.dialect)
+            state = self._compiled.construct_expanded_state(
+                {**(params or {}), self.name: [values[0]] * size}
+            )
+            names = tuple(state.positiontup) if state.positiontup is not None else None
+            known = CompiledStatement(state.statement, names), dict(state.parameters)
+            self._sized[size] = known
+        statement, constants = known
+        bound = {**constants, **(params or {})}
+        last = values[-1]
+        for index in range(size):
+            bound[f"{self.name}_{index + 1}"] = values[index] if index < len(values) else last
+        return statement, bound
+
+
 class RawCursor:
     """Executes CompiledStatements on the DBAPI connection under a Core Connection."""
 
@@ -65,6 +102,19 @@ class RawCursor:
 
     def first(self, statement: CompiledStatement, params: Mapping[str, Any]) -> Any:
         return self.execute(statement, params).fetchone()
+
+    def rows(
+        self,
+        statement: ListStatement,
+        values: Sequence[Any],
+        params: Mapping[str, Any] | None = None,
+    ) -> list[Any]:
+        """Return every row of statement for the IN list values (none if it is empty)."""
+        if not values:
+            return []
+        compiled, bound = statement.bind(values, params)
+        rows: list[Any] = self.execute(compiled, bound).fetchall()
+        return rows
 
     def close(self) -> None:
         """Close the cursor now, on this thread: left to the garbage collector it may be

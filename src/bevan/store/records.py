@@ -41,7 +41,7 @@ from bevan.fhir.search import (
 from bevan.fhir.search_parameters import IndexRows
 from bevan.store.budget import within_budget
 from bevan.store.engine import WalCheckpointer, WriterLock, is_sqlite, make_engine
-from bevan.store.raw import RawCursor, compile_for
+from bevan.store.raw import ListStatement, RawCursor, compile_for
 from bevan.store.schema import (
     INDEX_TABLES,
     index_reference,
@@ -250,6 +250,17 @@ class HotStatements:
         self.delete_index = {n: compile_for(st, dialect) for n, st in _DELETE_INDEX.items()}
         self.select_current = compile_for(_SELECT_CURRENT, dialect)
         self.select_row = compile_for(_SELECT_ROW, dialect)
+        self.compartment = compile_for(_COMPARTMENT, dialect)
+        self.current_many = ListStatement(_CURRENT_MANY, "ids", dialect)
+        self.versions_by_rid = ListStatement(_VERSIONS_BY_RID, "rids", dialect)
+        self.targets_of = ListStatement(_TARGETS_OF, "rids", dialect)
+        self.references_from = {
+            key: ListStatement(statement, "ids", dialect)
+            for key, statement in _REFERENCES_FROM.items()
+        }
+        self.referencing = {
+            key: ListStatement(statement, "ids", dialect) for key, statement in _REFERENCING.items()
+        }
         locking = dialect.name != "sqlite"  # SQLite's BEGIN IMMEDIATE already serialises writers
         self.select_row_for_update = compile_for(
             _SELECT_ROW.with_for_update() if locking else _SELECT_ROW, dialect
@@ -265,6 +276,19 @@ def _given(**values: Any) -> dict[str, Any]:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _stored_at(row: Any, start: int = 0) -> StoredVersion:
+    """Return the version held in row's _VERSION_COLUMNS, from position start."""
+    return StoredVersion(
+        resource_type=row[start],
+        id=row[start + 1],
+        version_id=row[start + 2],
+        last_updated=row[start + 3],
+        deleted=row[start + 4] == "delete",
+        content=row[start + 5],
+        seq=row[start + 6],
+    )
 
 
 def _stored(row: Any) -> StoredVersion:
@@ -491,9 +515,14 @@ class ReadSession:
         return replace(composite, alternatives=tuple(alternatives))
 
     def _index_rows_up_to(self, resource_type: str, part: Criterion) -> int:
+        parts = (resource_type, part, DENSE_MATCHES)
+        probe = self.shapes.execute(self.raw, "component rows", parts, self._component_count)
+        return int(probe.fetchone()[0])
+
+    def _component_count(self, parts: tuple[Any, ...]) -> Select[Any]:
+        resource_type, part, limit = parts
         rows = self.compiler.component_rows(resource_type, part)
-        probe = select(func.count()).select_from(rows.limit(DENSE_MATCHES).subquery())
-        return int(self.connection.execute(probe).scalar_one())
+        return select(func.count()).select_from(rows.limit(limit).subquery())
 
     def _dense(self, query: SearchQuery, limit: int) -> bool:
         """Return True if the driving criterion matches more rows than a page should list:
@@ -550,8 +579,8 @@ class ReadSession:
         found: list[StoredVersion] = []
         for resource_type, ids in sorted(by_type.items()):
             for chunk in _chunks(sorted(ids), 500):
-                rows = self.connection.execute(_CURRENT_MANY, {"t": resource_type, "ids": chunk})
-                found.extend(_stored(row) for row in rows)
+                rows = self.raw.rows(self.hot.current_many, chunk, {"t": resource_type})
+                found.extend(_stored_at(row) for row in rows)
         return found
 
     def references_from(
@@ -559,11 +588,11 @@ class ReadSession:
     ) -> set[tuple[str, str]]:
         """Return the (type, id) targets that resources of resource_type with ids reference
         through param (every reference parameter if None)."""
-        statement = _REFERENCES_FROM[(param is not None, target_type is not None)]
+        statement = self.hot.references_from[(param is not None, target_type is not None)]
         found: set[tuple[str, str]] = set()
         for chunk in _chunks(list(ids), 500):
-            bound = _given(t=resource_type, ids=chunk, param=param, target=target_type)
-            found.update((row[0], row[1]) for row in self.connection.execute(statement, bound))
+            bound = _given(t=resource_type, param=param, target=target_type)
+            found.update((row[0], row[1]) for row in self.raw.rows(statement, chunk, bound))
         return found
 
     def compartment(
@@ -572,7 +601,7 @@ class ReadSession:
         """Return (rid, version) of up to limit live resources in compartment_type/id's
         compartment: those whose reference parameters named for their type in params
         point at it. One index probe finds them all, whatever their types."""
-        pointing = self.connection.execute(_COMPARTMENT, {"id": id, "t": compartment_type})
+        pointing = self.raw.execute(self.hot.compartment, {"id": id, "t": compartment_type})
         rids = sorted({row[0] for row in pointing if row[2] in params.get(row[1], ())})[:limit]
         return self.versions_by_rid(rids)
 
@@ -580,28 +609,27 @@ class ReadSession:
         """Return (rid, current version) of the live resources among rids, in rid order."""
         found: list[tuple[int, StoredVersion]] = []
         for chunk in _chunks(list(rids), 500):
-            rows = self.connection.execute(_VERSIONS_BY_RID, {"rids": chunk})
-            found.extend((row[0], _stored(row)) for row in rows)
+            rows = self.raw.rows(self.hot.versions_by_rid, chunk)
+            found.extend((row[0], _stored_at(row, 1)) for row in rows)
         return found
 
     def targets_of(self, rids: Sequence[int]) -> set[tuple[str, str]]:
         """Return the local (type, id) targets the resources with rids reference."""
         found: set[tuple[str, str]] = set()
         for chunk in _chunks(list(rids), 500):
-            rows = self.connection.execute(_TARGETS_OF, {"rids": chunk})
-            found.update((row[0], row[1]) for row in rows)
+            found.update((row[0], row[1]) for row in self.raw.rows(self.hot.targets_of, chunk))
         return found
 
     def referencing(
         self, source_type: str, param: str | None, target_type: str, ids: Sequence[str], limit: int
     ) -> list[StoredVersion]:
         """Return live resources of source_type that point at target_type/ids through param."""
-        statement = _REFERENCING[param is not None]
+        statement = self.hot.referencing[param is not None]
         found: list[StoredVersion] = []
         for chunk in _chunks(list(ids), 500):
-            bound = _given(t=source_type, target=target_type, ids=chunk, param=param)
-            rows = self.connection.execute(statement, {**bound, "n": limit - len(found)})
-            found.extend(_stored(row) for row in rows)
+            bound = _given(t=source_type, target=target_type, param=param)
+            rows = self.raw.rows(statement, chunk, {**bound, "n": limit - len(found)})
+            found.extend(_stored_at(row) for row in rows)
             if len(found) >= limit:
                 break
         return found
