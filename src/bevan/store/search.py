@@ -489,11 +489,16 @@ def _token_value(table: Table, system: str | None, code: str | None) -> ColumnEl
 
 
 def _range_matches(low: Any, high: Any, bound: Bound) -> ColumnElement[bool]:
-    """A stored range [low, high) against a search range, by the spec's prefix rules."""
+    """A stored range [low, high) against a search range, by the spec's prefix rules.
+
+    Where a rule implies a bound on low (as low <= high), it is stated too: the lookup
+    index is ordered by low, so the bound ends its scan, which the test on high alone
+    cannot do (date=1800-01-01 would otherwise read every later row).
+    """
     inside = and_(low >= bound.low, high <= bound.high)
     prefix = bound.prefix
     if prefix == "eq":
-        return inside
+        return and_(inside, low <= bound.high)
     if prefix == "ne":
         return not_(inside)
     if prefix == "gt":
@@ -503,11 +508,11 @@ def _range_matches(low: Any, high: Any, bound: Bound) -> ColumnElement[bool]:
     if prefix == "ge":
         return or_(high > bound.high, inside)
     if prefix == "le":
-        return or_(low < bound.low, inside)
+        return and_(or_(low < bound.low, inside), low <= bound.high)
     if prefix == "sa":
         return low >= bound.high
     if prefix == "eb":
-        return high <= bound.low
+        return and_(high <= bound.low, low <= bound.low)
     return and_(low < bound.high, high > bound.low)  # ap: overlaps the widened range
 
 
