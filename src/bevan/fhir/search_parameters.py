@@ -156,10 +156,21 @@ class IndexRows:
     uri: list[tuple[Any, ...]] = field(default_factory=list)
 
     def tables(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
-        for name in ("token", "string", "date", "number", "quantity", "reference", "uri"):
+        """Yield (table, rows) for each table with rows, each row once."""
+        for name in _TABLES:
             rows = getattr(self, name)
             if rows:
-                yield name, list(dict.fromkeys(rows))
+                yield name, rows
+
+    def deduplicate(self) -> None:
+        """Keep one of each row (two paths can reach the same value)."""
+        for name in _TABLES:
+            rows = getattr(self, name)
+            if len(rows) > 1:
+                setattr(self, name, list(dict.fromkeys(rows)))
+
+
+_TABLES = ("token", "string", "date", "number", "quantity", "reference", "uri")
 
 
 @dataclass(frozen=True)
@@ -242,6 +253,7 @@ def index_rows(resource: dict[str, Any], local_base: str | None = None) -> Index
             assert path is not None
             for value, value_type in evaluate(resource, path.steps):
                 _add(rows, param.type, param.code, value, value_type, 0, local_base)
+    rows.deduplicate()  # here, so that writers holding the lock need not
     return rows
 
 
