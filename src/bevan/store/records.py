@@ -370,6 +370,12 @@ class ReadSession:
             self._raw = RawCursor(self.connection)
         return self._raw
 
+    @property
+    def indexed(self) -> RawCursor:
+        """The cursor for reads of the index tables (a write session first stores the
+        index rows it is holding back, so its reads see its own writes)."""
+        return self.raw
+
     def current(self, resource_type: str, id: str) -> StoredVersion | None:
         """Return the current version (a tombstone if deleted), or None if never stored."""
         row = self.raw.first(self.hot.select_current, {"t": resource_type, "i": id})
@@ -431,7 +437,7 @@ class ReadSession:
         query = self._composites_lead_with_fewest(query)
         dense = not query.sort and self._dense(query, limit)
         parts = (query.resource_type, query.criteria, query.cursor, query.sort, limit, dense)
-        rows = self.shapes.execute(self.raw, "page", parts, self._page).fetchall()
+        rows = self.shapes.execute(self.indexed, "page", parts, self._page).fetchall()
         if query.cursor is not None and query.cursor.before:
             rows.reverse()
         width = len(_VERSION_COLUMNS)
@@ -516,7 +522,7 @@ class ReadSession:
 
     def _index_rows_up_to(self, resource_type: str, part: Criterion) -> int:
         parts = (resource_type, part, DENSE_MATCHES)
-        probe = self.shapes.execute(self.raw, "component rows", parts, self._component_count)
+        probe = self.shapes.execute(self.indexed, "component rows", parts, self._component_count)
         return int(probe.fetchone()[0])
 
     def _component_count(self, parts: tuple[Any, ...]) -> Select[Any]:
@@ -541,7 +547,7 @@ class ReadSession:
 
         def count_reaches() -> bool:
             parts = (query.resource_type, driver, threshold)
-            probe = self.shapes.execute(self.raw, "driving rows", parts, self._driving_count)
+            probe = self.shapes.execute(self.indexed, "driving rows", parts, self._driving_count)
             return int(probe.fetchone()[0]) >= threshold
 
         return self.facts.dense((query.resource_type, driver, threshold), count_reaches)
@@ -554,7 +560,7 @@ class ReadSession:
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:
         """Return the ids of up to limit matches (for conditional operations)."""
         parts = (query.resource_type, query.criteria, limit)
-        rows = self.shapes.execute(self.raw, "ids", parts, self._ids).fetchall()
+        rows = self.shapes.execute(self.indexed, "ids", parts, self._ids).fetchall()
         return [row[0] for row in rows]
 
     def _ids(self, parts: tuple[Any, ...]) -> Select[Any]:
@@ -564,7 +570,7 @@ class ReadSession:
 
     def count(self, query: SearchQuery) -> int:
         parts = (query.resource_type, query.criteria)
-        return int(self.shapes.execute(self.raw, "count", parts, self._count).fetchone()[0])
+        return int(self.shapes.execute(self.indexed, "count", parts, self._count).fetchone()[0])
 
     def _count(self, parts: tuple[Any, ...]) -> Select[Any]:
         resource_type, criteria = parts
@@ -592,7 +598,7 @@ class ReadSession:
         found: set[tuple[str, str]] = set()
         for chunk in _chunks(list(ids), 500):
             bound = _given(t=resource_type, param=param, target=target_type)
-            found.update((row[0], row[1]) for row in self.raw.rows(statement, chunk, bound))
+            found.update((row[0], row[1]) for row in self.indexed.rows(statement, chunk, bound))
         return found
 
     def compartment(
@@ -601,7 +607,7 @@ class ReadSession:
         """Return (rid, version) of up to limit live resources in compartment_type/id's
         compartment: those whose reference parameters named for their type in params
         point at it. One index probe finds them all, whatever their types."""
-        pointing = self.raw.execute(self.hot.compartment, {"id": id, "t": compartment_type})
+        pointing = self.indexed.execute(self.hot.compartment, {"id": id, "t": compartment_type})
         rids = sorted({row[0] for row in pointing if row[2] in params.get(row[1], ())})[:limit]
         return self.versions_by_rid(rids)
 
@@ -617,7 +623,7 @@ class ReadSession:
         """Return the local (type, id) targets the resources with rids reference."""
         found: set[tuple[str, str]] = set()
         for chunk in _chunks(list(rids), 500):
-            found.update((row[0], row[1]) for row in self.raw.rows(self.hot.targets_of, chunk))
+            found.update((row[0], row[1]) for row in self.indexed.rows(self.hot.targets_of, chunk))
         return found
 
     def referencing(
@@ -628,7 +634,7 @@ class ReadSession:
         found: list[StoredVersion] = []
         for chunk in _chunks(list(ids), 500):
             bound = _given(t=source_type, target=target_type, param=param)
-            rows = self.raw.rows(statement, chunk, {**bound, "n": limit - len(found)})
+            rows = self.indexed.rows(statement, chunk, {**bound, "n": limit - len(found)})
             found.extend(_stored_at(row) for row in rows)
             if len(found) >= limit:
                 break
@@ -658,8 +664,35 @@ class ReadSession:
         return int(self.connection.execute(select(func.max(resource_version.c.seq))).scalar() or 0)
 
 
+# Index rows a write session holds back at most before inserting them.
+MAX_HELD_INDEX_ROWS = 20_000
+
+
 class WriteSession(ReadSession):
-    """A write transaction: everything in it commits together or not at all."""
+    """A write transaction: everything in it commits together or not at all.
+
+    Index rows are held back and inserted a table at a time (one executemany for many
+    resources instead of several for each): before any read of the index tables, before
+    rows are deleted, at a savepoint's edges and when the session ends.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._pending: dict[str, list[tuple[Any, ...]]] = {}
+        self._pending_rows = 0
+
+    @property
+    def indexed(self) -> RawCursor:
+        self.store_index_rows()
+        return self.raw
+
+    def store_index_rows(self) -> None:
+        """Insert the index rows held back so far."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_rows = self._pending, {}, 0
+        for table, rows in pending.items():
+            self.raw.executemany_rows(self.hot.insert_index[table], _INDEX_NAMES[table], rows)
 
     def current_row(self, resource_type: str, id: str) -> CurrentRow | None:
         """Return the current row, locked against concurrent writers until commit."""
@@ -728,22 +761,32 @@ class WriteSession(ReadSession):
         self._insert_index_rows(rid, resource_type, rows)
 
     def _delete_index_rows(self, rid: int) -> None:
+        self.store_index_rows()  # any held back for rid are deleted too
         for statement in self.hot.delete_index.values():
             self.raw.execute(statement, {"b_rid": rid})
 
     def _insert_index_rows(self, rid: int, resource_type: str, rows: IndexRows) -> None:
+        pending = self._pending
         for table, values in rows.tables():
-            self.raw.executemany_rows(
-                self.hot.insert_index[table],
-                _INDEX_NAMES[table],
-                [(rid, resource_type, *v) for v in values],
-            )
+            held = pending.get(table)
+            if held is None:
+                held = pending[table] = []
+            held.extend([(rid, resource_type, *v) for v in values])
+            self._pending_rows += len(values)
+        if self._pending_rows >= MAX_HELD_INDEX_ROWS:
+            self.store_index_rows()
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Run a block whose writes are undone alone if it raises (batch entries)."""
-        with self.connection.begin_nested():
-            yield
+        self.store_index_rows()
+        try:
+            with self.connection.begin_nested():
+                yield
+                self.store_index_rows()
+        except BaseException:
+            self._pending, self._pending_rows = {}, 0  # the block's own, undone with it
+            raise
 
 
 S = TypeVar("S", bound=ReadSession)
@@ -792,6 +835,9 @@ class RecordStore:
         see what the batch has written so far."""
         batch: Connection | None = getattr(self._batch, "connection", None)
         if batch is not None:
+            writer: WriteSession | None = getattr(self._batch, "writer", None)
+            if writer is not None:
+                writer.store_index_rows()
             yield batch
             return
         with self.engine.connect() as connection, connection.begin():
@@ -805,7 +851,13 @@ class RecordStore:
     def write(self) -> Iterator[WriteSession]:
         """A write transaction; inside batch(), a savepoint of the batch's transaction."""
         with self.transaction() as connection, self._session(WriteSession, connection) as session:
-            yield session
+            outer = getattr(self._batch, "writer", None)
+            self._batch.writer = session
+            try:
+                yield session
+                session.store_index_rows()
+            finally:
+                self._batch.writer = outer
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
