@@ -29,8 +29,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from bevan.fhir.search import (
@@ -115,6 +115,30 @@ _INSERT_VERSION = _insert(
 _INSERT_RESOURCE = _insert(
     resource, "resource_type", "id", "version_id", "seq", "last_updated", "deleted"
 ).returning(resource.c.rid)
+
+
+# PostgreSQL: a version or resource row that meets one another transaction committed
+# first (two creates of one id at once) inserts nothing and returns nothing, instead of
+# failing, which would end the transaction or need a savepoint round each insert.
+def _insert_unless_taken(table: Any, names: tuple[str, ...], key: list[Any], back: Any) -> Any:
+    values: dict[str, Any] = {name: bindparam(name) for name in names}
+    return (
+        postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=key)
+    ).returning(back)
+
+
+_INSERT_VERSION_UNLESS_TAKEN = _insert_unless_taken(
+    resource_version,
+    ("resource_type", "id", "version_id", "last_updated", "method", "content"),
+    [resource_version.c.resource_type, resource_version.c.id, resource_version.c.version_id],
+    resource_version.c.seq,
+)
+_INSERT_RESOURCE_UNLESS_TAKEN = _insert_unless_taken(
+    resource,
+    ("resource_type", "id", "version_id", "seq", "last_updated", "deleted"),
+    [resource.c.resource_type, resource.c.id],
+    resource.c.rid,
+)
 _UPDATE_RESOURCE = (
     update(resource)
     .where(resource.c.rid == bindparam("b_rid"))
@@ -243,8 +267,13 @@ class HotStatements:
     """The per-request statements, compiled for one dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
-        self.insert_version = compile_for(_INSERT_VERSION, dialect)
-        self.insert_resource = compile_for(_INSERT_RESOURCE, dialect)
+        postgres = dialect.name == "postgresql"
+        self.insert_version = compile_for(
+            _INSERT_VERSION_UNLESS_TAKEN if postgres else _INSERT_VERSION, dialect
+        )
+        self.insert_resource = compile_for(
+            _INSERT_RESOURCE_UNLESS_TAKEN if postgres else _INSERT_RESOURCE, dialect
+        )
         self.update_resource = compile_for(_UPDATE_RESOURCE, dialect)
         self.insert_index = {n: compile_for(st, dialect) for n, st in _INSERT_INDEX.items()}
         self.delete_index = {n: compile_for(st, dialect) for n, st in _DELETE_INDEX.items()}
@@ -731,6 +760,8 @@ class WriteSession(ReadSession):
                 "content": content,
             },
         )
+        if seq is None:  # PostgreSQL: another transaction wrote this version first
+            raise StoreConflict(f"{resource_type}/{id} was changed concurrently")
         row = {
             "resource_type": resource_type,
             "id": id,
@@ -740,14 +771,11 @@ class WriteSession(ReadSession):
             "deleted": content is None,
         }
         if current is None:
-            if self.sqlite:  # writers are serialised: no one can have raced us
-                rid = raw.scalar(hot.insert_resource, row)
-            else:
-                try:
-                    with self.connection.begin_nested():
-                        rid = raw.scalar(hot.insert_resource, row)
-                except IntegrityError as error:
-                    raise StoreConflict(f"{resource_type}/{id} was created concurrently") from error
+            # SQLite serialises writers, so no one can have raced us; on PostgreSQL, no
+            # rid back means another transaction created resource_type/id first.
+            rid = raw.scalar(hot.insert_resource, row)
+            if rid is None:
+                raise StoreConflict(f"{resource_type}/{id} was created concurrently")
         else:
             rid = current.rid
             raw.execute(hot.update_resource, {**row, "b_rid": rid})
