@@ -320,18 +320,6 @@ def _stored_at(row: Any, start: int = 0) -> StoredVersion:
     )
 
 
-def _stored(row: Any) -> StoredVersion:
-    return StoredVersion(
-        resource_type=row.resource_type,
-        id=row.id,
-        version_id=row.version_id,
-        last_updated=row.last_updated,
-        deleted=row.method == "delete",
-        content=row.content,
-        seq=row.seq,
-    )
-
-
 class PlanFacts:
     """What search plans need to know about the data, remembered for a while: how many
     resources of each type are stored (recounted every few minutes: plans need the
@@ -419,7 +407,7 @@ class ReadSession:
             resource_version.c.version_id == version_id,
         )
         row = self.connection.execute(statement).first()
-        return _stored(row) if row else None
+        return _stored_at(row) if row else None
 
     def history(
         self,
@@ -446,7 +434,7 @@ class ReadSession:
             .order_by(resource_version.c.seq.desc())
             .limit(count)
         )
-        return [_stored(row) for row in self.connection.execute(statement)]
+        return [_stored_at(row) for row in self.connection.execute(statement)]
 
     def history_total(
         self, resource_type: str | None = None, id: str | None = None, since: str | None = None

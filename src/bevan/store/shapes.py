@@ -98,18 +98,15 @@ def derived(value: Any, make: Callable[[Any], Any]) -> Any:
 # --- the shape and values of a search -------------------------------------------------------
 
 
-def _field_plan(kind: type) -> tuple[tuple[str, bool], ...]:
-    values = _VALUE_FIELDS.get(kind, frozenset())
-    return tuple((f.name, f.name in values) for f in fields(kind))
-
-
 _FIELD_PLANS: dict[type, tuple[tuple[str, bool], ...]] = {}
 
 
 def _plan_of(kind: type) -> tuple[tuple[str, bool], ...]:
+    """Return (field name, holds values) for each field of a criteria dataclass."""
     plan = _FIELD_PLANS.get(kind)
     if plan is None:
-        plan = _FIELD_PLANS[kind] = _field_plan(kind)
+        values = _VALUE_FIELDS.get(kind, frozenset())
+        plan = _FIELD_PLANS[kind] = tuple((f.name, f.name in values) for f in fields(kind))
     return plan
 
 
