@@ -293,3 +293,16 @@ def test_total_is_given_when_free_or_asked_for(fhir: httpx.Client) -> None:
         == 3
     )
     assert "total" not in fhir.get("/Observation", params={**params, "_total": "none"}).json()
+
+
+def test_a_pretty_searchset_indents_the_resources_inside_it_too(fhir: httpx.Client) -> None:
+    created = create(fhir, patient()).json()
+    query = {"_id": created["id"]}
+    plain = fhir.get("/Patient", params=query)
+    pretty = fhir.get("/Patient", params={**query, "_pretty": "true"})
+    # Stored resources go into a searchset as they are stored; pretty output re-indents them.
+    assert "\n  " not in plain.text
+    lines = pretty.text.splitlines()
+    assert any(line.startswith(" " * 8 + '"resourceType": "Patient"') for line in lines)
+    assert pretty.json()["entry"] == plain.json()["entry"]
+    assert plain.json()["entry"][0]["resource"] == created

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import orjson
 from starlette.responses import Response
 
 from bevan.api.context import FhirRequest, json_body
@@ -260,10 +261,10 @@ def _search_entry(
     entry = entry_for(
         f"{fhir.base_url}/{stored.resource_type}/{stored.id}", stored.content, search={"mode": mode}
     )
-    if query.elements and mode == "match":
-        entry["resource"] = select_elements(entry["resource"], query.elements)
-    elif query.summary:
-        entry["resource"] = summarise(entry["resource"], query.summary)
+    if stored.content is not None and query.elements and mode == "match":
+        entry["resource"] = select_elements(orjson.loads(stored.content), query.elements)
+    elif stored.content is not None and query.summary:
+        entry["resource"] = summarise(orjson.loads(stored.content), query.summary)
     return entry
 
 

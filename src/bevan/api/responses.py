@@ -32,8 +32,10 @@ def fhir_json(
             if pretty
             else body.encode()
         )
+    elif pretty:  # stored resources inside are fragments, written as they are: indent them
+        content = orjson.dumps(orjson.loads(orjson.dumps(body)), option=orjson.OPT_INDENT_2)
     else:
-        content = orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
+        content = orjson.dumps(body)
     return Response(content, status_code=status, media_type=CONTENT_TYPE, headers=headers)
 
 

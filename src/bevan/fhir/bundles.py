@@ -11,10 +11,15 @@ from bevan.fhir.ids import new_id
 
 
 def entry_for(full_url: str, content: str | None, **extra: Any) -> dict[str, Any]:
-    """Return a Bundle entry; content is the stored JSON text of the resource."""
+    """Return a Bundle entry; content is the stored JSON text of the resource.
+
+    The text goes into the Bundle's JSON as it is (an orjson Fragment), not parsed and
+    serialised again: for a page of search results that was most of the work of
+    answering. Code that needs the resource as a dict parses content itself.
+    """
     entry: dict[str, Any] = {"fullUrl": full_url}
     if content is not None:
-        entry["resource"] = orjson.loads(content)
+        entry["resource"] = orjson.Fragment(content)
     entry.update(extra)
     return entry
 
