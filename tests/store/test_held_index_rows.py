@@ -12,16 +12,11 @@ from bevan.fhir.search import parse_search
 from bevan.records.service import RecordService
 from bevan.store import records
 from bevan.store.records import RecordStore
-
-SYSTEM = "https://example.org/mrn"
+from tests.store.patients import SYSTEM, patient
 
 
 def _patient(mrn: str, family: str = "Held") -> dict[str, Any]:
-    return {
-        "resourceType": "Patient",
-        "identifier": [{"system": SYSTEM, "value": mrn}],
-        "name": [{"family": family}],
-    }
+    return patient(mrn, family)
 
 
 def _ids(service: RecordService, query: str) -> list[str]:

@@ -14,17 +14,14 @@ from typing import Any
 from bevan.fhir.search import parse_search
 from bevan.records.bundles import process_bundle
 from bevan.records.service import RecordService
+from tests.store.patients import SYSTEM
+from tests.store.patients import patient as a_patient
 
-SYSTEM = "https://example.org/mrn"
 BASE = "https://bevan.test/fhir"
 
 
 def patient(mrn: str, family: str = "Okafor") -> dict[str, Any]:
-    return {
-        "resourceType": "Patient",
-        "identifier": [{"system": SYSTEM, "value": mrn}],
-        "name": [{"family": family}],
-    }
+    return a_patient(mrn, family)
 
 
 def transaction(*entries: dict[str, Any]) -> dict[str, Any]:

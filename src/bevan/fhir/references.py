@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,31 +53,26 @@ def rewrite_references(value: Any, replace: Callable[[str], str | None]) -> Any:
 
 
 def _rewritten(node: Any, replace: Callable[[str], str | None]) -> Any:
+    copy: Any = None  # made on the first change below node
     if isinstance(node, dict):
-        copy: dict[str, Any] | None = None
         reference = node.get("reference")
         if isinstance(reference, str):
             new = replace(reference)
             if new is not None and new != reference:
                 copy = dict(node)
                 copy["reference"] = new
-        for key, child in node.items():
-            if isinstance(child, dict | list):
-                changed = _rewritten(child, replace)
-                if changed is not child:
-                    copy = dict(node) if copy is None else copy
-                    copy[key] = changed
-        return node if copy is None else copy
-    if isinstance(node, list):
-        items: list[Any] | None = None
-        for index, child in enumerate(node):
-            if isinstance(child, dict | list):
-                changed = _rewritten(child, replace)
-                if changed is not child:
-                    items = list(node) if items is None else items
-                    items[index] = changed
-        return node if items is None else items
-    return node
+        children: Iterable[tuple[Any, Any]] = node.items()
+    elif isinstance(node, list):
+        children = enumerate(node)
+    else:
+        return node
+    for key, child in children:
+        if isinstance(child, dict | list):
+            changed = _rewritten(child, replace)
+            if changed is not child:
+                copy = type(node)(node) if copy is None else copy
+                copy[key] = changed
+    return node if copy is None else copy
 
 
 def iter_references(node: Any) -> Iterator[dict[str, Any]]:

@@ -307,17 +307,22 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
+def _version_fields(row: Any, start: int = 0) -> dict[str, Any]:
+    """Return the fields of the version held in row's _VERSION_COLUMNS, from start."""
+    return {
+        "resource_type": row[start],
+        "id": row[start + 1],
+        "version_id": row[start + 2],
+        "last_updated": row[start + 3],
+        "deleted": row[start + 4] == "delete",
+        "content": row[start + 5],
+        "seq": row[start + 6],
+    }
+
+
 def _stored_at(row: Any, start: int = 0) -> StoredVersion:
     """Return the version held in row's _VERSION_COLUMNS, from position start."""
-    return StoredVersion(
-        resource_type=row[start],
-        id=row[start + 1],
-        version_id=row[start + 2],
-        last_updated=row[start + 3],
-        deleted=row[start + 4] == "delete",
-        content=row[start + 5],
-        seq=row[start + 6],
-    )
+    return StoredVersion(**_version_fields(row, start))
 
 
 class PlanFacts:
@@ -459,17 +464,7 @@ class ReadSession:
             rows.reverse()
         width = len(_VERSION_COLUMNS)
         return [
-            SearchHit(
-                resource_type=row[0],
-                id=row[1],
-                version_id=row[2],
-                last_updated=row[3],
-                deleted=row[4] == "delete",
-                content=row[5],
-                seq=row[6],
-                sort_values=tuple(row[width + 1 :]),
-                rid=row[width],
-            )
+            SearchHit(**_version_fields(row), sort_values=tuple(row[width + 1 :]), rid=row[width])
             for row in rows
         ]
 
