@@ -200,6 +200,28 @@ def _index_plan(resource_type: str) -> _IndexPlan:
     return _IndexPlan({k: tuple(v) for k, v in by_key.items()}, tuple(always))
 
 
+# The parameters to evaluate, by resource type and top-level keys: resources of a type
+# mostly share a handful of key sets, so each set's list is worked out once.
+_WORK: dict[tuple[str, ...], tuple[tuple[SearchParameter, CompiledPath | None], ...]] = {}
+MAX_REMEMBERED_SHAPES = 4096
+
+
+def _work_for(shape: tuple[str, ...]) -> tuple[tuple[SearchParameter, CompiledPath | None], ...]:
+    plan = _index_plan(shape[0])
+    work: list[tuple[SearchParameter, CompiledPath | None]] = list(plan.always)
+    seen: set[tuple[str, int]] = set()
+    for key in shape[1:]:
+        for param, candidate in plan.by_key.get(key, ()):
+            marker = (param.code, id(candidate))
+            if marker not in seen:  # a path whose first step has several keys
+                seen.add(marker)
+                work.append((param, candidate))
+    if len(_WORK) >= MAX_REMEMBERED_SHAPES:
+        _WORK.clear()
+    _WORK[shape] = found = tuple(work)
+    return found
+
+
 def index_rows(resource: dict[str, Any], local_base: str | None = None) -> IndexRows:
     """Return the index rows for resource from every compiled parameter of its type.
 
@@ -208,15 +230,10 @@ def index_rows(resource: dict[str, Any], local_base: str | None = None) -> Index
     local Type/id it names.
     """
     rows = IndexRows()
-    plan = _index_plan(resource["resourceType"])
-    work: list[tuple[SearchParameter, CompiledPath | None]] = list(plan.always)
-    seen: set[tuple[str, int]] = set()
-    for key in resource:
-        for param, candidate in plan.by_key.get(key, ()):
-            marker = (param.code, id(candidate))
-            if marker not in seen:  # a path whose first step has several keys
-                seen.add(marker)
-                work.append((param, candidate))
+    shape = (resource["resourceType"], *resource)
+    work = _WORK.get(shape)
+    if work is None:
+        work = _work_for(shape)
     group = 0
     for param, path in work:
         if param.special is not None:

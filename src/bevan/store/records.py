@@ -479,16 +479,20 @@ class ReadSession:
         )
         if cursor is not None:
             conditions.append(compiler.position(resource, keys, columns, cursor))
-        return (
-            select(
-                *_VERSION_COLUMNS,
-                resource.c.rid,
-                *[c.label(f"sort{i}") for i, c in enumerate(columns)],
-            )
-            .select_from(_VERSIONS)
+        # The page's row keys first, then their versions: ordering thousands of matches
+        # then moves row keys and sort values, not every match's stored JSON.
+        page = (
+            select(resource.c.rid, *[c.label(f"sort{i}") for i, c in enumerate(columns)])
             .where(*conditions)
             .order_by(*compiler.order_by(resource, keys, columns, reverse))
             .limit(limit)
+            .subquery("page")
+        )
+        sorted_by = [page.c[f"sort{i}"] for i in range(len(columns))]
+        return (
+            select(*_VERSION_COLUMNS, page.c.rid, *sorted_by)
+            .select_from(page.join(_VERSIONS, resource.c.rid == page.c.rid))
+            .order_by(*compiler.order_by(page, keys, sorted_by, reverse))
         )
 
     def explain(self, query: SearchQuery, limit: int = 21) -> list[str]:
