@@ -268,7 +268,7 @@ def test_walking_a_dense_match_pages_the_same_as_listing_it(
             cursor = [("_cursor", page.next_cursor.encode())]
 
     listed = all_pages()
-    monkeypatch.setattr(records, "DENSE_MATCHES", 1)
+    monkeypatch.setattr(records, "MAX_LISTED_MATCHES", 1)
     monkeypatch.setattr(records, "MIN_DENSE_MATCHES", 1)
     walked = all_pages()
     assert len(listed) > size, "the case must span pages"
