@@ -56,8 +56,9 @@ from bevan.store.shapes import ShapeCache
 # the threshold depends on the type's size (see ReadSession._dense) within these bounds.
 MIN_DENSE_MATCHES = 500
 MAX_LISTED_MATCHES = 20_000
-WALK_STEP_COST = 3.0
-# Composite components' index rows are counted up to this many to pick the one to lead.
+SQRT_WALK_STEP_COST = 2.5  # a walk step costs about six listing steps
+# Composites, whose listing steps cost about as much as walk steps, list at most this
+# many; their components' index rows are counted up to it to pick the one to lead.
 DENSE_MATCHES = 5000
 MAX_REMEMBERED_DENSITIES = 10_000
 # The subquery listing a search page's row keys (plans show it as scanned: it holds at
@@ -381,6 +382,8 @@ class ReadSession:
     ) -> None:
         self.connection = connection
         self.facts = facts
+        # Composites reordered to lead with their fewest rows: whether those are few.
+        self._narrow_leads: dict[CompositeMatch, bool] = {}
         self.shapes = shapes
         self.sqlite = sqlite
         self.hot = hot
@@ -529,12 +532,16 @@ class ReadSession:
 
     def _lead_with_fewest(self, resource_type: str, composite: CompositeMatch) -> Criterion:
         alternatives = []
+        most_led = 0
         for parts in composite.alternatives:
             counted = sorted(
                 ((self._index_rows_up_to(resource_type, part), i) for i, part in enumerate(parts))
             )
             alternatives.append(tuple(parts[i] for _, i in counted))
-        return replace(composite, alternatives=tuple(alternatives))
+            most_led = max(most_led, counted[0][0])
+        led = replace(composite, alternatives=tuple(alternatives))
+        self._narrow_leads[led] = most_led < DENSE_MATCHES
+        return led
 
     def _index_rows_up_to(self, resource_type: str, part: Criterion) -> int:
         parts = (resource_type, part, DENSE_MATCHES)
@@ -553,16 +560,24 @@ class ReadSession:
 
         Listing costs about one step per match; walking about limit * size / matches
         (a page's worth at the matches' density), and a walk step, which tests one
-        resource, costs several listing steps (measured at a million resources: a
-        chained search with 6,000 matches took 36 ms walking, 12 ms listing). Walking
-        wins once matches pass sqrt(cost * limit * size).
+        resource, costs about six listing steps (measured at a million resources: a
+        chained search with 6,700 matches took 36 ms walking and 12 ms listing; a
+        quantity with 11,500, 35 ms listing and 3 ms walking). Walking wins once
+        matches pass sqrt(6 * limit * size). A composite's rows are each
+        checked against the element's other components, so listing them costs about as
+        much as walking: those stop at DENSE_MATCHES.
         """
         driver = self.compiler.driver(query)
         if driver is None:
             return False
+        if isinstance(driver, CompositeMatch) and self._narrow_leads.get(driver, False):
+            # Its leading components have fewer rows than a composite lists at most:
+            # list them, with no need to count the matches first.
+            return False
         size = self.facts.size(self.connection, query.resource_type)
-        walked = int(WALK_STEP_COST * math.sqrt(limit * size))
-        threshold = min(MAX_LISTED_MATCHES, max(MIN_DENSE_MATCHES, walked))
+        walked = int(SQRT_WALK_STEP_COST * math.sqrt(limit * size))
+        most = DENSE_MATCHES if isinstance(driver, CompositeMatch) else MAX_LISTED_MATCHES
+        threshold = min(most, max(MIN_DENSE_MATCHES, walked))
 
         def count_reaches() -> bool:
             parts = (query.resource_type, driver, threshold)

@@ -165,6 +165,7 @@ Index(
     index_quantity.c.param,
     index_quantity.c.canonical_unit,
     index_quantity.c.canonical_value,
+    index_quantity.c.rid,
 )
 Index("ix_quantity_rid", index_quantity.c.rid)
 

@@ -66,10 +66,13 @@ def _rank(criterion: Criterion) -> int | None:
         return 3 if criterion.modifier != "contains" else 6
     if isinstance(criterion, UriMatch | CompositeMatch | Chain):
         return 4
-    if isinstance(criterion, QuantityMatch | NumberMatch):
-        return 5
+    # "ne" matches nearly every row: listing them would read the whole parameter.
+    if isinstance(criterion, QuantityMatch):
+        return None if all(v.bound.prefix == "ne" for v in criterion.values) else 5
+    if isinstance(criterion, NumberMatch):
+        return None if all(b.prefix == "ne" for b in criterion.bounds) else 5
     if isinstance(criterion, DateMatch):
-        return 6
+        return None if all(b.prefix == "ne" for b in criterion.bounds) else 6
     if isinstance(criterion, AnyOf) and all(_rank(c) is not None for c in criterion.criteria):
         return 2
     if isinstance(criterion, Missing) and not criterion.missing:
