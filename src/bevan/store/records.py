@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import math
 import threading
 import time
@@ -814,7 +815,7 @@ class WriteSession(ReadSession):
         """Run a block whose writes are undone alone if it raises (batch entries)."""
         self.store_index_rows()
         try:
-            with self.connection.begin_nested():
+            with savepoint(self.connection):
                 yield
                 self.store_index_rows()
         except BaseException:
@@ -823,6 +824,27 @@ class WriteSession(ReadSession):
 
 
 S = TypeVar("S", bound=ReadSession)
+_SAVEPOINT_NAMES = itertools.count(1)
+
+
+@contextmanager
+def savepoint(connection: Connection) -> Iterator[None]:
+    """Run a block under a savepoint of connection's transaction: undone alone if it
+    raises. Straight to the driver: through Core, the SAVEPOINT and RELEASE around a
+    small write cost a tenth of a CRUD server's time."""
+    name = f"bevan_{next(_SAVEPOINT_NAMES)}"
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            cursor.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        cursor.execute(f"RELEASE SAVEPOINT {name}")
+    finally:
+        cursor.close()
 
 
 class RecordStore:
@@ -901,7 +923,7 @@ class RecordStore:
             with self._transaction() as connection:
                 yield connection
         else:
-            with batch.begin_nested():
+            with savepoint(batch):
                 yield batch
 
     @contextmanager
