@@ -160,10 +160,26 @@ Handler = Callable[[FhirRequest], Response]
 _UNLIMITED = frozenset({"system/*.*", "system/*.cruds", "system/*.cruds*"})
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def base_url_of(request: Request) -> str:
-    """Return the FHIR base URL as the client addressed it (…/fhir)."""
-    root = f"{request.url.scheme}://{request.url.netloc}"
-    return root + request.app.state.settings.base_path
+    """Return the FHIR base URL as the client addressed it (…/fhir): its Host header,
+    else the server's address. Read from the ASGI scope: building `request.url` (a
+    parsed URL) for this cost more than the rest of reading a small resource."""
+    scope = request.scope
+    scheme = scope.get("scheme", "http")
+    root = None
+    for key, value in scope["headers"]:
+        if key == b"host":
+            root = f"{scheme}://{value.decode('latin-1')}"
+            break
+    if root is None:
+        host, port = scope.get("server") or ("localhost", _DEFAULT_PORTS.get(scheme, 80))
+        shown = "" if port == _DEFAULT_PORTS.get(scheme) else f":{port}"
+        root = f"{scheme}://{host}{shown}"
+    base_path: str = request.app.state.settings.base_path
+    return root + base_path
 
 
 def fhir_endpoint(
@@ -295,7 +311,7 @@ def audit_record(
         outcome_text=problem or "",
         http_status=status,
         resources=resources,
-        query=request.url.query or None,
+        query=request.scope.get("query_string", b"").decode("latin-1") or None,
         patient_id=patient_id,
         purpose_of_use="ETREAT" if broke_glass else "TREAT",
         break_glass_reason=access.break_glass_reason if broke_glass and access else None,
