@@ -98,3 +98,33 @@ def test_a_search_past_the_loop_budget_is_answered_from_the_thread_pool(
     givens = [e["resource"]["name"][0]["given"][0] for e in retried.json()["entry"]]
     assert givens == ["Ann", "Bob", "Cat"]
     assert retried.json()["entry"] == answered.json()["entry"]
+
+
+def test_a_kind_of_search_that_overran_goes_straight_to_the_thread_pool(
+    server: RunningServer, fhir: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not server.store.sqlite:
+        pytest.skip("reads are tried on the event loop only on SQLite")
+    monkeypatch.setattr(context, "_slow_reads", {})
+    families = [f"Slow{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    for family in families:
+        created = fhir.post(
+            "/Patient", json={"resourceType": "Patient", "name": [{"family": family}]}
+        )
+        assert created.status_code == 201
+    monkeypatch.setattr(context, "LOOP_BUDGET_SECONDS", 0.0)
+    monkeypatch.setattr(budget, "STEPS_PER_CHECK", 1)
+    first = fhir.get("/Patient", params={"family": families[0]})
+    assert first.status_code == 200 and first.json()["total"] == 1
+
+    def not_on_the_loop(seconds: float) -> None:
+        raise AssertionError("a read of a kind known to overrun was tried on the loop")
+
+    # The same kind of search with another value is not tried on the loop again.
+    monkeypatch.setattr(context, "time_budget", not_on_the_loop)
+    second = fhir.get("/Patient", params={"family": families[1]})
+    assert second.status_code == 200
+    assert second.json()["entry"][0]["resource"]["name"][0]["family"] == families[1]
+    # Another kind still is (and here, meets the trap).
+    other = fhir.get("/Patient", params={"name": families[1]})
+    assert other.status_code == 500

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,12 @@ OFFLOAD_THREADS = 8
 # more than the search (measured: name prefix 744 -> 1,552 req/s). One that does not
 # finish is interrupted, having stored nothing, and run again on a thread.
 LOOP_BUDGET_SECONDS = 0.002
+# A kind of read (its path without ids, and its parameter names) that overran the budget
+# goes straight to a thread for a while: trying it on the loop again would most likely
+# waste the budget, and hold up every other request for it.
+SLOW_READ_SECONDS = 30.0
+MAX_REMEMBERED_SLOW_READS = 1000
+_slow_reads: dict[tuple[Any, ...], float] = {}
 
 
 @dataclass(frozen=True)
@@ -368,10 +375,27 @@ def _tried_on_the_loop(
 ) -> Response | None:
     """Return the handler's answer to a read if it comes within LOOP_BUDGET_SECONDS of
     database work, else None (it stored nothing; run it again off the loop)."""
-    if fhir.request.method != "GET" or not fhir.services.records.store.sqlite:
+    request = fhir.request
+    if request.method != "GET" or not fhir.services.records.store.sqlite:
+        return None
+    kind = _read_kind(request)
+    now = time.monotonic()
+    if _slow_reads.get(kind, 0.0) > now:
         return None
     try:
         with time_budget(LOOP_BUDGET_SECONDS):
             return handler(fhir)
     except OverBudget:
+        if len(_slow_reads) >= MAX_REMEMBERED_SLOW_READS:
+            _slow_reads.clear()
+        _slow_reads[kind] = now + SLOW_READ_SECONDS
         return None
+
+
+def _read_kind(request: Request) -> tuple[Any, ...]:
+    """Return what a read is, without its values: its route, the path parameters other
+    than ids (the resource type), and the names of its query parameters."""
+    route = getattr(request.scope.get("route"), "path", request.scope.get("path"))
+    path = tuple(sorted((k, v) for k, v in request.path_params.items() if k != "id"))
+    names = tuple(sorted({name for name, _ in request.query_params.multi_items()}))
+    return (route, path, names)
