@@ -295,10 +295,15 @@ def _add(
     local_base: str | None = None,
 ) -> None:
     if param_type == "token":
+        if isinstance(value, str):  # a code, id or uri: most token rows
+            rows.token.append((code, None, value, None, group))
+            return
         rows.token.extend(
-            (code, s, c, t, group)
-            for s, c, t in token_values(value, value_type)
-            if c is not None or t is not None
+            [
+                (code, s, c, t, group)
+                for s, c, t in token_values(value, value_type)
+                if c is not None or t is not None
+            ]
         )
         if value_type == "Identifier" and isinstance(value, dict):
             rows.token.extend(
