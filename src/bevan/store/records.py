@@ -564,9 +564,9 @@ class ReadSession:
         resource, costs about six listing steps (measured at a million resources: a
         chained search with 6,700 matches took 36 ms walking and 12 ms listing; a
         quantity with 11,500, 35 ms listing and 3 ms walking). Walking wins once
-        matches pass sqrt(6 * limit * size). A composite's rows are each
-        checked against the element's other components, so listing them costs about as
-        much as walking: those stop at DENSE_MATCHES.
+        matches pass sqrt(6 * limit * size). A composite's rows are each checked against
+        the element's other components, so listing them costs about as much as walking:
+        those stop at DENSE_MATCHES.
         """
         driver = self.compiler.driver(query)
         if driver is None:
