@@ -9,6 +9,7 @@ stay correct while resources are created and deleted between requests.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (
@@ -66,18 +67,23 @@ def _rank(criterion: Criterion) -> int | None:
         return 3 if criterion.modifier != "contains" else 6
     if isinstance(criterion, UriMatch | CompositeMatch | Chain):
         return 4
-    # "ne" matches nearly every row: listing them would read the whole parameter.
     if isinstance(criterion, QuantityMatch):
-        return None if all(v.bound.prefix == "ne" for v in criterion.values) else 5
+        return None if _only_ne(v.bound for v in criterion.values) else 5
     if isinstance(criterion, NumberMatch):
-        return None if all(b.prefix == "ne" for b in criterion.bounds) else 5
+        return None if _only_ne(criterion.bounds) else 5
     if isinstance(criterion, DateMatch):
-        return None if all(b.prefix == "ne" for b in criterion.bounds) else 6
+        return None if _only_ne(criterion.bounds) else 6
     if isinstance(criterion, AnyOf) and all(_rank(c) is not None for c in criterion.criteria):
         return 2
     if isinstance(criterion, Missing) and not criterion.missing:
         return 7
     return None
+
+
+def _only_ne(bounds: Iterable[Bound]) -> bool:
+    """Return True if every value is "ne", which matches nearly every row: listing those
+    would read the whole parameter, so such a criterion never drives."""
+    return all(b.prefix == "ne" for b in bounds)
 
 
 def _names_few(criterion: Criterion) -> bool:
