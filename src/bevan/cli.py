@@ -49,7 +49,7 @@ def _open_store(settings: Settings) -> RecordStore:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bevan.app import create_app
+    from bevan.app import create_app, settle_heap
 
     settings = _settings(args)
     store = _open_store(settings)
@@ -69,7 +69,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["BEVAN_DATABASE_URL"] = settings.resolved_database_url
         uvicorn.run("bevan.app:app_from_environment", factory=True, workers=args.workers, **options)
     else:
-        uvicorn.run(create_app(settings, store), **options)
+        app = create_app(settings, store)
+        settle_heap()
+        uvicorn.run(app, **options)
     return 0
 
 
@@ -78,13 +80,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from bevan.app import create_app
+    from bevan.app import create_app, settle_heap
     from bevan.records.service import RecordService
     from bevan.security.tokens import TokenAuthority
     from bevan.synth import write_population
 
     settings = _settings(args)
     store = _open_store(settings)
+    settle_heap()
     service = RecordService(store, settings.base_url)
     with service.reading() as session:
         existing = session.resource_counts().get("Patient", 0)
@@ -120,6 +123,7 @@ Try:
         flush=True,
     )
     app = create_app(settings, store)
+    settle_heap()
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
     return 0
 
@@ -134,11 +138,13 @@ def _load_with_progress(service: RecordService, files: list[Path], label: str) -
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from bevan.app import settle_heap
     from bevan.records.loader import expand_paths
     from bevan.records.service import RecordService
 
     settings = _settings(args)
     store = _open_store(settings)
+    settle_heap()
     files = expand_paths(args.paths)
     missing = [str(p) for p in files if not p.exists()]
     if missing:
