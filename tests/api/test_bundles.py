@@ -280,3 +280,16 @@ def test_a_resource_changed_twice_in_one_transaction_is_refused(fhir: httpx.Clie
     response = post_bundle(fhir, transaction(entry, entry))
     assert response.status_code == 400
     assert fhir.get("/Patient/twice").status_code == 404
+
+
+def test_a_transaction_keeps_each_decimal_s_digits(fhir: httpx.Client) -> None:
+    body = (
+        b'{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"POST",'
+        b'"url":"Observation"},"resource":{"resourceType":"Observation","status":"final",'
+        b'"code":{"text":"Creatinine"},"valueQuantity":{"value":0.10,"unit":"mg/dL"}}}]}'
+    )
+    response = fhir.post("", content=body, headers={"Content-Type": "application/fhir+json"})
+    assert response.status_code == 200, response.text
+    location = response.json()["entry"][0]["response"]["location"]
+    stored = fhir.get("/" + location.split("/_history")[0])
+    assert b'"value":0.10' in stored.content

@@ -306,3 +306,29 @@ def test_a_pretty_searchset_indents_the_resources_inside_it_too(fhir: httpx.Clie
     assert any(line.startswith(" " * 8 + '"resourceType": "Patient"') for line in lines)
     assert pretty.json()["entry"] == plain.json()["entry"]
     assert plain.json()["entry"][0]["resource"] == created
+
+
+def test_a_decimal_keeps_its_digits_through_create_read_search_and_patch(
+    fhir: httpx.Client,
+) -> None:
+    body = (
+        b'{"resourceType":"Observation","status":"final","code":{"text":"Potassium"},'
+        b'"valueQuantity":{"value":4.50,"unit":"mmol/L","system":"http://unitsofmeasure.org",'
+        b'"code":"mmol/L"}}'
+    )
+    created = fhir.post("/Observation", content=body, headers=FHIR_JSON)
+    assert created.status_code == 201, created.text
+    assert b'"value":4.50' in created.content
+    id = created.json()["id"]
+    assert b'"value":4.50' in fhir.get(f"/Observation/{id}").content
+    assert b'"value": 4.50' in fhir.get(f"/Observation/{id}?_pretty=true").content
+    found = fhir.get(f"/Observation?value-quantity=4.5&_elements=valueQuantity&_id={id}")
+    assert found.json()["total"] == 1, found.text
+    assert b'"value":4.50' in found.content
+    patched = fhir.patch(
+        f"/Observation/{id}",
+        content=b'[{"op":"replace","path":"/status","value":"amended"}]',
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert patched.status_code == 200, patched.text
+    assert b'"value":4.50' in fhir.get(f"/Observation/{id}").content

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import orjson
 from starlette.responses import Response
 
 from bevan.api.context import FhirRequest, json_body
 from bevan.api.negotiation import check_body_type
 from bevan.api.responses import fhir_json, version_headers
+from bevan.fhir import json_text
 from bevan.fhir.bundles import bundle, entry_for
 from bevan.fhir.errors import InvalidRequest, Issue, NotFound, UnsupportedMediaType
 from bevan.fhir.outcome import information, operation_outcome
@@ -262,9 +262,9 @@ def _search_entry(
         f"{fhir.base_url}/{stored.resource_type}/{stored.id}", stored.content, search={"mode": mode}
     )
     if stored.content is not None and query.elements and mode == "match":
-        entry["resource"] = select_elements(orjson.loads(stored.content), query.elements)
+        entry["resource"] = select_elements(json_text.loads(stored.content), query.elements)
     elif stored.content is not None and query.summary:
-        entry["resource"] = summarise(orjson.loads(stored.content), query.summary)
+        entry["resource"] = summarise(json_text.loads(stored.content), query.summary)
     return entry
 
 

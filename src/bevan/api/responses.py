@@ -6,9 +6,9 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
-import orjson
 from starlette.responses import Response
 
+from bevan.fhir import json_text
 from bevan.fhir.errors import FhirError, Issue
 from bevan.fhir.outcome import operation_outcome
 from bevan.store.records import StoredVersion
@@ -27,15 +27,11 @@ def fhir_json(
     if body is None:
         return Response(status_code=status, headers=headers)
     if isinstance(body, str):
-        content = (
-            orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
-            if pretty
-            else body.encode()
-        )
+        content = json_text.dumps(json_text.loads(body), pretty=True) if pretty else body.encode()
     elif pretty:  # stored resources inside are fragments, written as they are: indent them
-        content = orjson.dumps(orjson.loads(orjson.dumps(body)), option=orjson.OPT_INDENT_2)
+        content = json_text.dumps(json_text.loads(json_text.dumps(body)), pretty=True)
     else:
-        content = orjson.dumps(body)
+        content = json_text.dumps(body)
     return Response(content, status_code=status, media_type=CONTENT_TYPE, headers=headers)
 
 

@@ -19,6 +19,7 @@ import jsonschema_rs
 import orjson
 
 from bevan.clinical.nhs_number import NHS_NUMBER_SYSTEM, nhs_number_problem
+from bevan.fhir import json_text
 from bevan.fhir.errors import BusinessRuleViolation, InvalidResource, Issue
 from bevan.fhir.resource_types import RESOURCE_TYPES
 
@@ -107,15 +108,26 @@ def validate_resource(resource: Any, expected_type: str | None = None) -> str:
     such as the NHS number check digit; each issue names the FHIRPath of the element.
     """
     resource_type = check_resource_type(resource, expected_type)
-    if not _SCHEMAS.any_resource().is_valid(resource):
-        raise InvalidResource(*_schema_issues(resource_type, resource))
+    if not _is_valid(resource):
+        # The validator refuses a Decimal (fhir/json_text) too: ask again with plain floats.
+        plain = orjson.loads(json_text.dumps(resource))
+        if not _SCHEMAS.any_resource().is_valid(plain):
+            raise InvalidResource(*_schema_issues(resource_type, plain))
     # Walk the tree only when an NHS number is there to check (a C-speed scan first).
-    if _NHS_MARKER not in orjson.dumps(resource):
+    if _NHS_MARKER not in json_text.dumps(resource):
         return resource_type
     problems = list(_nhs_number_issues(resource, resource_type))
     if problems:
         raise BusinessRuleViolation(*problems[:MAX_ISSUES])
     return resource_type
+
+
+def _is_valid(resource: dict[str, Any]) -> bool:
+    try:
+        valid: bool = _SCHEMAS.any_resource().is_valid(resource)
+    except ValueError:  # a Decimal, in some places, is an error rather than invalid
+        return False
+    return valid
 
 
 def _schema_issues(resource_type: str, resource: dict[str, Any]) -> list[Issue]:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from bevan.fhir import json_text
 from bevan.fhir.bundles import bundle, entry_for
 from bevan.fhir.errors import FhirError, Forbidden, InvalidRequest, Issue, MultipleMatches, NotFound
 from bevan.fhir.ids import new_id
@@ -557,7 +558,7 @@ def _patch_operations(entry: Entry) -> list[Any]:
     resource = entry.resource
     if resource and resource.get("resourceType") == "Binary" and "data" in resource:
         try:
-            operations = orjson.loads(base64.b64decode(resource["data"]))
+            operations = json_text.loads(base64.b64decode(resource["data"]))
         except (ValueError, orjson.JSONDecodeError):
             operations = None
         if isinstance(operations, list):
@@ -583,7 +584,7 @@ def _response(result: WriteResult, base_url: str, *, with_resource: bool = False
         response["lastModified"] = stored.last_updated
         out["fullUrl"] = f"{base_url}/{stored.resource_type}/{stored.id}"
         if with_resource and stored.content is not None:
-            out["resource"] = orjson.loads(stored.content)
+            out["resource"] = json_text.loads(stored.content)
     out["response"] = response
     return out
 

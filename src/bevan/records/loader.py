@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from bevan.fhir import json_text
 from bevan.fhir.errors import FhirError
 from bevan.fhir.validation import validate_resource
 from bevan.records.bundles import process_bundle
@@ -64,7 +65,7 @@ def _load_bundle(
     service: RecordService, path: Path, report: LoadReport, progress: Callable[[int], None]
 ) -> None:
     try:
-        body = orjson.loads(path.read_bytes())
+        body = json_text.loads(path.read_bytes())
     except orjson.JSONDecodeError as error:
         report.refused.append(f"{path}: line {error.lineno}, column {error.colno}: {error.msg}")
         return
@@ -133,7 +134,7 @@ def _ndjson_lines(path: Path, report: LoadReport) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield line_number, orjson.loads(line)
+                yield line_number, json_text.loads(line)
             except orjson.JSONDecodeError as error:
                 report.refused.append(
                     f"{path}: line {line_number}, column {error.colno}: {error.msg}"

@@ -11,6 +11,7 @@ from typing import Any
 import jsonpatch
 import orjson
 
+from bevan.fhir import json_text
 from bevan.fhir.dates import date_range, format_instant, now_instant
 from bevan.fhir.errors import (
     Conflict,
@@ -521,7 +522,7 @@ class RecordService:
             raise PreconditionFailed(
                 f"{resource_type}/{id} is at version {stored.version_id}, not {if_match}"
             )
-        current = orjson.loads(stored.content or "{}")
+        current = json_text.loads(stored.content or "{}")
         try:
             patched = jsonpatch.apply_patch(current, operations)
         except (
@@ -608,7 +609,7 @@ class RecordService:
         stored = session.current(resource_type, id)
         if stored is None or stored.content is None:
             return None
-        loaded: dict[str, Any] = orjson.loads(stored.content)
+        loaded: dict[str, Any] = json_text.loads(stored.content)
         return loaded
 
     # --- a version made ready, then written (the one place one is written) ------------
@@ -633,7 +634,7 @@ class RecordService:
             version,
             last_updated,
             stamped,
-            orjson.dumps(stamped).decode(),
+            json_text.dumps(stamped).decode(),
             index_rows(stamped, self.base_url),
         )
 
@@ -690,7 +691,7 @@ def reindex(
             rows = session.live_resources(after, batch)
             for rid, resource_type, content in rows:
                 session.replace_index_rows(
-                    rid, resource_type, index_rows(orjson.loads(content), service.base_url)
+                    rid, resource_type, index_rows(json_text.loads(content), service.base_url)
                 )
         if not rows:
             return done
@@ -702,7 +703,7 @@ def reindex(
 def parse_json(body: bytes, where: str = "") -> Any:
     """Return the JSON value of body, or raise InvalidRequest naming line and column."""
     try:
-        return orjson.loads(body)
+        return json_text.loads(body)
     except orjson.JSONDecodeError as error:
         place = f" in {where}" if where else ""
         raise InvalidRequest(
