@@ -123,6 +123,28 @@ _INSERT_VERSION = _insert(
 _INSERT_RESOURCE = _insert(
     resource, "resource_type", "id", "version_id", "seq", "last_updated", "deleted"
 ).returning(resource.c.rid)
+# SQLite: the keys are given (see WriteSession.write_version), so rows can wait and go
+# in a table at a time.
+_KEYED_NAMES = {
+    "resource_version": (
+        "seq",
+        "resource_type",
+        "id",
+        "version_id",
+        "last_updated",
+        "method",
+        "content",
+    ),
+    "resource": ("rid", "resource_type", "id", "version_id", "seq", "last_updated", "deleted"),
+}
+_INSERT_KEYED = {
+    "resource_version": _insert(resource_version, *_KEYED_NAMES["resource_version"]),
+    "resource": _insert(resource, *_KEYED_NAMES["resource"]),
+}
+_LAST_KEYS = select(
+    select(func.max(resource_version.c.seq)).scalar_subquery(),
+    select(func.max(resource.c.rid)).scalar_subquery(),
+)
 
 
 # PostgreSQL: a version or resource row that meets one another transaction committed
@@ -175,6 +197,8 @@ INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
     "uri": ("param", "value", "grp"),
 }
 _INDEX_NAMES = {name: ("rid", "resource_type", *columns) for name, columns in INDEX_COLUMNS.items()}
+# The columns of each kind of row a write session holds back, in the order it holds them.
+_HELD_NAMES = {**_KEYED_NAMES, **_INDEX_NAMES}
 _INSERT_INDEX = {
     name: _insert(table, "rid", "resource_type", *INDEX_COLUMNS[name])
     for name, table in INDEX_TABLES.items()
@@ -283,7 +307,10 @@ class HotStatements:
             _INSERT_RESOURCE_UNLESS_TAKEN if postgres else _INSERT_RESOURCE, dialect
         )
         self.update_resource = compile_for(_UPDATE_RESOURCE, dialect)
-        self.insert_index = {n: compile_for(st, dialect) for n, st in _INSERT_INDEX.items()}
+        self.last_keys = compile_for(_LAST_KEYS, dialect)
+        self.insert_held = {
+            n: compile_for(st, dialect) for n, st in {**_INSERT_KEYED, **_INSERT_INDEX}.items()
+        }
         self.delete_index = {n: compile_for(st, dialect) for n, st in _DELETE_INDEX.items()}
         self.select_current = compile_for(_SELECT_CURRENT, dialect)
         self.select_row = compile_for(_SELECT_ROW, dialect)
@@ -408,6 +435,10 @@ class ReadSession:
         index rows it is holding back, so its reads see its own writes)."""
         return self.raw
 
+    def _see_own_writes(self) -> None:
+        """Before a read through Core: nothing here (a write session stores the rows it
+        holds back)."""
+
     def current(self, resource_type: str, id: str) -> StoredVersion | None:
         """Return the current version (a tombstone if deleted), or None if never stored."""
         row = self.raw.first(self.hot.select_current, {"t": resource_type, "i": id})
@@ -421,6 +452,7 @@ class ReadSession:
             resource_version.c.id == id,
             resource_version.c.version_id == version_id,
         )
+        self._see_own_writes()
         row = self.connection.execute(statement).first()
         return _stored_at(row) if row else None
 
@@ -449,6 +481,7 @@ class ReadSession:
             .order_by(resource_version.c.seq.desc())
             .limit(count)
         )
+        self._see_own_writes()
         return [_stored_at(row) for row in self.connection.execute(statement)]
 
     def history_total(
@@ -462,6 +495,7 @@ class ReadSession:
         if since is not None:
             conditions.append(resource_version.c.last_updated >= since)
         statement = select(func.count()).select_from(resource_version).where(*conditions)
+        self._see_own_writes()
         return int(self.connection.execute(statement).scalar_one())
 
     def search(self, query: SearchQuery, limit: int) -> list[SearchHit]:
@@ -682,6 +716,7 @@ class ReadSession:
             .where(not_(resource.c.deleted))
             .group_by(resource.c.resource_type)
         )
+        self._see_own_writes()
         return {row[0]: int(row[1]) for row in self.connection.execute(statement)}
 
     def live_resources(self, after_rid: int, limit: int) -> list[tuple[int, str, str]]:
@@ -693,41 +728,60 @@ class ReadSession:
             .order_by(resource.c.rid)
             .limit(limit)
         )
+        self._see_own_writes()
         return [(row[0], row[1], row[2]) for row in self.connection.execute(statement)]
 
     def last_seq(self) -> int:
+        self._see_own_writes()
         return int(self.connection.execute(select(func.max(resource_version.c.seq))).scalar() or 0)
 
 
-# Index rows a write session holds back at most before inserting them.
+# Rows a write session holds back at most before inserting them.
 MAX_HELD_INDEX_ROWS = 20_000
 
 
 class WriteSession(ReadSession):
     """A write transaction: everything in it commits together or not at all.
 
-    Index rows are held back and inserted a table at a time (one executemany for many
-    resources instead of several for each): before any read of the index tables, before
-    rows are deleted, at a savepoint's edges and when the session ends.
+    Index rows, and on SQLite version rows and new resource rows, are held back and
+    inserted a table at a time (one executemany for many resources instead of several
+    statements for each): before any read, before rows are deleted, at a savepoint's
+    edges and when the session ends.
     """
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._pending: dict[str, list[tuple[Any, ...]]] = {}
         self._pending_rows = 0
+        self._last_keys: list[int] | None = None  # SQLite: the last seq and rid given
 
     @property
-    def indexed(self) -> RawCursor:
-        self.store_index_rows()
-        return self.raw
+    def raw(self) -> RawCursor:
+        """The cursor, once every held-back row is in (so reads see this session's writes)."""
+        if self._pending:
+            self.store_held_rows()
+        return super().raw
 
-    def store_index_rows(self) -> None:
-        """Insert the index rows held back so far."""
+    def _see_own_writes(self) -> None:
+        if self._pending:
+            self.store_held_rows()
+
+    def store_held_rows(self) -> None:
+        """Insert the rows held back so far."""
         if not self._pending:
             return
         pending, self._pending, self._pending_rows = self._pending, {}, 0
+        cursor = super().raw
         for table, rows in pending.items():
-            self.raw.executemany_rows(self.hot.insert_index[table], _INDEX_NAMES[table], rows)
+            cursor.executemany_rows(self.hot.insert_held[table], _HELD_NAMES[table], rows)
+
+    def _hold(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        held = self._pending.get(table)
+        if held is None:
+            self._pending[table] = rows
+        else:
+            held.extend(rows)
+        self._pending_rows += len(rows)
 
     def current_row(self, resource_type: str, id: str) -> CurrentRow | None:
         """Return the current row, locked against concurrent writers until commit."""
@@ -754,6 +808,10 @@ class WriteSession(ReadSession):
     ) -> int:
         """Append a version (content None: a delete) and make it current; return its seq."""
         method = "delete" if content is None else ("create" if current is None else "update")
+        if self.sqlite:
+            return self._write_version_keyed(
+                resource_type, id, version_id, last_updated, method, content, rows, current
+            )
         raw, hot = self.raw, self.hot
         seq = raw.scalar(
             hot.insert_version,
@@ -789,35 +847,71 @@ class WriteSession(ReadSession):
         self._insert_index_rows(rid, resource_type, rows)
         return int(seq)
 
+    def _write_version_keyed(
+        self,
+        resource_type: str,
+        id: str,
+        version_id: int,
+        last_updated: str,
+        method: str,
+        content: str | None,
+        rows: IndexRows,
+        current: CurrentRow | None,
+    ) -> int:
+        """write_version on SQLite, where this transaction is the only writer: it gives
+        the keys the database would (one past the largest), so the version row and a new
+        resource row are held back with the index rows instead of inserted one by one."""
+        if self._last_keys is None:
+            seq, rid = self.raw.first(self.hot.last_keys, {})
+            self._last_keys = [seq or 0, rid or 0]
+        self._last_keys[0] += 1
+        seq = self._last_keys[0]
+        self._hold(
+            "resource_version",
+            [(seq, resource_type, id, version_id, last_updated, method, content)],
+        )
+        if current is None:
+            self._last_keys[1] += 1
+            rid = self._last_keys[1]
+            self._hold("resource", [(rid, resource_type, id, version_id, seq, last_updated, False)])
+        else:
+            rid = current.rid
+            row = {
+                "version_id": version_id,
+                "seq": seq,
+                "last_updated": last_updated,
+                "deleted": content is None,
+                "b_rid": rid,
+            }
+            self.raw.execute(self.hot.update_resource, row)
+            self._delete_index_rows(rid)
+        self._insert_index_rows(rid, resource_type, rows)
+        return seq
+
     def replace_index_rows(self, rid: int, resource_type: str, rows: IndexRows) -> None:
         """Replace a resource's index rows (reindexing after the indexed set changes)."""
         self._delete_index_rows(rid)
         self._insert_index_rows(rid, resource_type, rows)
 
     def _delete_index_rows(self, rid: int) -> None:
-        self.store_index_rows()  # any held back for rid are deleted too
+        self.store_held_rows()  # any held back for rid are deleted too
         for statement in self.hot.delete_index.values():
             self.raw.execute(statement, {"b_rid": rid})
 
     def _insert_index_rows(self, rid: int, resource_type: str, rows: IndexRows) -> None:
-        pending = self._pending
         for table, values in rows.tables():
-            held = pending.get(table)
-            if held is None:
-                held = pending[table] = []
-            held.extend([(rid, resource_type, *v) for v in values])
-            self._pending_rows += len(values)
+            self._hold(table, [(rid, resource_type, *v) for v in values])
         if self._pending_rows >= MAX_HELD_INDEX_ROWS:
-            self.store_index_rows()
+            self.store_held_rows()
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Run a block whose writes are undone alone if it raises (batch entries)."""
-        self.store_index_rows()
+        self.store_held_rows()
         try:
             with savepoint(self.connection):
                 yield
-                self.store_index_rows()
+                self.store_held_rows()
         except BaseException:
             self._pending, self._pending_rows = {}, 0  # the block's own, undone with it
             raise
@@ -892,7 +986,7 @@ class RecordStore:
         if batch is not None:
             writer: WriteSession | None = getattr(self._batch, "writer", None)
             if writer is not None:
-                writer.store_index_rows()
+                writer.store_held_rows()
             yield batch
             return
         with self.engine.connect() as connection, connection.begin():
@@ -910,7 +1004,7 @@ class RecordStore:
             self._batch.writer = session
             try:
                 yield session
-                session.store_index_rows()
+                session.store_held_rows()
             finally:
                 self._batch.writer = outer
 
