@@ -93,9 +93,14 @@ class WalCheckpointer:
     never pause, only a checkpoint run by the writer itself finishes before the next
     write begins, and only then does the log start again from its beginning rather
     than grow without end. By then this thread has copied most pages already.
+
+    Every 50 ms: the log then starts again far more often, in the gaps between writers,
+    so commits seldom reach the backstop. Against every 250 ms, importing Bundles in one
+    process: 31-35 us of commit a resource instead of 50-53, and one or two commits over
+    50 ms in 83 instead of six to eight. A check of a log with nothing new costs little.
     """
 
-    def __init__(self, engine: Engine, interval: float = 0.25) -> None:
+    def __init__(self, engine: Engine, interval: float = 0.05) -> None:
         self.path = engine.url.database or ""
         self.interval = interval
         self._stop = threading.Event()
