@@ -26,3 +26,15 @@ def test_migrations_match_the_declared_schema(backend: str, tmp_path: Path) -> N
     assert differences == []
     assert upgrade(engine) == (after, after)  # running again changes nothing
     engine.dispose()
+
+
+def test_a_new_sqlite_database_uses_8_kb_pages_and_write_ahead_logging(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'bevan.sqlite'}")
+    try:
+        upgrade(engine)
+        with engine.connect() as connection:
+            page_size = connection.exec_driver_sql("PRAGMA page_size").scalar()
+            journal = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+    finally:
+        engine.dispose()
+    assert (page_size, journal) == (8192, "wal")

@@ -55,6 +55,11 @@ def _configure_sqlite(engine: Engine) -> None:
         # committed transaction across a crash of the process (SIGKILL); only a power
         # cut can lose the last commits before a checkpoint. Operators who need more
         # set BEVAN_SQLITE_SYNCHRONOUS=FULL.
+        # 8 KB pages for a new database (an existing one keeps its own; this must come
+        # before WAL is set). Importing Synthea bundles with two workers: 7-11% more
+        # resources a second, mostly from fewer log frames to write at each commit;
+        # searches over 43,000 resources were as fast or faster.
+        cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={_sqlite_synchronous()}")
         cursor.execute("PRAGMA busy_timeout=60000")
@@ -69,6 +74,9 @@ def _configure_sqlite(engine: Engine) -> None:
         # Straight to the driver: through Core, BEGIN cost as much as a small search.
         immediate = connection.get_execution_options().get("bevan_write")
         connection.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+SQLITE_PAGE_SIZE = 8192
 
 
 def _sqlite_synchronous() -> str:
