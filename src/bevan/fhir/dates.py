@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 _DATE = re.compile(
     r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
@@ -11,9 +13,21 @@ _DATE = re.compile(
 )
 
 
+# The last instant formatted, by its millisecond: a Bundle's entries mostly share one.
+_LAST_NOW: tuple[int, str] = (-1, "")
+
+
 def now_instant() -> str:
     """Return the current time as a FHIR instant in UTC with milliseconds."""
-    return format_instant(datetime.now(UTC))
+    global _LAST_NOW
+    millisecond = time.time_ns() // 1_000_000
+    last, text = _LAST_NOW
+    if millisecond != last:
+        seconds, thousandths = divmod(millisecond, 1000)
+        moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=thousandths * 1000)
+        text = format_instant(moment)
+        _LAST_NOW = (millisecond, text)
+    return text
 
 
 def format_instant(moment: datetime) -> str:
@@ -62,3 +76,15 @@ def date_range(text: str) -> tuple[datetime, datetime]:
     else:
         high = low + timedelta(microseconds=10 ** (6 - min(len(fraction) - 1, 6)))
     return low, high
+
+
+@lru_cache(maxsize=65_536)
+def instant_range(text: str) -> tuple[str, str]:
+    """Return date_range(text) as sortable UTC instants (format_instant).
+
+    Remembered: a record repeats its dates (an encounter's time is on each of its
+    observations, reports and claims), and working one out costs several microseconds.
+    Raises ValueError as date_range does.
+    """
+    low, high = date_range(text)
+    return format_instant(low), format_instant(high)

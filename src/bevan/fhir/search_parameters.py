@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 
 from bevan.clinical.units import canonical_quantity
-from bevan.fhir.dates import date_range, format_instant
+from bevan.fhir.dates import instant_range
 from bevan.fhir.paths import (
     CompiledPath,
     NotCompiled,
@@ -405,17 +405,12 @@ def date_span(value: Any, value_type: str) -> tuple[str, str] | None:
     """Return [low, high) as sortable instants for a date, dateTime, instant, Period or Timing."""
     try:
         if isinstance(value, str):
-            low, high = date_range(value)
-            return format_instant(low), format_instant(high)
+            return instant_range(value)
         if not isinstance(value, dict):
             return None
         if value_type == "Period":
-            start = (
-                format_instant(date_range(value["start"])[0])
-                if "start" in value
-                else LOWEST_INSTANT
-            )
-            end = format_instant(date_range(value["end"])[1]) if "end" in value else HIGHEST_INSTANT
+            start = instant_range(value["start"])[0] if "start" in value else LOWEST_INSTANT
+            end = instant_range(value["end"])[1] if "end" in value else HIGHEST_INSTANT
             return start, end
         if value_type == "Timing":
             spans = [date_span(event, "dateTime") for event in value.get("event", [])]
