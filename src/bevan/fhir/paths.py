@@ -11,7 +11,6 @@ with their types known. Expressions outside this subset are reported as not comp
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,29 +160,46 @@ def _type_named(suffix: str) -> str:
     return primitive if primitive in definitions() else suffix
 
 
-def evaluate(node: Any, steps: tuple[Step, ...]) -> Iterator[tuple[Any, str]]:
-    """Yield (value, FHIR type) for every value the steps reach below node."""
-    if not steps:
+def evaluate(node: Any, steps: tuple[Step, ...]) -> list[tuple[Any, str]]:
+    """Return (value, FHIR type) for every value the steps reach below node.
+
+    A list built by one recursive walk: every write evaluates dozens of paths, and
+    nested generators cost about a third more.
+    """
+    found: list[tuple[Any, str]] = []
+    if steps:
+        _walk(node, steps, 0, found)
+    return found
+
+
+def _walk(node: Any, steps: tuple[Step, ...], depth: int, found: list[tuple[Any, str]]) -> None:
+    if not isinstance(node, dict):
         return
-    step, rest = steps[0], steps[1:]
+    step = steps[depth]
+    last = depth + 1 == len(steps)
+    filtered = step.where_equals is not None or step.reference_type is not None
     for key, key_type in step.keys:
-        child = node.get(key) if isinstance(node, dict) else None
+        child = node.get(key)
         if child is None:
             continue
-        items = child if isinstance(child, list) else [child]
+        items = child if isinstance(child, list) else (child,)
         if step.index is not None:
             items = items[step.index : step.index + 1]
         for item in items:
-            if step.where_equals is not None:
-                field, literal = step.where_equals
-                if not isinstance(item, dict) or item.get(field) != literal:
-                    continue
-            if step.reference_type is not None and not _refers_to(item, step.reference_type):
+            if filtered and not _passes(item, step):
                 continue
-            if rest:
-                yield from evaluate(item, rest)
+            if last:
+                found.append((item, key_type))
             else:
-                yield item, key_type
+                _walk(item, steps, depth + 1, found)
+
+
+def _passes(item: Any, step: Step) -> bool:
+    if step.where_equals is not None:
+        field, literal = step.where_equals
+        if not isinstance(item, dict) or item.get(field) != literal:
+            return False
+    return step.reference_type is None or _refers_to(item, step.reference_type)
 
 
 def _refers_to(item: Any, resource_type: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from bevan.fhir.resource_types import RESOURCE_TYPES
@@ -25,8 +26,13 @@ class LiteralReference:
     base: str | None = None
 
 
+@lru_cache(maxsize=65_536)
 def parse_reference(text: str) -> LiteralReference | None:
-    """Return the Type/id a reference string names, or None (urn:, #contained, query)."""
+    """Return the Type/id a reference string names, or None (urn:, #contained, query).
+
+    Remembered: a record names the same patient, encounter and practitioners again and
+    again.
+    """
     match = _RELATIVE.fullmatch(text)
     if match is None or match["type"] not in RESOURCE_TYPES:
         return None
