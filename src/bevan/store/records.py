@@ -758,8 +758,7 @@ class WriteSession(ReadSession):
     @property
     def raw(self) -> RawCursor:
         """The cursor, once every held-back row is in (so reads see this session's writes)."""
-        if self._pending:
-            self.store_held_rows()
+        self._see_own_writes()
         return super().raw
 
     def _see_own_writes(self) -> None:
