@@ -68,7 +68,7 @@ def test_rows_of_an_undone_block_are_dropped(service: RecordService, store: Reco
 def test_many_rows_are_stored_in_several_goes(
     service: RecordService, store: RecordStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(records, "MAX_HELD_INDEX_ROWS", 5)
+    monkeypatch.setattr(records, "MAX_HELD_ROWS", 5)
     with store.write() as session:
         for n in range(12):
             service.create_in(session, "Patient", _patient(f"many-{n}", "Many"))

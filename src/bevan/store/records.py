@@ -737,7 +737,7 @@ class ReadSession:
 
 
 # Rows a write session holds back at most before inserting them.
-MAX_HELD_INDEX_ROWS = 20_000
+MAX_HELD_ROWS = 20_000
 
 
 class WriteSession(ReadSession):
@@ -807,85 +807,60 @@ class WriteSession(ReadSession):
     ) -> int:
         """Append a version (content None: a delete) and make it current; return its seq."""
         method = "delete" if content is None else ("create" if current is None else "update")
-        if self.sqlite:
-            return self._write_version_keyed(
-                resource_type, id, version_id, last_updated, method, content, rows, current
-            )
-        raw, hot = self.raw, self.hot
-        seq = raw.scalar(
-            hot.insert_version,
-            {
-                "resource_type": resource_type,
-                "id": id,
-                "version_id": version_id,
-                "last_updated": last_updated,
-                "method": method,
-                "content": content,
-            },
-        )
-        if seq is None:  # PostgreSQL: another transaction wrote this version first
-            raise StoreConflict(f"{resource_type}/{id} was changed concurrently")
         row = {
             "resource_type": resource_type,
             "id": id,
             "version_id": version_id,
-            "seq": seq,
             "last_updated": last_updated,
             "deleted": content is None,
         }
+        row["seq"] = seq = self._append_version(row, method, content)
         if current is None:
-            # SQLite serialises writers, so no one can have raced us; on PostgreSQL, no
-            # rid back means another transaction created resource_type/id first.
-            rid = raw.scalar(hot.insert_resource, row)
-            if rid is None:
-                raise StoreConflict(f"{resource_type}/{id} was created concurrently")
+            rid = self._add_resource(row)
         else:
             rid = current.rid
-            raw.execute(hot.update_resource, {**row, "b_rid": rid})
-            self._delete_index_rows(rid)
-        self._insert_index_rows(rid, resource_type, rows)
-        return int(seq)
-
-    def _write_version_keyed(
-        self,
-        resource_type: str,
-        id: str,
-        version_id: int,
-        last_updated: str,
-        method: str,
-        content: str | None,
-        rows: IndexRows,
-        current: CurrentRow | None,
-    ) -> int:
-        """write_version on SQLite, where this transaction is the only writer: it gives
-        the keys the database would (one past the largest), so the version row and a new
-        resource row are held back with the index rows instead of inserted one by one."""
-        if self._last_keys is None:
-            seq, rid = self.raw.first(self.hot.last_keys, {})
-            self._last_keys = [seq or 0, rid or 0]
-        self._last_keys[0] += 1
-        seq = self._last_keys[0]
-        self._hold(
-            "resource_version",
-            [(seq, resource_type, id, version_id, last_updated, method, content)],
-        )
-        if current is None:
-            self._last_keys[1] += 1
-            rid = self._last_keys[1]
-            self._hold("resource", [(rid, resource_type, id, version_id, seq, last_updated, False)])
-        else:
-            rid = current.rid
-            row = {
-                "version_id": version_id,
-                "seq": seq,
-                "last_updated": last_updated,
-                "deleted": content is None,
-                "b_rid": rid,
-            }
-            self.raw.execute(self.hot.update_resource, row)
+            self.raw.execute(self.hot.update_resource, {**row, "b_rid": rid})
             self._delete_index_rows(rid)
         self._insert_index_rows(rid, resource_type, rows)
         return seq
+
+    # On SQLite this transaction is the only writer, so the session gives the keys the
+    # database would (one past the largest) and holds the version and resource rows back,
+    # to go in with the index rows a table at a time.
+
+    def _append_version(self, row: dict[str, Any], method: str, content: str | None) -> int:
+        """Append the version row; return its seq."""
+        values = {**row, "method": method, "content": content}
+        if self.sqlite:
+            values["seq"] = seq = self._next_key(0)
+            self._hold_keyed("resource_version", values)
+            return seq
+        seq = self.raw.scalar(self.hot.insert_version, values)
+        if seq is None:  # PostgreSQL: another transaction wrote this version first
+            raise StoreConflict(f"{row['resource_type']}/{row['id']} was changed concurrently")
+        return int(seq)
+
+    def _add_resource(self, row: dict[str, Any]) -> int:
+        """Add the resource row of a new resource; return its rid."""
+        if self.sqlite:
+            rid = self._next_key(1)
+            self._hold_keyed("resource", {**row, "rid": rid})
+            return rid
+        rid = self.raw.scalar(self.hot.insert_resource, row)
+        if rid is None:  # PostgreSQL: another transaction created it first
+            raise StoreConflict(f"{row['resource_type']}/{row['id']} was created concurrently")
+        return int(rid)
+
+    def _hold_keyed(self, table: str, values: dict[str, Any]) -> None:
+        self._hold(table, [tuple(values[name] for name in _KEYED_NAMES[table])])
+
+    def _next_key(self, which: int) -> int:
+        """Return the next seq (which 0) or rid (which 1) on SQLite."""
+        if self._last_keys is None:
+            seq, rid = self.raw.first(self.hot.last_keys, {})
+            self._last_keys = [seq or 0, rid or 0]
+        self._last_keys[which] += 1
+        return self._last_keys[which]
 
     def replace_index_rows(self, rid: int, resource_type: str, rows: IndexRows) -> None:
         """Replace a resource's index rows (reindexing after the indexed set changes)."""
@@ -900,7 +875,7 @@ class WriteSession(ReadSession):
     def _insert_index_rows(self, rid: int, resource_type: str, rows: IndexRows) -> None:
         for table, values in rows.tables():
             self._hold(table, [(rid, resource_type, *v) for v in values])
-        if self._pending_rows >= MAX_HELD_INDEX_ROWS:
+        if self._pending_rows >= MAX_HELD_ROWS:
             self.store_held_rows()
 
     @contextmanager
