@@ -1,11 +1,15 @@
 """How a search is planned never changes what it finds: "ne" prefixes walk the type
 instead of listing nearly every row, composites whose leading part is narrow are listed
-without counting first, and a page of many matches reads only its own versions."""
+without counting first, a page of many matches reads only its own versions, and a chain
+pages target by target, each match once."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from bevan.fhir.errors import InvalidRequest
 from bevan.fhir.search import parse_search
 from bevan.records.service import RecordService
 from bevan.store import records
@@ -77,3 +81,80 @@ def test_a_page_of_many_matches_holds_their_versions_in_order(
         page = session.search(parse_search("Observation", "code=29463-7"), 10)
     assert [h.id for h in page] == [c.id for c in created[:10]]
     assert [h.content for h in page] == [c.content for c in created[:10]]
+
+
+def _practitioner(service: RecordService, family: str) -> str:
+    stored = service.create({"resourceType": "Practitioner", "name": [{"family": family}]}).stored
+    assert stored is not None
+    return stored.id
+
+
+def _seen_by(service: RecordService, *performers: str, status: str = "final") -> str:
+    observation = {
+        **_weight(70),
+        "status": status,
+        "performer": [{"reference": f"Practitioner/{p}"} for p in performers],
+    }
+    stored = service.create(observation).stored
+    assert stored is not None
+    return stored.id
+
+
+def _pages(service: RecordService, text: str) -> list[list[str]]:
+    """Return every page's ids, following next links from the first page."""
+    pages = []
+    query = parse_search("Observation", text)
+    while True:
+        page = service.search(query)
+        pages.append([v.id for v in page.matches])
+        if page.next_cursor is None:
+            return pages
+        query = parse_search("Observation", f"{text}&_cursor={page.next_cursor.encode()}")
+
+
+def test_a_chain_pages_target_by_target_listing_each_match_once(service: RecordService) -> None:
+    first, second = _practitioner(service, "Okafor"), _practitioner(service, "Okafor")
+    other = _practitioner(service, "Smith")
+    a = _seen_by(service, second)
+    b = _seen_by(service, first)
+    both = _seen_by(service, first, second)  # listed once, under the first target
+    _seen_by(service, other)
+    c = _seen_by(service, second, other)
+    _seen_by(service, first, status="amended")
+    gone = _seen_by(service, first)
+    service.delete("Observation", gone)
+    text = "performer:Practitioner.name=okafor&status:not=amended&_count=2"
+
+    pages = _pages(service, text)
+
+    assert pages == [[b, both], [a, c]]
+    whole = service.search(parse_search("Observation", f"{text}&_total=accurate"))
+    assert whole.total == 4
+    last = service.search(
+        parse_search("Observation", f"{text}&_cursor={_cursor_after(service, text)}")
+    )
+    assert [v.id for v in last.matches] == [a, c]
+    assert last.previous_cursor is not None
+    back = service.search(
+        parse_search("Observation", f"{text}&_cursor={last.previous_cursor.encode()}")
+    )
+    assert [v.id for v in back.matches] == [b, both]
+
+
+def _cursor_after(service: RecordService, text: str) -> str:
+    first = service.search(parse_search("Observation", text))
+    assert first.next_cursor is not None
+    return first.next_cursor.encode()
+
+
+def test_a_cursor_made_for_another_order_is_refused(service: RecordService) -> None:
+    doctor = _practitioner(service, "Okafor")
+    for _ in range(3):
+        _seen_by(service, doctor)
+    sorted_page = service.search(parse_search("Observation", "_sort=date,status&_count=1"))
+    assert sorted_page.next_cursor is not None
+    cursor = sorted_page.next_cursor.encode()
+    with pytest.raises(InvalidRequest, match="_cursor is not a page of this search"):
+        service.search(
+            parse_search("Observation", f"performer:Practitioner.name=okafor&_cursor={cursor}")
+        )

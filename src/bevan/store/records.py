@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
+from bevan.fhir.errors import InvalidRequest, Issue
 from bevan.fhir.search import (
     CompositeMatch,
     Criterion,
@@ -501,8 +502,17 @@ class ReadSession:
     def search(self, query: SearchQuery, limit: int) -> list[SearchHit]:
         """Return up to limit current resources matching query, in page order from the cursor."""
         query = self._composites_lead_with_fewest(query)
-        dense = not query.sort and self._dense(query, limit)
-        parts = (query.resource_type, query.criteria, query.cursor, query.sort, limit, dense)
+        at = self.compiler.target_ordered(query)
+        cursor = query.cursor
+        if cursor is not None and len(cursor.values) != (1 if at is not None else len(query.sort)):
+            raise InvalidRequest(
+                Issue(
+                    "_cursor is not a page of this search (it was made for another _sort)",
+                    expression=("_cursor",),
+                )
+            )
+        dense = at is None and not query.sort and self._dense(query, limit)
+        parts = (query.resource_type, query.criteria, cursor, query.sort, limit, dense, at)
         rows = self.shapes.execute(self.indexed, "page", parts, self._page).fetchall()
         if query.cursor is not None and query.cursor.before:
             rows.reverse()
@@ -514,35 +524,48 @@ class ReadSession:
 
     def _page(self, parts: tuple[Any, ...]) -> Select[Any]:
         """The page statement for search()'s parts: its versions, row key and sort values."""
-        resource_type, criteria, cursor, keys, limit, dense = parts
+        resource_type, criteria, cursor, keys, limit, dense, at = parts
         compiler = self.compiler
-        columns = compiler.sort_columns(resource, keys)
+        query = SearchQuery(resource_type, criteria)
         reverse = cursor is not None and cursor.before
-        conditions = compiler.conditions(
-            resource, SearchQuery(resource_type, criteria), dense=dense
-        )
-        if cursor is not None:
-            conditions.append(compiler.position(resource, keys, columns, cursor))
+        if at is None:
+            columns = compiler.sort_columns(resource, keys)
+            conditions = compiler.conditions(resource, query, dense=dense)
+            if cursor is not None:
+                conditions.append(compiler.position(resource, keys, columns, cursor))
+            order = compiler.order_by(resource, keys, columns, reverse)
+        else:
+            target_rid, conditions = compiler.by_target(resource, query, at)
+            columns = [target_rid]
+            if cursor is not None:
+                conditions.append(compiler.after_target((target_rid, resource.c.rid), cursor))
+            order = compiler.target_order((target_rid, resource.c.rid), reverse)
         # The page's row keys first, then their versions: ordering thousands of matches
         # then moves row keys and sort values, not every match's stored JSON.
         page = (
             select(resource.c.rid, *[c.label(f"sort{i}") for i, c in enumerate(columns)])
             .where(*conditions)
-            .order_by(*compiler.order_by(resource, keys, columns, reverse))
+            .order_by(*order)
             .limit(limit)
             .subquery(PAGE)
         )
         sorted_by = [page.c[f"sort{i}"] for i in range(len(columns))]
+        if at is None:
+            page_order = compiler.order_by(page, keys, sorted_by, reverse)
+        else:
+            page_order = compiler.target_order((sorted_by[0], page.c.rid), reverse)
         return (
             select(*_VERSION_COLUMNS, page.c.rid, *sorted_by)
             .select_from(page.join(_VERSIONS, resource.c.rid == page.c.rid))
-            .order_by(*compiler.order_by(page, keys, sorted_by, reverse))
+            .order_by(*page_order)
         )
 
     def explain(self, query: SearchQuery, limit: int = 21) -> list[str]:
         """Return the database's plan for the page query of a search, one line per step."""
+        query = self._composites_lead_with_fewest(query)
+        at = self.compiler.target_ordered(query)
         statement = self._page(
-            (query.resource_type, query.criteria, None, query.sort, limit, False)
+            (query.resource_type, query.criteria, None, query.sort, limit, False, at)
         )
         compiled = statement.compile(
             dialect=self.connection.dialect, compile_kwargs={"literal_binds": True}

@@ -219,7 +219,7 @@ class SearchCompiler:
         return select(table.c.rid).where(kind == resource_type, param == _param(criterion), match)
 
     def _type_and_param(
-        self, table: Table, per_candidate: bool
+        self, table: Table | NamedFromClause, per_candidate: bool
     ) -> tuple[ColumnElement[str], ColumnElement[str]]:
         """Return an index table's type and parameter columns; for per-candidate checks on
         SQLite, wrapped (`|| ''`) so the planner cannot lead with the lookup index."""
@@ -378,6 +378,83 @@ class SearchCompiler:
             index_reference.c.rid.in_(sources),
         )
         return alias.c.id.in_(pointed_at)
+
+    # --- pages listed target by target ---------------------------------------------------
+
+    def target_ordered(self, query: SearchQuery) -> int | None:
+        """Return the position of the chain whose targets order an unsorted page, or None.
+
+        A chain on a common value (`subject:Patient.name=smith`) matches thousands of
+        resources through hundreds of targets. Ordered by row key, a page must list them
+        all first, a probe of the reference index for every target. Ordered by the
+        target's row key and then its own, a page reads the targets in turn and stops
+        once it is full. The choice depends on the query alone, never on the data, so a
+        cursor always continues the order it was made in.
+        """
+        if query.sort:
+            return None
+        criteria = query.criteria
+        ranked = [(rank, i) for i, c in enumerate(criteria) if (rank := _rank(c)) is not None]
+        if not ranked:
+            return None
+        at = min(ranked)[1]
+        chain = criteria[at]
+        if isinstance(chain, Chain) and len(chain.target_types) == 1:
+            return at
+        return None
+
+    def by_target(
+        self, alias: Alias, query: SearchQuery, at: int
+    ) -> tuple[Any, list[ColumnElement[bool]]]:
+        """Return the target's row key and the conditions of a page ordered by target.
+
+        Each resource is listed once, under the first target (by row key) it matches
+        through; the query's other criteria are checked per resource.
+        """
+        chain = query.criteria[at]
+        assert isinstance(chain, Chain)
+        target_type = chain.target_types[0]
+        others = query.criteria[:at] + query.criteria[at + 1 :]
+        target = resource.alias()
+        pointer = index_reference.alias()
+        conditions = self._where(alias, query.resource_type, others, dense=True)
+        conditions += self._where(target, target_type, (chain.inner,))
+        conditions += [
+            pointer.c.resource_type == query.resource_type,
+            pointer.c.param == chain.param,
+            pointer.c.target_type == target_type,
+            pointer.c.target_id == target.c.id,
+            alias.c.rid == pointer.c.rid,
+        ]
+        earlier_target = resource.alias()
+        earlier = index_reference.alias()
+        kind, param = self._type_and_param(earlier, per_candidate=True)
+        listed_before = select(earlier.c.rid).where(
+            earlier.c.rid == pointer.c.rid,
+            kind == query.resource_type,
+            param == chain.param,
+            earlier.c.target_type == target_type,
+            earlier_target.c.resource_type == target_type,
+            earlier_target.c.id == earlier.c.target_id,
+            earlier_target.c.rid < target.c.rid,
+            *self._where(earlier_target, target_type, (chain.inner,)),
+        )
+        conditions.append(not_(listed_before.exists()))
+        return target.c.rid, conditions
+
+    @staticmethod
+    def target_order(keys: tuple[Any, Any], reverse: bool) -> list[Any]:
+        """ORDER BY target row key, then row key (reversed for a previous page)."""
+        return [key.desc() if reverse else key.asc() for key in keys]
+
+    @staticmethod
+    def after_target(keys: tuple[Any, Any], cursor: Cursor) -> ColumnElement[bool]:
+        """Rows after the cursor in target order (or before it, for a previous page)."""
+        target_rid, rid = keys
+        (last_target,) = cursor.values
+        if cursor.before:
+            return or_(target_rid < last_target, and_(target_rid == last_target, rid < cursor.rid))
+        return or_(target_rid > last_target, and_(target_rid == last_target, rid > cursor.rid))
 
     # --- order and pages --------------------------------------------------------------------
 
