@@ -97,6 +97,9 @@ class AuditLog:
         # sharing the record store's lock queues them with every other writer too.
         self._append_lock = (write_lock or WriterLock(None)) if self.sqlite else None
         self._insert = compile_for(insert(audit_event).values(**_INSERT_VALUES), engine.dialect)
+        newest = _SELECT_HEAD.limit(1)
+        self._head = compile_for(newest, engine.dialect)
+        self._head_params = dict(newest.compile(dialect=engine.dialect).params)
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -130,35 +133,40 @@ class AuditLog:
         ):
             if not self.sqlite:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK_KEY})
-            head = connection.execute(_SELECT_HEAD.limit(1)).first()
-            seq, previous = (int(head.seq), head.hash) if head else (0, GENESIS_HASH)
-            values: list[dict[str, Any]] = []
-            for row in rows:
-                seq += 1
-                digest = chain_hash(previous, seq, row.content)
-                values.append(
-                    {
-                        "seq": seq,
-                        "recorded": row.recorded,
-                        "user_id": row.user_id,
-                        "patient_id": row.patient_id,
-                        "action": row.action,
-                        "outcome": row.outcome,
-                        "break_glass": row.break_glass,
-                        "content": row.content,
-                        "previous_hash": previous,
-                        "hash": digest,
-                    }
-                )
-                previous = digest
             # On the DBAPI cursor: this runs for every request, and Core's per-row
             # parameter handling would cost more than the insert.
             cursor = RawCursor(connection)
             try:
+                values = self._chained(cursor.first(self._head, self._head_params), rows)
                 cursor.executemany(self._insert, values)
             finally:
                 cursor.close()
         return [value["seq"] for value in values]
+
+    @staticmethod
+    def _chained(head: Any, rows: Sequence[AuditRow]) -> list[dict[str, Any]]:
+        """Return the rows' values, each chained onto the one before, the first onto head."""
+        seq, previous = (int(head[0]), head[1]) if head else (0, GENESIS_HASH)
+        values: list[dict[str, Any]] = []
+        for row in rows:
+            seq += 1
+            digest = chain_hash(previous, seq, row.content)
+            values.append(
+                {
+                    "seq": seq,
+                    "recorded": row.recorded,
+                    "user_id": row.user_id,
+                    "patient_id": row.patient_id,
+                    "action": row.action,
+                    "outcome": row.outcome,
+                    "break_glass": row.break_glass,
+                    "content": row.content,
+                    "previous_hash": previous,
+                    "hash": digest,
+                }
+            )
+            previous = digest
+        return values
 
     def head(self) -> tuple[int, str]:
         """Return the newest entry's seq and hash ((0, GENESIS_HASH) when the log is empty).
