@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-import uuid
+
+from uuid6 import uuid7
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
@@ -14,5 +15,12 @@ def is_valid_id(value: str) -> bool:
 
 
 def new_id() -> str:
-    """Return a new server-assigned logical id (a random UUID, 36 characters)."""
-    return str(uuid.uuid4())
+    """Return a new server-assigned logical id: a UUID of version 7 (RFC 9562), 36 characters.
+
+    Its first 48 bits are the time in milliseconds and the rest a counter and random
+    bits, so ids made one after another sort together. A new resource's rows then go at
+    the end of the indexes keyed by id, and by what points at it, instead of into a
+    random page of each: once a database is large, those pages were most of what a
+    commit wrote. Guessing one is no easier than guessing a random UUID's 74 bits.
+    """
+    return str(uuid7())
