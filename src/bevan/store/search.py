@@ -80,6 +80,12 @@ def _rank(criterion: Criterion) -> int | None:
     return None
 
 
+def _driving_position(criteria: tuple[Criterion, ...]) -> int | None:
+    """Return the position of the criterion that drives (the lowest rank, first on a tie)."""
+    ranked = [(rank, i) for i, c in enumerate(criteria) if (rank := _rank(c)) is not None]
+    return min(ranked)[1] if ranked else None
+
+
 def _only_ne(bounds: Iterable[Bound]) -> bool:
     """Return True if every value is "ne", which matches nearly every row: listing those
     would read the whole parameter, so such a criterion never drives."""
@@ -119,10 +125,10 @@ class SearchCompiler:
     def driver(self, query: SearchQuery) -> Criterion | None:
         """Return the query's driving criterion (None if it has none, or if it is a
         business identifier, which names one resource or a few)."""
-        ranked = [(rank, i) for i, c in enumerate(query.criteria) if (rank := _rank(c)) is not None]
-        if not ranked:
+        at = _driving_position(query.criteria)
+        if at is None:
             return None
-        driver = query.criteria[min(ranked)[1]]
+        driver = query.criteria[at]
         return None if _names_few(driver) else driver
 
     def _where(
@@ -133,8 +139,7 @@ class SearchCompiler:
         *,
         dense: bool = False,
     ) -> list[ColumnElement[bool]]:
-        ranked = [(rank, i) for i, c in enumerate(criteria) if (rank := _rank(c)) is not None]
-        driver = min(ranked)[1] if ranked and not dense else None
+        driver = None if dense else _driving_position(criteria)
         out = [
             self.condition(alias, resource_type, c, driving=i == driver)
             for i, c in enumerate(criteria)
@@ -393,12 +398,10 @@ class SearchCompiler:
         """
         if query.sort:
             return None
-        criteria = query.criteria
-        ranked = [(rank, i) for i, c in enumerate(criteria) if (rank := _rank(c)) is not None]
-        if not ranked:
+        at = _driving_position(query.criteria)
+        if at is None:
             return None
-        at = min(ranked)[1]
-        chain = criteria[at]
+        chain = query.criteria[at]
         if isinstance(chain, Chain) and len(chain.target_types) == 1:
             return at
         return None
