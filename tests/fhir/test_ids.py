@@ -17,6 +17,6 @@ def test_new_ids_are_valid_unique_and_sort_in_the_order_they_were_made() -> None
 
 
 def test_ids_are_not_a_plain_counter() -> None:
-    # the low 62 bits of one millisecond's ids are mostly random: not guessable from a neighbour
+    # the low 62 bits are random: one id does not give away the next
     first, second = uuid.UUID(new_id()).int, uuid.UUID(new_id()).int
     assert bin((first ^ second) & ((1 << 62) - 1)).count("1") > 10

@@ -501,8 +501,7 @@ class ReadSession:
 
     def search(self, query: SearchQuery, limit: int) -> list[SearchHit]:
         """Return up to limit current resources matching query, in page order from the cursor."""
-        query = self._composites_lead_with_fewest(query)
-        at = self.compiler.target_ordered(query)
+        query, at = self._planned(query)
         cursor = query.cursor
         if cursor is not None and len(cursor.values) != (1 if at is not None else len(query.sort)):
             raise InvalidRequest(
@@ -521,6 +520,12 @@ class ReadSession:
             SearchHit(**_version_fields(row), sort_values=tuple(row[width + 1 :]), rid=row[width])
             for row in rows
         ]
+
+    def _planned(self, query: SearchQuery) -> tuple[SearchQuery, int | None]:
+        """Return query with each composite's narrowest component leading, and the
+        position of the chain whose targets order its pages (None: row-key order)."""
+        query = self._composites_lead_with_fewest(query)
+        return query, self.compiler.target_ordered(query)
 
     def _page(self, parts: tuple[Any, ...]) -> Select[Any]:
         """The page statement for search()'s parts: its versions, row key and sort values."""
@@ -562,8 +567,7 @@ class ReadSession:
 
     def explain(self, query: SearchQuery, limit: int = 21) -> list[str]:
         """Return the database's plan for the page query of a search, one line per step."""
-        query = self._composites_lead_with_fewest(query)
-        at = self.compiler.target_ordered(query)
+        query, at = self._planned(query)
         statement = self._page(
             (query.resource_type, query.criteria, None, query.sort, limit, False, at)
         )
