@@ -69,6 +69,10 @@ VITALS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
 }
 BP = "85354-9"
 SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
+SNOMED = "http://snomed.info/sct"
+BP_METHOD = "8357-6"  # a component whose value is a concept: how the pressure was taken
+METHODS = ["37931006", "17146006"]  # auscultation, oscillometry
+FINDINGS = ["17621005", "281302008", "281300000"]  # normal, above range, below range
 
 
 # -- data ------------------------------------------------------------------------------
@@ -169,13 +173,27 @@ def observations(draw: st.DrawFn, ids: list[str], patient_ids: list[str]) -> lis
                     "valueQuantity": _quantity(draw(st.sampled_from([55, 60, 80, 95])), "mm[Hg]"),
                 },
             ]
+            if draw(st.booleans()):
+                method = draw(st.sampled_from(METHODS))
+                observation["component"].append(
+                    {
+                        "code": {"coding": [{"system": LOINC, "code": BP_METHOD}]},
+                        "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": method}]},
+                    }
+                )
         else:
             display, units, values = VITALS[code]
             observation["code"]["coding"][0]["display"] = display
-            if draw(st.integers(0, 5)):
+            kind = draw(st.integers(0, 6))
+            if kind > 1:
                 observation["valueQuantity"] = _quantity(
                     draw(st.sampled_from(values)), draw(st.sampled_from(units))
                 )
+            elif kind == 1:
+                finding = draw(st.sampled_from(FINDINGS))
+                observation["valueCodeableConcept"] = {
+                    "coding": [{"system": SNOMED, "code": finding}]
+                }
         if draw(st.integers(0, 5)):
             observation["subject"] = {"reference": f"Patient/{draw(st.sampled_from(patient_ids))}"}
         observation.update(_effective(draw))
@@ -252,6 +270,7 @@ def string_searches() -> st.SearchStrategy[Search]:
                 "name:contains",
                 "given:contains",
                 "family:contains",
+                "phonetic",
             ]
         ),  # fmt: skip
         _or(st.sampled_from(fragments + FAMILIES + GIVENS)),
@@ -295,6 +314,8 @@ def token_searches() -> st.SearchStrategy[Search]:
         st.tuples(st.sampled_from(["status", "status:not"]), _or(st.sampled_from(["final", "amended", "preliminary"]), 2)),
         st.tuples(st.just("code:text"), st.sampled_from(["blood", "Body", "bp", "heart r", "vital", "oxygen"])),
         st.tuples(st.just("category:text"), st.sampled_from(["vital", "VITAL S"])),
+        st.tuples(st.sampled_from(["value-concept", "component-value-concept", "combo-value-concept", "combo-value-concept:not"]),
+                  _or(st.sampled_from([*FINDINGS, *METHODS, f"{SNOMED}|{METHODS[0]}"]))),
     )  # fmt: skip
     encounter = st.tuples(
         st.sampled_from(["class", "class:not", "status"]),
@@ -417,7 +438,19 @@ def composite_searches() -> st.SearchStrategy[Search]:
         st.sampled_from(["code-value-quantity", "combo-code-value-quantity"]),
         _or(st.one_of(pair("29463-7", ["70", "5.4", "100"]), pair("8867-4", ["72", "100"]))),
     )
-    return st.lists(st.one_of(component, root), min_size=1, max_size=2).map(
+    concept = st.builds(
+        lambda code, system, value: f"{code}${system}{value}",
+        st.sampled_from([*VITALS, BP_METHOD, f"{LOINC}|{BP_METHOD}"]),
+        st.sampled_from([f"{SNOMED}|", ""]),
+        st.sampled_from([*FINDINGS, *METHODS]),
+    )
+    concepts = st.tuples(
+        st.sampled_from(
+            ["code-value-concept", "component-code-value-concept", "combo-code-value-concept"]
+        ),
+        _or(concept, 2),
+    )
+    return st.lists(st.one_of(component, root, concepts), min_size=1, max_size=2).map(
         lambda p: ("Observation", p)
     )
 

@@ -31,6 +31,9 @@ CVX = "http://hl7.org/fhir/sid/cvx"
 # Synthea's codes in this sample are padded local codes, under the LOINC/SNOMED systems.
 WEIGHT_LIKE = "1271" + "A" * 32
 TUBERCULOSIS = "112141" + "A" * 30
+SNOMED = "http://snomed.info/sct"
+# The most common coded answer in the sample: a question (code) and its answer (value).
+QUESTION, ANSWER = "1088" + "A" * 32, "84795" + "A" * 31
 
 Resource = dict[str, Any]
 
@@ -97,6 +100,24 @@ def _patient_ids_with(resource_type: str, field: str, keep: Callable[[Resource],
     return len(ids)
 
 
+def _elements(observation: Resource) -> list[Resource]:
+    """The observation itself and each of its components: where code and value pair up."""
+    return [observation, *observation.get("component", [])]
+
+
+def _asks(element: Resource, code: str) -> bool:
+    return has_coding(element.get("code", {}), None, code)
+
+
+def _answers(element: Resource, value: str) -> bool:
+    answer = element.get("valueCodeableConcept")
+    return answer is not None and has_coding(answer, None, value)
+
+
+def _pairs(element: Resource, code: str, value: str) -> bool:
+    return _asks(element, code) and _answers(element, value)
+
+
 def _name_starts(patient: Resource, text: str) -> bool:
     parts = [
         s
@@ -117,6 +138,15 @@ CASES = [
               lambda: count(of_type("Observation"), lambda r: has_coding(r.get("category", []), None, "exam"))),
     CountCase("observation_category_system_and_code", "Observation", f"category={CATEGORY}|survey",
               lambda: count(of_type("Observation"), lambda r: has_coding(r.get("category", []), CATEGORY, "survey"))),
+    CountCase("observation_code_and_coded_value", "Observation", f"code-value-concept={QUESTION}${SNOMED}|{ANSWER}",
+              lambda: count(of_type("Observation"), lambda r: _pairs(r, QUESTION, ANSWER))),
+    CountCase("observation_code_and_coded_value_in_any_element", "Observation",
+              f"combo-code-value-concept={QUESTION}${ANSWER}",
+              lambda: count(of_type("Observation"), lambda r: any(_pairs(e, QUESTION, ANSWER) for e in _elements(r)))),
+    CountCase("observation_coded_value_in_any_element", "Observation", f"combo-value-concept={ANSWER}",
+              lambda: count(of_type("Observation"), lambda r: any(_answers(e, ANSWER) for e in _elements(r)))),
+    CountCase("observation_code_in_any_element", "Observation", f"combo-code={QUESTION}",
+              lambda: count(of_type("Observation"), lambda r: any(_asks(e, QUESTION) for e in _elements(r)))),
     CountCase("encounter_class", "Encounter", "class=AMB",
               lambda: count(of_type("Encounter"), lambda r: r["class"].get("code") == "AMB")),
     CountCase("encounter_class_with_system", "Encounter", f"class={ACT_CODE}|IMP",
@@ -128,6 +158,8 @@ CASES = [
     CountCase("patient_birthdate_before_1970", "Patient", "birthdate=lt1970",
               lambda: count(of_type("Patient"), lambda r: date_matches("lt", "1970", r.get("birthDate")))),
     CountCase("patient_name_prefix", "Patient", "name=hand",
+              lambda: count(of_type("Patient"), lambda r: _name_starts(r, "hand"))),
+    CountCase("patient_phonetic_as_name_prefix", "Patient", "phonetic=hand",
               lambda: count(of_type("Patient"), lambda r: _name_starts(r, "hand"))),
     CountCase("observation_value_quantity_gt", "Observation", "value-quantity=gt100",
               lambda: count(of_type("Observation"), lambda r: r.get("valueQuantity", {}).get("value", 0) > 100)),

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 
 from bevan.store.engine import make_engine
 from bevan.store.migrate import pending, upgrade
@@ -38,3 +39,38 @@ def test_a_new_sqlite_database_uses_8_kb_pages_and_write_ahead_logging(tmp_path:
     finally:
         engine.dispose()
     assert (page_size, journal) == (8192, "wal")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_upgrading_drops_the_rows_of_parameters_that_repeat_others(
+    backend: str, tmp_path: Path
+) -> None:
+    engine = make_engine(database_url(backend, tmp_path))
+    upgrade(engine, "0005")
+    written = [  # as an earlier version wrote them for one Observation and one Patient
+        ("index_token", 1, "Observation", "code", "8480-6"),
+        ("index_token", 1, "Observation", "combo-code", "8480-6"),
+        ("index_token", 1, "Observation", "code-value-concept$0", "8480-6"),
+        ("index_string", 2, "Patient", "name", "ndlovu"),
+        ("index_string", 2, "Patient", "phonetic", "ndlovu"),
+    ]
+    with engine.begin() as connection:
+        for table, rid, resource_type, param, value in written:
+            column = "code" if table == "index_token" else "value"
+            extra = ", exact" if table == "index_string" else ""
+            connection.execute(
+                text(
+                    f"INSERT INTO {table} (rid, resource_type, param, {column}{extra}, grp) "
+                    f"VALUES (:rid, :type, :param, :value{', :value' if extra else ''}, 0)"
+                ),
+                {"rid": rid, "type": resource_type, "param": param, "value": value},
+            )
+    upgrade(engine)
+    with engine.connect() as connection:
+        kept = {
+            (table, param)
+            for table in ("index_token", "index_string")
+            for (param,) in connection.execute(text(f"SELECT param FROM {table}"))
+        }
+    assert kept == {("index_token", "code"), ("index_string", "name")}
+    engine.dispose()

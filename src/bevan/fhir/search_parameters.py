@@ -21,6 +21,7 @@ from bevan.fhir.dates import instant_range
 from bevan.fhir.paths import (
     CompiledPath,
     NotCompiled,
+    Step,
     compile_part,
     compile_relative,
     evaluate,
@@ -139,6 +140,123 @@ def _compile(
     )
 
 
+# --- parameters that share rows --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SharedRows:
+    """Where the rows of parameters whose values another parameter already indexes are.
+
+    Some official parameters repeat others: Patient `phonetic` has `name`'s path;
+    Observation `combo-code` is `code | component.code`, the union of `code` and
+    `component-code`; `code-value-concept` pairs `code` and `value-concept` on the
+    resource itself (one element, so no group is needed to pair them); and
+    `combo-code-value-concept` is `code-value-concept` on the resource together with
+    `component-code-value-concept` on each component. Such a parameter writes no rows of
+    its own: a search for it reads the rows of the parameters it repeats. On Synthea
+    records this leaves out a third of an Observation's token rows.
+
+    stored maps a stored parameter code (`code`, `code$i` for a composite's components,
+    `code:of-type`) to the codes whose rows hold its values, for repeated ones only.
+    """
+
+    stored: dict[str, tuple[str, ...]]
+    derived: frozenset[str]  # the parameters that write no rows
+
+    def codes(self, param: str) -> tuple[str, ...]:
+        return self.stored.get(param, (param,))
+
+
+def _steps(paths: tuple[CompiledPath, ...]) -> frozenset[tuple[Step, ...]]:
+    return frozenset(path.steps for path in paths)
+
+
+def _shares(param: SearchParameter) -> bool:
+    # References are read by name in chains, includes and compartments: they keep theirs.
+    return param.compiled and param.special is None and param.type != "reference"
+
+
+@cache
+def shared_rows(resource_type: str) -> SharedRows:
+    """Return which of resource_type's parameters are searched in another's rows."""
+    params = search_parameters(resource_type)
+    plain = {c: p for c, p in sorted(params.items()) if _shares(p) and p.type != "composite"}
+    home: dict[tuple[str, frozenset[tuple[Step, ...]]], str] = {}
+    for code, param in plain.items():
+        home.setdefault((param.type, _steps(param.paths)), code)
+    stored: dict[str, tuple[str, ...]] = {}
+    for code, param in plain.items():
+        first = home[(param.type, _steps(param.paths))]
+        if first != code:  # the same paths as a parameter that comes first
+            stored[code] = (first,)
+    for code, param in plain.items():
+        paths = _steps(param.paths)
+        if code in stored or len(paths) < 2:
+            continue
+        parts = [
+            (c, steps) for (kind, steps), c in home.items() if kind == param.type and steps < paths
+        ]
+        if _partition(paths, [steps for _, steps in parts]):
+            stored[code] = tuple(c for c, _ in parts)
+    _share_composites(params, home, stored)
+    resolved = {code: _resolved(code, stored) for code in stored}
+    for code in list(resolved):
+        if params.get(code) is not None and params[code].type == "token":
+            resolved[f"{code}:of-type"] = tuple(f"{c}:of-type" for c in resolved[code])
+    derived = {code for code in stored if "$" not in code}
+    derived |= {
+        code
+        for code, param in params.items()
+        if param.type == "composite"
+        and param.components
+        and all(f"{code}${i}" in stored for i in range(len(param.components)))
+    }
+    return SharedRows(resolved, frozenset(derived))
+
+
+def _share_composites(
+    params: dict[str, SearchParameter],
+    home: dict[tuple[str, frozenset[tuple[Step, ...]]], str],
+    stored: dict[str, tuple[str, ...]],
+) -> None:
+    composites = {c: p for c, p in sorted(params.items()) if _shares(p) and p.type == "composite"}
+    # On the resource itself: each component is a plain parameter's rows.
+    for code, param in composites.items():
+        if not param.components or any(path.steps for path in param.paths):
+            continue
+        homes = [home.get((c.type, _steps(c.paths))) for c in param.components]
+        if all(homes):
+            for index, found in enumerate(homes):
+                stored[f"{code}${index}"] = (str(found),)
+    # Over a union of contexts: the composites with the same components on each part.
+    for code, param in composites.items():
+        contexts = _steps(param.paths)
+        kinds = _component_kinds(param)
+        parts = [
+            (c, _steps(p.paths))
+            for c, p in composites.items()
+            if c != code and _component_kinds(p) == kinds and _steps(p.paths) < contexts
+        ]
+        if len(parts) > 1 and _partition(contexts, [steps for _, steps in parts]):
+            for index in range(len(param.components)):
+                stored[f"{code}${index}"] = tuple(f"{c}${index}" for c, _ in parts)
+
+
+def _component_kinds(param: SearchParameter) -> tuple[tuple[str, frozenset[Any]], ...]:
+    return tuple((c.type, _steps(c.paths)) for c in param.components)
+
+
+def _partition(whole: frozenset[Any], parts: list[frozenset[Any]]) -> bool:
+    """True if parts are disjoint and together make whole."""
+    return sum(len(part) for part in parts) == len(whole) and frozenset().union(*parts) == whole
+
+
+def _resolved(code: str, stored: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    if code not in stored:
+        return (code,)
+    return tuple(dict.fromkeys(c for part in stored[code] for c in _resolved(part, stored)))
+
+
 # --- index rows ------------------------------------------------------------------------------
 
 
@@ -185,8 +303,9 @@ class _IndexPlan:
 def _index_plan(resource_type: str) -> _IndexPlan:
     by_key: dict[str, list[tuple[SearchParameter, CompiledPath]]] = {}
     always: list[tuple[SearchParameter, CompiledPath | None]] = []
+    derived = shared_rows(resource_type).derived
     for param in search_parameters(resource_type).values():
-        if not param.compiled:
+        if not param.compiled or param.code in derived:
             continue
         if param.special is not None:
             always.append((param, None))

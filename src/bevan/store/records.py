@@ -534,7 +534,7 @@ class ReadSession:
         query = SearchQuery(resource_type, criteria)
         reverse = cursor is not None and cursor.before
         if at is None:
-            columns = compiler.sort_columns(resource, keys)
+            columns = compiler.sort_columns(resource, resource_type, keys)
             conditions = compiler.conditions(resource, query, dense=dense)
             if cursor is not None:
                 conditions.append(compiler.position(resource, keys, columns, cursor))

@@ -50,6 +50,7 @@ from bevan.fhir.search import (
     TokenMatch,
     UriMatch,
 )
+from bevan.fhir.search_parameters import shared_rows
 from bevan.store.schema import INDEX_TABLES, index_date, index_reference, index_string, resource
 from bevan.store.shapes import derived
 
@@ -173,7 +174,8 @@ class SearchCompiler:
         if isinstance(criterion, Missing):
             table = INDEX_TABLES[criterion.table]
             present = select(table.c.rid).where(
-                table.c.resource_type == resource_type, table.c.param == criterion.param
+                table.c.resource_type == resource_type,
+                _param_is(table.c.param, resource_type, criterion.param),
             )
             if driving:
                 return alias.c.rid.in_(present)
@@ -221,7 +223,9 @@ class SearchCompiler:
         """
         table, match = self._match(criterion)
         kind, param = self._type_and_param(table, per_candidate)
-        return select(table.c.rid).where(kind == resource_type, param == _param(criterion), match)
+        return select(table.c.rid).where(
+            kind == resource_type, _param_is(param, resource_type, _param(criterion)), match
+        )
 
     def _type_and_param(
         self, table: Table | NamedFromClause, per_candidate: bool
@@ -333,7 +337,7 @@ class SearchCompiler:
         first_table, first_match = self._match(parts[0])
         query = select(first_table.c.rid).where(
             first_table.c.resource_type == resource_type,
-            first_table.c.param == _param(parts[0]),
+            _param_is(first_table.c.param, resource_type, _param(parts[0])),
             first_match,
         )
         for index, part in enumerate(parts[1:], start=1):
@@ -344,7 +348,7 @@ class SearchCompiler:
                 .where(
                     other.c.rid == first_table.c.rid,
                     other.c.grp == first_table.c.grp,
-                    other.c.param == _param(part),
+                    _param_is(other.c.param, resource_type, _param(part)),
                     _rebind(match, table, other),
                 )
                 .exists()
@@ -461,11 +465,13 @@ class SearchCompiler:
 
     # --- order and pages --------------------------------------------------------------------
 
-    def sort_columns(self, alias: Alias, keys: tuple[SortKey, ...]) -> list[Any]:
+    def sort_columns(
+        self, alias: Alias, resource_type: str, keys: tuple[SortKey, ...]
+    ) -> list[Any]:
         """Return one SQL expression per sort key (its value for each resource)."""
-        return [self._sort_value(alias, key) for key in keys]
+        return [self._sort_value(alias, resource_type, key) for key in keys]
 
-    def _sort_value(self, alias: Alias, key: SortKey) -> Any:
+    def _sort_value(self, alias: Alias, resource_type: str, key: SortKey) -> Any:
         if key.param == "_id":
             return alias.c.id
         if key.param == "_lastUpdated":
@@ -479,7 +485,7 @@ class SearchCompiler:
             value = func.max(column) if key.descending else func.min(column)
         return (
             select(value)
-            .where(table.c.rid == alias.c.rid, table.c.param == key.param)
+            .where(table.c.rid == alias.c.rid, _param_is(table.c.param, resource_type, key.param))
             .scalar_subquery()
         )
 
@@ -530,6 +536,12 @@ _SORT_COLUMN = {
     "reference": "target_id",
     "uri": "value",
 }
+
+
+def _param_is(column: ColumnElement[str], resource_type: str, param: str) -> ColumnElement[bool]:
+    """The rows of param: its own, or those of the parameters it repeats (SharedRows)."""
+    codes = shared_rows(resource_type).codes(param)
+    return column == codes[0] if len(codes) == 1 else column.in_(codes)
 
 
 def _param(criterion: Criterion) -> str:
