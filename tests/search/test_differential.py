@@ -450,7 +450,19 @@ def composite_searches() -> st.SearchStrategy[Search]:
         ),
         _or(concept, 2),
     )
-    return st.lists(st.one_of(component, root, concepts), min_size=1, max_size=2).map(
+    present = st.tuples(
+        st.sampled_from(
+            [
+                "code-value-concept:missing",
+                "combo-code-value-concept:missing",
+                "code-value-quantity:missing",
+                "component-code-value-quantity:missing",
+                "combo-code:missing",
+            ]
+        ),
+        st.sampled_from(["true", "false"]),
+    )
+    return st.lists(st.one_of(component, root, concepts, present), min_size=1, max_size=2).map(
         lambda p: ("Observation", p)
     )
 

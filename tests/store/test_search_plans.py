@@ -17,6 +17,7 @@ from bevan.store.records import RecordStore
 
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
 
 
 def _weight(kg: float, code: str = "29463-7") -> dict[str, Any]:
@@ -158,3 +159,30 @@ def test_a_cursor_made_for_another_order_is_refused(service: RecordService) -> N
         service.search(
             parse_search("Observation", f"performer:Practitioner.name=okafor&_cursor={cursor}")
         )
+
+
+def test_present_alone_drives_a_search_and_a_composite_needs_every_part(
+    service: RecordService, store: RecordStore
+) -> None:
+    weighed = service.create(_weight(70)).stored
+    coded = service.create(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "72166-2"}]},
+            "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "266919005"}]},
+        }
+    ).stored
+    asked = service.create(
+        {"resourceType": "Observation", "status": "final", "code": {"text": "smoking?"}}
+    ).stored
+    assert weighed and coded and asked
+    # :missing=false is the only criterion, so its rows drive the search.
+    assert _found(store, "value-quantity:missing=false") == [weighed.id]
+    assert _found(store, "code:missing=false") == sorted([weighed.id, coded.id, asked.id])
+    # code-value-concept is read from the code and value-concept rows, yet is present only
+    # where the resource has both.
+    assert _found(store, "code-value-concept:missing=false") == [coded.id]
+    assert _found(store, "combo-code-value-concept:missing=false") == [coded.id]
+    assert _found(store, "code-value-concept:missing=true") == sorted([weighed.id, asked.id])
+    assert _found(store, "code-value-quantity:missing=false") == [weighed.id]

@@ -140,6 +140,9 @@ class Missing:
     param: str
     table: str
     missing: bool
+    # A composite's other components (stored code, table): present where one element
+    # has every part.
+    others: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -466,9 +469,16 @@ def _criterion(
     if modifier == "missing":
         if value not in ("true", "false"):
             raise InvalidRequest(Issue(f":missing takes true or false, not {value!r}"))
-        # A composite is present where one element has every part (only those are indexed).
-        stored = f"{param.code}$0" if kind == "composite" else param.code
-        return Missing(stored, TABLE_OF_TYPE.get(kind, _component_table(param)), value == "true")
+        missing = value == "true"
+        if kind != "composite":
+            return Missing(param.code, TABLE_OF_TYPE[kind], missing)
+        # A composite is present where one element has every part.
+        parts = [
+            (f"{param.code}${i}", TABLE_OF_TYPE[c.type]) for i, c in enumerate(param.components)
+        ]
+        if not parts:
+            return Missing(f"{param.code}$0", "token", missing)
+        return Missing(*parts[0], missing, tuple(parts[1:]))
     values = _split(value)
     if not values:
         raise InvalidRequest(Issue(f"{param.code!r} needs a value"))
@@ -502,10 +512,6 @@ def _criterion(
     if kind == "composite":
         return CompositeMatch(param.code, tuple(_composite(param, v, base_url) for v in values))
     raise UnknownParameter(param.code)
-
-
-def _component_table(param: SearchParameter) -> str:
-    return TABLE_OF_TYPE[param.components[0].type] if param.components else "token"
 
 
 def _composite(param: SearchParameter, value: str, base_url: str | None) -> tuple[Criterion, ...]:

@@ -172,13 +172,10 @@ class SearchCompiler:
         if isinstance(criterion, Has):
             return self._has(alias, resource_type, criterion)
         if isinstance(criterion, Missing):
-            table = INDEX_TABLES[criterion.table]
-            present = select(table.c.rid).where(
-                table.c.resource_type == resource_type,
-                _param_is(table.c.param, resource_type, criterion.param),
-            )
+            present = self._present_rows(resource_type, criterion)
             if driving:
                 return alias.c.rid.in_(present)
+            table = INDEX_TABLES[criterion.table]
             exists = present.where(table.c.rid == alias.c.rid).exists()
             return not_(exists) if criterion.missing else exists
         if isinstance(criterion, TokenMatch) and criterion.modifier == "not":
@@ -210,7 +207,30 @@ class SearchCompiler:
             if len(rows) == 1:
                 return rows[0]
             return select(rows[0].union(*rows[1:]).subquery().c[0])
+        if isinstance(criterion, Missing):  # :missing=false, the only kind that drives
+            return self._present_rows(resource_type, criterion)
         return self._rows(resource_type, criterion)
+
+    def _present_rows(self, resource_type: str, criterion: Missing) -> Select[Any]:
+        """Return SELECT rid of every index row of the criterion's parameter (for a
+        composite, of its first component where the element has every other one)."""
+        table = INDEX_TABLES[criterion.table]
+        rows = select(table.c.rid).where(
+            table.c.resource_type == resource_type,
+            _param_is(table.c.param, resource_type, criterion.param),
+        )
+        for index, (param, table_name) in enumerate(criterion.others, start=1):
+            other = INDEX_TABLES[table_name].alias(f"present{index}")
+            rows = rows.where(
+                select(other.c.rid)
+                .where(
+                    other.c.rid == table.c.rid,
+                    other.c.grp == table.c.grp,
+                    _param_is(other.c.param, resource_type, param),
+                )
+                .exists()
+            )
+        return rows
 
     def _rows(
         self, resource_type: str, criterion: Criterion, *, per_candidate: bool = False
