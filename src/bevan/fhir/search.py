@@ -473,12 +473,10 @@ def _criterion(
         if kind != "composite":
             return Missing(param.code, TABLE_OF_TYPE[kind], missing)
         # A composite is present where one element has every part.
-        parts = [
+        first, *others = [
             (f"{param.code}${i}", TABLE_OF_TYPE[c.type]) for i, c in enumerate(param.components)
         ]
-        if not parts:
-            return Missing(f"{param.code}$0", "token", missing)
-        return Missing(*parts[0], missing, tuple(parts[1:]))
+        return Missing(*first, missing, tuple(others))
     values = _split(value)
     if not values:
         raise InvalidRequest(Issue(f"{param.code!r} needs a value"))

@@ -214,23 +214,9 @@ class SearchCompiler:
     def _present_rows(self, resource_type: str, criterion: Missing) -> Select[Any]:
         """Return SELECT rid of every index row of the criterion's parameter (for a
         composite, of its first component where the element has every other one)."""
-        table = INDEX_TABLES[criterion.table]
-        rows = select(table.c.rid).where(
-            table.c.resource_type == resource_type,
-            _param_is(table.c.param, resource_type, criterion.param),
-        )
-        for index, (param, table_name) in enumerate(criterion.others, start=1):
-            other = INDEX_TABLES[table_name].alias(f"present{index}")
-            rows = rows.where(
-                select(other.c.rid)
-                .where(
-                    other.c.rid == table.c.rid,
-                    other.c.grp == table.c.grp,
-                    _param_is(other.c.param, resource_type, param),
-                )
-                .exists()
-            )
-        return rows
+        others = [(param, INDEX_TABLES[name], true()) for param, name in criterion.others]
+        first = (criterion.param, INDEX_TABLES[criterion.table], true())
+        return _in_one_element(resource_type, first, others)
 
     def _rows(
         self, resource_type: str, criterion: Criterion, *, per_candidate: bool = False
@@ -354,26 +340,8 @@ class SearchCompiler:
 
     def _composite_rows(self, resource_type: str, parts: tuple[Criterion, ...]) -> Select[Any]:
         """Rows where all components match within one element (the same group)."""
-        first_table, first_match = self._match(parts[0])
-        query = select(first_table.c.rid).where(
-            first_table.c.resource_type == resource_type,
-            _param_is(first_table.c.param, resource_type, _param(parts[0])),
-            first_match,
-        )
-        for index, part in enumerate(parts[1:], start=1):
-            table, match = self._match(part)
-            other = table.alias(f"component{index}")
-            query = query.where(
-                select(other.c.rid)
-                .where(
-                    other.c.rid == first_table.c.rid,
-                    other.c.grp == first_table.c.grp,
-                    _param_is(other.c.param, resource_type, _param(part)),
-                    _rebind(match, table, other),
-                )
-                .exists()
-            )
-        return query
+        first, *others = [(_param(part), *self._match(part)) for part in parts]
+        return _in_one_element(resource_type, first, others)
 
     def _chain_rows(
         self, resource_type: str, chain: Chain, *, per_candidate: bool = False
@@ -556,6 +524,35 @@ _SORT_COLUMN = {
     "reference": "target_id",
     "uri": "value",
 }
+
+
+_Component = tuple[str, Table, ColumnElement[bool]]  # stored parameter, table, value condition
+
+
+def _in_one_element(
+    resource_type: str, first: _Component, others: Iterable[_Component]
+) -> Select[Any]:
+    """SELECT rid of first's rows that match, where the same element (rid and group) has
+    a matching row of each of the others."""
+    param, table, match = first
+    query = select(table.c.rid).where(
+        table.c.resource_type == resource_type,
+        _param_is(table.c.param, resource_type, param),
+        match,
+    )
+    for index, (other_param, other_table, other_match) in enumerate(others, start=1):
+        other = other_table.alias(f"component{index}")
+        query = query.where(
+            select(other.c.rid)
+            .where(
+                other.c.rid == table.c.rid,
+                other.c.grp == table.c.grp,
+                _param_is(other.c.param, resource_type, other_param),
+                _rebind(other_match, other_table, other),
+            )
+            .exists()
+        )
+    return query
 
 
 def _param_is(column: ColumnElement[str], resource_type: str, param: str) -> ColumnElement[bool]:
