@@ -1,0 +1,51 @@
+"""A long load refreshes the planner's statistics as it goes, not only at its end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bevan.records import loader
+from bevan.records.service import RecordService
+from bevan.store.records import RecordStore
+from tests.conftest import database_url
+from tests.store.patients import patient
+
+
+def test_statistics_are_refreshed_each_time_the_load_doubles(
+    service: RecordService, store: RecordStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader, "FIRST_STATISTICS_REFRESH", 20)
+    monkeypatch.setattr(loader, "NDJSON_BATCH", 10)
+    stored_at_refresh: list[int] = []
+    analyse = store.analyse
+
+    def counting_analyse() -> None:
+        with store.read() as session:
+            stored_at_refresh.append(sum(session.resource_counts().values()))
+        analyse()
+
+    monkeypatch.setattr(store, "analyse", counting_analyse)
+    lines = [orjson.dumps(patient(f"mrn-{n}", f"Okafor{n}")) for n in range(100)]
+    path = tmp_path / "Patient.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    report = loader.load_files(service, [path])
+    assert report.total == 100 and not report.refused
+    # The first refresh once 20 are stored, then at 40 and 80: each saw the rows so far.
+    assert stored_at_refresh == [20, 40, 80]
+
+
+@pytest.mark.postgres
+def test_postgres_plans_each_search_with_its_own_values(tmp_path: Path) -> None:
+    # A plan kept for every value (PostgreSQL's generic plan of a prepared statement)
+    # read a common code's rows where one patient's would do: seconds instead of ms.
+    store = RecordStore.from_url(database_url("postgres", tmp_path))
+    try:
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW plan_cache_mode").scalar() == (
+                "force_custom_plan"
+            )
+    finally:
+        store.close()
