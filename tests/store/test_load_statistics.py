@@ -1,4 +1,4 @@
-"""A long load refreshes the planner's statistics as it goes, not only at its end."""
+"""A long load refreshes the planner's statistics as it goes and at its end."""
 
 from __future__ import annotations
 
@@ -28,13 +28,14 @@ def test_statistics_are_refreshed_each_time_the_load_doubles(
         analyse()
 
     monkeypatch.setattr(store, "analyse", counting_analyse)
-    lines = [orjson.dumps(patient(f"mrn-{n}", f"Okafor{n}")) for n in range(100)]
+    lines = [orjson.dumps(patient(f"mrn-{n}", f"Okafor{n}")) for n in range(110)]
     path = tmp_path / "Patient.ndjson"
     path.write_bytes(b"\n".join(lines) + b"\n")
     report = loader.load_files(service, [path])
-    assert report.total == 100 and not report.refused
-    # The first refresh once 20 are stored, then at 40 and 80: each saw the rows so far.
-    assert stored_at_refresh == [20, 40, 80]
+    assert report.total == 110 and not report.refused
+    # The first refresh once 20 are stored, then at 40 and 80, each seeing the rows so
+    # far; and at the end, 30 more having come since the last.
+    assert stored_at_refresh == [20, 40, 80, 110]
 
 
 @pytest.mark.postgres

@@ -3,8 +3,10 @@
 Each criterion becomes `rid IN (SELECT rid FROM index_<type> WHERE ...)` on the resource
 row, so every lookup starts from an index on (resource_type, param, value) and no plan
 scans a whole index table. Chains and `_has` nest the same shape through
-index_reference. Paging is by keyset (the sort values and id of the last row), so pages
-stay correct while resources are created and deleted between requests.
+index_reference. On PostgreSQL the same plan is spelled so that its planner keeps it:
+the driving rows as `rid = ANY(ARRAY(...))`, the per-candidate checks with OFFSET 0 (see
+`_among` and `_checked`). Paging is by keyset (the sort values and id of the last row),
+so pages stay correct while resources are created and deleted between requests.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    any_,
     false,
     func,
     literal,
@@ -25,8 +28,10 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.sql.selectable import NamedFromClause
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.selectable import CompoundSelect, NamedFromClause
 from sqlalchemy.sql.util import ClauseAdapter
+from sqlalchemy.types import ARRAY, BigInteger
 
 from bevan.fhir.search import (
     AnyOf,
@@ -55,6 +60,27 @@ from bevan.store.schema import INDEX_TABLES, index_date, index_reference, index_
 from bevan.store.shapes import derived
 
 Alias = Any  # a resource table or an alias of it
+
+
+class RowKeys(ColumnElement[Any]):
+    """PostgreSQL's `ARRAY(SELECT rid ...)`: the rows' keys as one array value."""
+
+    inherit_cache = False
+    type = ARRAY(BigInteger())
+
+    def __init__(self, rows: Select[Any] | CompoundSelect) -> None:
+        self.rows = rows
+
+    def get_children(self, **kw: Any) -> list[Any]:
+        return [self.rows]
+
+    def _copy_internals(self, clone: Any = None, **kw: Any) -> None:
+        self.rows = clone(self.rows, **kw)
+
+
+@compiles(RowKeys)
+def _row_keys(element: RowKeys, compiler: Any, **kw: Any) -> str:
+    return f"ARRAY({compiler.process(element.rows, asfrom=False, **kw)})"
 
 
 # How selective a criterion usually is: the lowest rank drives the query (its index rows
@@ -167,31 +193,62 @@ class SearchCompiler:
         if isinstance(criterion, AnyOf):
             if driving:
                 parts = [self.driving_rows(resource_type, c) for c in criterion.criteria]
-                return alias.c.rid.in_(parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0])
+                return self._among(
+                    alias, parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+                )
             return or_(*(self.condition(alias, resource_type, c) for c in criterion.criteria))
         if isinstance(criterion, Has):
             return self._has(alias, resource_type, criterion)
         if isinstance(criterion, Missing):
             present = self._present_rows(resource_type, criterion)
             if driving:
-                return alias.c.rid.in_(present)
+                return self._among(alias, present)
             table = INDEX_TABLES[criterion.table]
-            exists = present.where(table.c.rid == alias.c.rid).exists()
-            return not_(exists) if criterion.missing else exists
+            return self._checked(present.where(table.c.rid == alias.c.rid), not criterion.missing)
         if isinstance(criterion, TokenMatch) and criterion.modifier == "not":
             matching = self._rows(
                 resource_type, TokenMatch(criterion.param, criterion.values), per_candidate=True
             )
-            return not_(matching.where(INDEX_TABLES["token"].c.rid == alias.c.rid).exists())
+            return self._checked(matching.where(INDEX_TABLES["token"].c.rid == alias.c.rid), False)
         if driving:
-            return alias.c.rid.in_(self.driving_rows(resource_type, criterion))
+            return self._among(alias, self.driving_rows(resource_type, criterion))
         if isinstance(criterion, Chain):
             rows = self._chain_rows(resource_type, criterion, per_candidate=True)
         elif isinstance(criterion, CompositeMatch):
             rows = self.driving_rows(resource_type, criterion)
         else:
             rows = self._rows(resource_type, criterion, per_candidate=True)
-        return rows.where(rows.selected_columns[0] == alias.c.rid).exists()
+        return self._checked(rows.where(rows.selected_columns[0] == alias.c.rid))
+
+    def _among(self, alias: Alias, rows: Select[Any] | CompoundSelect) -> ColumnElement[bool]:
+        """The candidates are the driving criterion's rows: `rid IN (rows)`.
+
+        PostgreSQL is given them as `rid = ANY(ARRAY(rows))`, listed once before the
+        page. Given `rid IN (rows)` with a page in row-key order, it may walk the
+        resource table's key in order, looking each row up among the matches, and stop
+        at a page's worth: estimating the 211 Patients named "gre..." at 685 spread
+        evenly, it walked 203,079 resources to find 20 (61 ms; listed first, 1.4 ms).
+        Pages that should walk the type are chosen here (`dense`), not by the planner.
+        """
+        if not self.postgres:
+            return alias.c.rid.in_(rows)
+        return alias.c.rid == any_(RowKeys(rows))
+
+    def _checked(self, rows: Select[Any], holds: bool = True) -> ColumnElement[bool]:
+        """EXISTS (rows), or NOT EXISTS: rows correlated with one candidate, checked for
+        each candidate in turn through the index on rid.
+
+        On PostgreSQL the subquery carries OFFSET 0, which keeps it that check. A plain
+        EXISTS becomes a join: planning weighs every order of joining it with the rest
+        (for Observations by patient, code and dates, ten times as long as running the
+        search), or it is run once as a hash of every matching row, which a walk of the
+        type in row-key order then probes (Observations of two common categories: all
+        132,082 hashed to fill a page of 20, 107 ms).
+        """
+        if self.postgres:
+            rows = rows.offset(0)
+        exists = rows.exists()
+        return exists if holds else not_(exists)
 
     def driving_rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
         """Return SELECT rid of the index rows a criterion matches."""
@@ -411,16 +468,26 @@ class SearchCompiler:
         target_type = chain.target_types[0]
         others = query.criteria[:at] + query.criteria[at + 1 :]
         target = resource.alias()
-        pointer = index_reference.alias()
+        pointing = index_reference.alias()
+        to_target = [
+            pointing.c.resource_type == query.resource_type,
+            pointing.c.param == chain.param,
+            pointing.c.target_type == target_type,
+            pointing.c.target_id == target.c.id,
+        ]
         conditions = self._where(alias, query.resource_type, others, dense=True)
         conditions += self._where(target, target_type, (chain.inner,))
-        conditions += [
-            pointer.c.resource_type == query.resource_type,
-            pointer.c.param == chain.param,
-            pointer.c.target_type == target_type,
-            pointer.c.target_id == target.c.id,
-            alias.c.rid == pointer.c.rid,
-        ]
+        pointer: Any
+        if self.postgres:
+            # Looked up target by target, in their order, and only until the page is
+            # full. As a plain join PostgreSQL may read every reference of the kind
+            # first (Observations of Patients named Roberts: all 132,082 subject
+            # references hashed, 105 ms; looked up for each Patient, under 3 ms).
+            pointer = select(pointing.c.rid).where(*to_target).offset(0).lateral()
+        else:
+            pointer = pointing
+            conditions += to_target
+        conditions.append(alias.c.rid == pointer.c.rid)
         earlier_target = resource.alias()
         earlier = index_reference.alias()
         kind, param = self._type_and_param(earlier, per_candidate=True)
@@ -434,7 +501,7 @@ class SearchCompiler:
             earlier_target.c.rid < target.c.rid,
             *self._where(earlier_target, target_type, (chain.inner,)),
         )
-        conditions.append(not_(listed_before.exists()))
+        conditions.append(self._checked(listed_before, False))
         return target.c.rid, conditions
 
     @staticmethod
