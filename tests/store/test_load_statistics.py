@@ -10,7 +10,6 @@ import pytest
 from bevan.records import loader
 from bevan.records.service import RecordService
 from bevan.store.records import RecordStore
-from tests.conftest import database_url
 from tests.store.patients import patient
 
 
@@ -36,17 +35,3 @@ def test_statistics_are_refreshed_each_time_the_load_doubles(
     # The first refresh once 20 are stored, then at 40 and 80, each seeing the rows so
     # far; and at the end, 30 more having come since the last.
     assert stored_at_refresh == [20, 40, 80, 110]
-
-
-@pytest.mark.postgres
-def test_postgres_plans_each_search_with_its_own_values(tmp_path: Path) -> None:
-    # A plan kept for every value (PostgreSQL's generic plan of a prepared statement)
-    # read a common code's rows where one patient's would do: seconds instead of ms.
-    store = RecordStore.from_url(database_url("postgres", tmp_path))
-    try:
-        with store.engine.connect() as connection:
-            assert connection.exec_driver_sql("SHOW plan_cache_mode").scalar() == (
-                "force_custom_plan"
-            )
-    finally:
-        store.close()

@@ -114,3 +114,34 @@ def test_a_common_value_of_one_parameter_is_estimated_from_the_columns_together(
         ).scalar_one()
     # Taken as independent columns: 1/3 * 2/3 * 1/3 of 3,000, about 220.
     assert plan[0]["Plan"]["Plan Rows"] >= 800
+
+
+def test_a_plan_kept_for_every_value_finds_what_each_value_matches(
+    postgres: RecordStore,
+) -> None:
+    # The driver prepares a statement after five runs, and PostgreSQL may then keep one
+    # plan for all values. A search's SQL fixes how it runs, so the kept plan must serve
+    # a surname shared by many as well as one held by a single Patient, and a prefix.
+    service = RecordService(postgres)
+    families = ["Roberts"] * 12 + ["Robinson", "Ali", "Alison", "Okafor"]
+    patients: dict[str, list[str]] = {}
+    for family in families:
+        created = service.create({"resourceType": "Patient", "name": [{"family": family}]})
+        assert created.stored is not None
+        patients.setdefault(family, []).append(created.stored.id)
+        service.create(_observation("8867-4", subject=f"Patient/{created.stored.id}"))
+    postgres.analyse()
+
+    def found(name: str) -> int:
+        page = service.search(parse_search("Observation", f"subject:Patient.name={name}"))
+        return len(page.matches)
+
+    asked = ["roberts", "robinson", "ali", "okafor", "rob", "al", "nobody"] * 3
+    counts = [found(name) for name in asked]
+    assert counts[:7] == [12, 1, 2, 1, 13, 2, 0]
+    assert counts == counts[:7] * 3
+    with postgres.engine.connect() as connection:
+        kept = connection.exec_driver_sql(
+            "SELECT sum(generic_plans) FROM pg_prepared_statements"
+        ).scalar()
+    assert kept and kept > 0  # the searches ran on plans kept for every value
