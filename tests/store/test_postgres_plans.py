@@ -1,7 +1,8 @@
 """On PostgreSQL a search runs the plan Bevan chose for it: the driving criterion's rows
 listed once, each other criterion checked per candidate through the index on rid, and
-estimates of a type's parameter values taken from statistics of the columns together.
-(The same searches on SQLite are covered by test_search_plans.py.)"""
+estimates of a type's parameter values taken from statistics of the columns together,
+and no transaction held open around its reads. (The same searches on SQLite are covered
+by test_search_plans.py.)"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg.pq import TransactionStatus
 
 from bevan.fhir.search import parse_search
 from bevan.records.service import RecordService
@@ -145,3 +147,17 @@ def test_a_plan_kept_for_every_value_finds_what_each_value_matches(
             "SELECT sum(generic_plans) FROM pg_prepared_statements"
         ).scalar()
     assert kept and kept > 0  # the searches ran on plans kept for every value
+
+
+def test_a_read_holds_no_transaction_open(postgres: RecordStore) -> None:
+    # Each statement reads what was committed when it began, as it would inside a READ
+    # COMMITTED transaction; without one, a search needs no BEGIN and COMMIT round
+    # trips, and a slow reader never holds back what VACUUM may clean up.
+    service = RecordService(postgres)
+    created = service.create(_observation("8867-4")).stored
+    assert created is not None
+    with postgres.read() as session:
+        hits = session.search(parse_search("Observation", "code=8867-4"), 10)
+        status = session.connection.connection.driver_connection.info.transaction_status
+    assert [h.id for h in hits] == [created.id]
+    assert status == TransactionStatus.IDLE

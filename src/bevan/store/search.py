@@ -250,6 +250,28 @@ class SearchCompiler:
         exists = rows.exists()
         return exists if holds else not_(exists)
 
+    def _in_one_element(
+        self, resource_type: str, first: _Component, others: Iterable[_Component]
+    ) -> Select[Any]:
+        """SELECT rid of first's rows that match, where the same element (rid and group)
+        has a matching row of each of the others (checked row by row)."""
+        param, table, match = first
+        query = select(table.c.rid).where(
+            table.c.resource_type == resource_type,
+            _param_is(table.c.param, resource_type, param),
+            match,
+        )
+        for index, (other_param, other_table, other_match) in enumerate(others, start=1):
+            other = other_table.alias(f"component{index}")
+            same_element = select(other.c.rid).where(
+                other.c.rid == table.c.rid,
+                other.c.grp == table.c.grp,
+                _param_is(other.c.param, resource_type, other_param),
+                _rebind(other_match, other_table, other),
+            )
+            query = query.where(self._checked(same_element))
+        return query
+
     def driving_rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
         """Return SELECT rid of the index rows a criterion matches."""
         if isinstance(criterion, AnyOf):
@@ -273,7 +295,7 @@ class SearchCompiler:
         composite, of its first component where the element has every other one)."""
         others = [(param, INDEX_TABLES[name], true()) for param, name in criterion.others]
         first = (criterion.param, INDEX_TABLES[criterion.table], true())
-        return _in_one_element(resource_type, first, others)
+        return self._in_one_element(resource_type, first, others)
 
     def _rows(
         self, resource_type: str, criterion: Criterion, *, per_candidate: bool = False
@@ -402,7 +424,7 @@ class SearchCompiler:
     def _composite_rows(self, resource_type: str, parts: tuple[Criterion, ...]) -> Select[Any]:
         """Rows where all components match within one element (the same group)."""
         first, *others = [(_param(part), *self._match(part)) for part in parts]
-        return _in_one_element(resource_type, first, others)
+        return self._in_one_element(resource_type, first, others)
 
     def _chain_rows(
         self, resource_type: str, chain: Chain, *, per_candidate: bool = False
@@ -598,32 +620,6 @@ _SORT_COLUMN = {
 
 
 _Component = tuple[str, Table, ColumnElement[bool]]  # stored parameter, table, value condition
-
-
-def _in_one_element(
-    resource_type: str, first: _Component, others: Iterable[_Component]
-) -> Select[Any]:
-    """SELECT rid of first's rows that match, where the same element (rid and group) has
-    a matching row of each of the others."""
-    param, table, match = first
-    query = select(table.c.rid).where(
-        table.c.resource_type == resource_type,
-        _param_is(table.c.param, resource_type, param),
-        match,
-    )
-    for index, (other_param, other_table, other_match) in enumerate(others, start=1):
-        other = other_table.alias(f"component{index}")
-        query = query.where(
-            select(other.c.rid)
-            .where(
-                other.c.rid == table.c.rid,
-                other.c.grp == table.c.grp,
-                _param_is(other.c.param, resource_type, other_param),
-                _rebind(other_match, other_table, other),
-            )
-            .exists()
-        )
-    return query
 
 
 def _param_is(column: ColumnElement[str], resource_type: str, param: str) -> ColumnElement[bool]:
