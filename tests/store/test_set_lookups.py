@@ -30,8 +30,20 @@ def test_current_many_finds_exactly_the_listed_live_resources(
 
 
 def test_versions_and_targets_by_row_key(service: RecordService, store: RecordStore) -> None:
-    patient = service.create({"resourceType": "Patient"}).stored
+    doctor = service.create({"resourceType": "Practitioner"}).stored
+    retired = service.create({"resourceType": "Practitioner"}).stored
+    assert doctor is not None and retired is not None
+    patient = service.create(
+        {
+            "resourceType": "Patient",
+            "generalPractitioner": [
+                {"reference": f"Practitioner/{doctor.id}"},
+                {"reference": f"Practitioner/{retired.id}"},
+            ],
+        }
+    ).stored
     assert patient is not None
+    service.delete("Practitioner", retired.id)
     for code in ("a", "b", "c"):
         service.create(
             {
@@ -51,6 +63,14 @@ def test_versions_and_targets_by_row_key(service: RecordService, store: RecordSt
             "Observation",
             "Observation",
         ]
-        assert session.targets_of(rids) == {("Patient", patient.id)}
+        # What the Observations reference, and what the Patient itself does (the
+        # deleted Practitioner is not there), each once; past one chunk of 500 too.
+        for listed in (rids, [*rids, *range(10**9, 10**9 + 600)], []):
+            referenced = session.versions_referenced(listed, "Patient", patient.id)
+            found = sorted((v.resource_type, v.id) for v in referenced)
+            expected = [("Practitioner", doctor.id)]
+            if listed:
+                expected.insert(0, ("Patient", patient.id))
+            assert found == expected
         referencing = session.referencing("Observation", "subject", "Patient", [patient.id], 2)
         assert len(referencing) == 2

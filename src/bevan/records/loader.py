@@ -59,24 +59,20 @@ def load_files(
     never half-stored: a transaction Bundle stands or falls whole.
 
     The planner's statistics are refreshed each time the load has doubled what it
-    stored, and at its end if it stored more than a few since: on PostgreSQL a connection keeps the plan it made for a statement that ran
-    when a table was nearly empty (a scan of the whole table, then cheapest) until
-    statistics change, and without autovacuum nothing else changes them.
+    stored, and at its end (with a VACUUM on PostgreSQL): on PostgreSQL a connection
+    keeps the plan it made for a statement that ran when a table was nearly empty (a
+    scan of the whole table, then cheapest) until statistics change, and without
+    autovacuum nothing else changes them.
     """
     report = LoadReport()
     next_refresh = FIRST_STATISTICS_REFRESH
-    refreshed_at = 0
-
-    def refresh() -> None:
-        nonlocal next_refresh, refreshed_at
-        service.store.analyse()
-        refreshed_at = report.total
-        next_refresh = 2 * report.total
 
     def handled(n: int) -> None:
+        nonlocal next_refresh
         progress(n)
         if report.total >= next_refresh:
-            refresh()
+            service.store.analyse()
+            next_refresh = 2 * report.total
 
     for path in paths:
         if path.suffix == ".ndjson":
@@ -85,8 +81,8 @@ def load_files(
             _load_bundle(service, path, report, handled)
     # What came after the last refresh (up to half the load) is counted too: a type
     # loaded last would otherwise look nearly absent to the planner.
-    if report.total - refreshed_at >= FIRST_STATISTICS_REFRESH:
-        refresh()
+    if report.total >= FIRST_STATISTICS_REFRESH:
+        service.store.analyse(settle=True)
     return report
 
 

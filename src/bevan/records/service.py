@@ -313,11 +313,13 @@ class RecordService:
             inside = session.compartment("Patient", patient_id, params, MAX_EVERYTHING)
             for _, version in inside:
                 members[(version.resource_type, version.id)] = version
-            referenced = session.targets_of([rid for rid, _ in inside])
-            referenced |= session.references_from("Patient", [patient_id], None, None)
-            for version in session.current_many(k for k in referenced if k not in members):
-                if not types or version.resource_type in types:
-                    members[(version.resource_type, version.id)] = version
+            referenced = session.versions_referenced(
+                [rid for rid, _ in inside], "Patient", patient_id
+            )
+            for version in referenced:
+                key = (version.resource_type, version.id)
+                if key not in members and (not types or version.resource_type in types):
+                    members[key] = version
         ordered = sorted(
             members.values(), key=lambda v: (v.resource_type != "Patient", v.resource_type, v.id)
         )

@@ -28,6 +28,8 @@ from sqlalchemy import (
     not_,
     select,
     text,
+    tuple_,
+    union,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -238,13 +240,31 @@ _VERSIONS_BY_RID = (
     .where(resource.c.rid.in_(bindparam("rids", expanding=True)), not_(resource.c.deleted))
     .order_by(resource.c.rid)
 )
-_TARGETS_OF = (
-    select(index_reference.c.target_type, index_reference.c.target_id)
-    .where(
+# The current versions of what the resources with rids reference, and of what the one
+# resource of type t and id i references: $everything's referenced resources in one
+# statement (they were found first, then read type by type).
+_POINTED_AT = union(
+    select(index_reference.c.target_type, index_reference.c.target_id).where(
         index_reference.c.rid.in_(bindparam("rids", expanding=True)),
         index_reference.c.target_type.is_not(None),
+    ),
+    select(index_reference.c.target_type, index_reference.c.target_id)
+    .join(resource, resource.c.rid == index_reference.c.rid)
+    .where(
+        resource.c.resource_type == bindparam("t"),
+        resource.c.id == bindparam("i"),
+        index_reference.c.target_type.is_not(None),
+    ),
+).subquery()
+_TARGET_VERSIONS = (
+    select(*_VERSION_COLUMNS)
+    .select_from(_VERSIONS)
+    .where(
+        tuple_(resource.c.resource_type, resource.c.id).in_(
+            select(_POINTED_AT.c.target_type, _POINTED_AT.c.target_id)
+        ),
+        not_(resource.c.deleted),
     )
-    .distinct()  # most point at the same patient and encounters
 )
 _COMPARTMENT = select(
     index_reference.c.rid, index_reference.c.resource_type, index_reference.c.param
@@ -318,7 +338,7 @@ class HotStatements:
         self.compartment = compile_for(_COMPARTMENT, dialect)
         self.current_many = ListStatement(_CURRENT_MANY, "ids", dialect)
         self.versions_by_rid = ListStatement(_VERSIONS_BY_RID, "rids", dialect)
-        self.targets_of = ListStatement(_TARGETS_OF, "rids", dialect)
+        self.target_versions = ListStatement(_TARGET_VERSIONS, "rids", dialect)
         self.references_from = {
             key: ListStatement(statement, "ids", dialect)
             for key, statement in _REFERENCES_FROM.items()
@@ -715,12 +735,18 @@ class ReadSession:
             found.extend((row[0], _stored_at(row, 1)) for row in rows)
         return found
 
-    def targets_of(self, rids: Sequence[int]) -> set[tuple[str, str]]:
-        """Return the local (type, id) targets the resources with rids reference."""
-        found: set[tuple[str, str]] = set()
-        for chunk in _chunks(list(rids), 500):
-            found.update((row[0], row[1]) for row in self.indexed.rows(self.hot.targets_of, chunk))
-        return found
+    def versions_referenced(
+        self, rids: Sequence[int], resource_type: str, id: str
+    ) -> list[StoredVersion]:
+        """Return the live current versions of what the resources with rids reference,
+        and of what resource_type/id references."""
+        found: dict[tuple[str, str], StoredVersion] = {}
+        for chunk in _chunks(list(rids), 500) if rids else [[]]:
+            bound = {"t": resource_type, "i": id}
+            for row in self.indexed.rows(self.hot.target_versions, chunk or [0], bound):
+                version = _stored_at(row)
+                found[(version.resource_type, version.id)] = version
+        return list(found.values())
 
     def referencing(
         self, source_type: str, param: str | None, target_type: str, ids: Sequence[str], limit: int
@@ -1061,14 +1087,27 @@ class RecordStore:
         """The lock this process's SQLite writers queue on (None on PostgreSQL)."""
         return self._write_lock
 
-    def analyse(self) -> None:
-        """Refresh the planner's statistics (after loads; cheap, sampled on SQLite)."""
+    def analyse(self, *, settle: bool = False) -> None:
+        """Refresh the planner's statistics (after loads; cheap, sampled on SQLite).
+
+        settle (at the end of a load): on PostgreSQL, VACUUM as well, marking the new
+        rows visible to every reader so that index-only scans need not visit each one's
+        table row, as autovacuum would later (measured after a 222,449-resource load:
+        Patients by name prefix 739 -> 916 searches/s, _revinclude 1,077 -> 1,411;
+        2.8 s).
+        """
+        names = ", ".join(table.name for table in metadata.sorted_tables)
+        if not self.sqlite and settle:  # VACUUM cannot run inside a transaction
+            with self.engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT"
+            ) as connection:
+                connection.exec_driver_sql(f"VACUUM (ANALYZE) {names}")
+            return
         with self.engine.connect() as connection:
             if self.sqlite:
                 connection.exec_driver_sql("PRAGMA analysis_limit=1000")
                 connection.exec_driver_sql("ANALYZE")
             else:  # only our tables: a bare ANALYZE visits every schema in the database
-                names = ", ".join(table.name for table in metadata.sorted_tables)
                 connection.exec_driver_sql(f"ANALYZE {names}")
             connection.commit()
 
