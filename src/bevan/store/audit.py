@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select
 
 from bevan.store.engine import WriterLock, is_sqlite
 from bevan.store.raw import RawCursor, compile_for
@@ -100,6 +100,7 @@ class AuditLog:
         newest = _SELECT_HEAD.limit(1)
         self._head = compile_for(newest, engine.dialect)
         self._head_params = dict(newest.compile(dialect=engine.dialect).params)
+        self._lock = compile_for(select(func.pg_advisory_xact_lock(bindparam("k"))), engine.dialect)
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -131,13 +132,19 @@ class AuditLog:
             self.engine.connect().execution_options(bevan_write=True) as connection,
             connection.begin(),
         ):
-            if not self.sqlite:
-                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK_KEY})
             # On the DBAPI cursor: this runs for every request, and Core's per-row
             # parameter handling would cost more than the insert.
             cursor = RawCursor(connection)
             try:
-                values = self._chained(cursor.first(self._head, self._head_params), rows)
+                if self.sqlite:
+                    head = cursor.first(self._head, self._head_params)
+                else:
+                    # The lock and the head in one round trip (pipelined): appenders in
+                    # other processes queue on the lock until this one commits.
+                    with connection.connection.driver_connection.pipeline():  # type: ignore[union-attr]
+                        cursor.execute(self._lock, {"k": APPEND_LOCK_KEY})
+                        head = cursor.first(self._head, self._head_params)
+                values = self._chained(head, rows)
                 cursor.executemany(self._insert, values)
             finally:
                 cursor.close()
