@@ -22,3 +22,18 @@ def test_a_density_answer_is_reused_until_it_is_stale() -> None:
     stale.dense("key", lambda: count(True))
     assert stale.dense("key", lambda: count(False)) is False
     assert len(asked) == 4
+
+
+def test_a_row_count_is_reused_apart_from_density_answers() -> None:
+    asked: list[int] = []
+
+    def count(n: int) -> int:
+        asked.append(n)
+        return n
+
+    facts = PlanFacts(density_age=60.0)
+    assert facts.rows_up_to(("Observation", "code=8462-4"), lambda: count(5000)) == 5000
+    assert facts.rows_up_to(("Observation", "code=8462-4"), lambda: count(7)) == 5000
+    # the same key asked as a density question is a question of its own
+    assert facts.dense(("Observation", "code=8462-4"), lambda: bool(count(0))) is False
+    assert asked == [5000, 0]

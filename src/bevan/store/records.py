@@ -384,15 +384,16 @@ def _stored_at(row: Any, start: int = 0) -> StoredVersion:
 class PlanFacts:
     """What search plans need to know about the data, remembered for a while: how many
     resources of each type are stored (recounted every few minutes: plans need the
-    order of magnitude), and whether a driving criterion has more matches than a page
-    should list (asked again after a minute). Either answer picks a plan, never the
-    results, and asking costs a query."""
+    order of magnitude), whether a driving criterion has more matches than a page
+    should list, and how many index rows (up to a bound) a composite's component has
+    (each asked again after a minute). Every answer picks a plan, never the results,
+    and asking costs a query."""
 
     def __init__(self, max_age: float = 300.0, density_age: float = 60.0) -> None:
         self.max_age = max_age
         self.density_age = density_age
         self._counts: dict[str, tuple[int, float]] = {}
-        self._dense: dict[Hashable, tuple[bool, float]] = {}
+        self._dense: dict[Hashable, tuple[Any, float]] = {}
 
     def size(self, connection: Connection, resource_type: str) -> int:
         now = time.monotonic()
@@ -406,11 +407,18 @@ class PlanFacts:
 
     def dense(self, key: Hashable, count_reaches: Callable[[], bool]) -> bool:
         """Return the remembered answer for key, else count_reaches() (and remember it)."""
+        return bool(self._recall(("dense", key), count_reaches))
+
+    def rows_up_to(self, key: Hashable, count: Callable[[], int]) -> int:
+        """Return the remembered row count for key, else count() (and remember it)."""
+        return int(self._recall(("rows", key), count))
+
+    def _recall(self, key: Hashable, ask: Callable[[], Any]) -> Any:
         now = time.monotonic()
         known = self._dense.get(key)
         if known is not None and now - known[1] < self.density_age:
             return known[0]
-        answer = count_reaches()
+        answer = ask()
         if len(self._dense) >= MAX_REMEMBERED_DENSITIES:
             self._dense.clear()
         self._dense[key] = (answer, now)
@@ -626,9 +634,18 @@ class ReadSession:
         return led
 
     def _index_rows_up_to(self, resource_type: str, part: Criterion) -> int:
+        """Return how many index rows one component matches alone, up to DENSE_MATCHES
+        (remembered for a while: a common code leads many searches, each counting its
+        thousands of rows again, while the values beside it change)."""
         parts = (resource_type, part, DENSE_MATCHES)
-        probe = self.shapes.execute(self.indexed, "component rows", parts, self._component_count)
-        return int(probe.fetchone()[0])
+
+        def count() -> int:
+            probe = self.shapes.execute(
+                self.indexed, "component rows", parts, self._component_count
+            )
+            return int(probe.fetchone()[0])
+
+        return self.facts.rows_up_to(parts, count)
 
     def _component_count(self, parts: tuple[Any, ...]) -> Select[Any]:
         resource_type, part, limit = parts
