@@ -66,7 +66,7 @@ def test_composite_pages_agree_listed_or_walked(
     monkeypatch.setattr(records, "DENSE_MATCHES", 1)
     monkeypatch.setattr(records, "MIN_DENSE_MATCHES", 1)
     monkeypatch.setattr(records, "MAX_LISTED_MATCHES", 1)
-    store.facts._dense.clear()
+    store.facts._answers.clear()
     assert _found(store, query) == listed
 
 

@@ -80,7 +80,8 @@ def load_files(
         else:
             _load_bundle(service, path, report, handled)
     # What came after the last refresh (up to half the load) is counted too: a type
-    # loaded last would otherwise look nearly absent to the planner.
+    # loaded last would otherwise look nearly absent to the planner. On PostgreSQL the
+    # new rows are vacuumed as well (see RecordStore.analyse).
     if report.total >= FIRST_STATISTICS_REFRESH:
         service.store.analyse(settle=True)
     return report

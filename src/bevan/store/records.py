@@ -393,7 +393,7 @@ class PlanFacts:
         self.max_age = max_age
         self.density_age = density_age
         self._counts: dict[str, tuple[int, float]] = {}
-        self._dense: dict[Hashable, tuple[Any, float]] = {}
+        self._answers: dict[Hashable, tuple[Any, float]] = {}
 
     def size(self, connection: Connection, resource_type: str) -> int:
         now = time.monotonic()
@@ -415,13 +415,13 @@ class PlanFacts:
 
     def _recall(self, key: Hashable, ask: Callable[[], Any]) -> Any:
         now = time.monotonic()
-        known = self._dense.get(key)
+        known = self._answers.get(key)
         if known is not None and now - known[1] < self.density_age:
             return known[0]
         answer = ask()
-        if len(self._dense) >= MAX_REMEMBERED_DENSITIES:
-            self._dense.clear()
-        self._dense[key] = (answer, now)
+        if len(self._answers) >= MAX_REMEMBERED_DENSITIES:
+            self._answers.clear()
+        self._answers[key] = (answer, now)
         return answer
 
 
@@ -758,9 +758,10 @@ class ReadSession:
         """Return the live current versions of what the resources with rids reference,
         and of what resource_type/id references."""
         found: dict[tuple[str, str], StoredVersion] = {}
-        for chunk in _chunks(list(rids), 500) if rids else [[]]:
-            bound = {"t": resource_type, "i": id}
-            for row in self.indexed.rows(self.hot.target_versions, chunk or [0], bound):
+        bound = {"t": resource_type, "i": id}
+        # With no rids, one run for resource_type/id alone (no row has key 0).
+        for chunk in _chunks(list(rids), 500) if rids else [[0]]:
+            for row in self.indexed.rows(self.hot.target_versions, chunk, bound):
                 version = _stored_at(row)
                 found[(version.resource_type, version.id)] = version
         return list(found.values())
@@ -1041,9 +1042,7 @@ class RecordStore:
             yield batch
             return
         if not self.sqlite:
-            with self.engine.connect().execution_options(
-                isolation_level="AUTOCOMMIT"
-            ) as connection:
+            with self._without_transaction() as connection:
                 yield connection
             return
         with (
@@ -1052,6 +1051,10 @@ class RecordStore:
             within_budget(connection),
         ):
             yield connection
+
+    def _without_transaction(self) -> Connection:
+        """A PostgreSQL connection on which each statement commits by itself."""
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def write(self) -> Iterator[WriteSession]:
@@ -1115,9 +1118,7 @@ class RecordStore:
         """
         names = ", ".join(table.name for table in metadata.sorted_tables)
         if not self.sqlite and settle:  # VACUUM cannot run inside a transaction
-            with self.engine.connect().execution_options(
-                isolation_level="AUTOCOMMIT"
-            ) as connection:
+            with self._without_transaction() as connection:
                 connection.exec_driver_sql(f"VACUUM (ANALYZE) {names}")
             return
         with self.engine.connect() as connection:
