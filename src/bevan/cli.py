@@ -47,8 +47,6 @@ def _open_store(settings: Settings) -> RecordStore:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from bevan.app import create_app, settle_heap
 
     settings = _settings(args)
@@ -63,15 +61,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "access_log": False,
     }
     if args.workers > 1:
+        from bevan.workers import serve
+
         # Each worker process builds its own app from the environment.
         store.close()
         os.environ["BEVAN_DATA_DIR"] = str(settings.data_dir)
         os.environ["BEVAN_DATABASE_URL"] = settings.resolved_database_url
-        uvicorn.run("bevan.app:app_from_environment", factory=True, workers=args.workers, **options)
-    else:
-        app = create_app(settings, store)
-        settle_heap()
-        uvicorn.run(app, **options)
+        return serve(args.workers, options)
+
+    import uvicorn
+
+    app = create_app(settings, store)
+    settle_heap()
+    uvicorn.run(app, **options)
     return 0
 
 
