@@ -38,17 +38,28 @@ log = logging.getLogger("bevan.api")
 # threads add switching and database connections, not speed.
 OFFLOAD_THREADS = 8
 
-# A read that may be long is first tried on the event loop for this long (SQLite only):
-# most searches finish well inside it, and for them the trip to a thread and back cost
-# more than the search (measured: name prefix 744 -> 1,552 req/s). One that does not
-# finish is interrupted, having stored nothing, and run again on a thread.
+# A read that may be long is first tried on the event loop for this long: most searches
+# finish well inside it, and for them the trip to a thread and back cost more than the
+# search (measured, name prefix: 744 -> 1,552 req/s on SQLite; 645 -> 975 on
+# PostgreSQL, where the thread and the loop contending for the interpreter lock cost
+# 0.57 ms of CPU a search). One that does not finish is interrupted, having stored
+# nothing, and run again on a thread. On PostgreSQL the budget bounds each statement.
 LOOP_BUDGET_SECONDS = 0.002
-# A kind of read (its path without ids, and its parameter names) that overran the budget
+# A kind of read (its path without ids, and its parameter names) that overran the
+# budget in more than one try in OVERRUN_SHARE, once it has been tried a few times,
 # goes straight to a thread for a while: trying it on the loop again would most likely
-# waste the budget, and hold up every other request for it.
+# waste the budget, and hold up every other request for it. An overrun now and then (a
+# new database connection's first statements, a moment the database waited for the
+# CPU) does not send it: when one overrun did, every search by name prefix went to a
+# thread for 30 s after the first. Tries are remembered, the older halved away.
 SLOW_READ_SECONDS = 30.0
+OVERRUN_SHARE = 10
+JUDGED_AFTER_TRIES = 16
+REMEMBERED_TRIES = 64
 MAX_REMEMBERED_SLOW_READS = 1000
 _slow_reads: dict[tuple[Any, ...], float] = {}
+# Per kind of read: [tries on the loop, of which overran].
+_loop_tries: dict[tuple[Any, ...], list[int]] = {}
 
 
 @dataclass(frozen=True)
@@ -205,7 +216,7 @@ def fhir_endpoint(
     millisecond, and handing them to a thread cost 60% of read throughput when measured
     (1,241 against 3,318 reads/s on 2 cores). Work that can take long (searches, Bundles,
     history, $everything) is offloaded to the thread pool so it does not hold up everyone
-    else; on SQLite a read of that kind is first given LOOP_BUDGET_SECONDS on the loop.
+    else; a read of that kind is first given LOOP_BUDGET_SECONDS on the loop.
 
     Every request but the public ones, allowed or refused, is audited before its answer
     is sent; if the audit entry cannot be written, the answer is an error instead.
@@ -376,7 +387,7 @@ def _tried_on_the_loop(
     """Return the handler's answer to a read if it comes within LOOP_BUDGET_SECONDS of
     database work, else None (it stored nothing; run it again off the loop)."""
     request = fhir.request
-    if request.method != "GET" or not fhir.services.records.store.sqlite:
+    if request.method != "GET":
         return None
     kind = _read_kind(request)
     now = time.monotonic()
@@ -384,12 +395,32 @@ def _tried_on_the_loop(
         return None
     try:
         with time_budget(LOOP_BUDGET_SECONDS):
-            return handler(fhir)
-    except OverBudget:
-        if len(_slow_reads) >= MAX_REMEMBERED_SLOW_READS:
-            _slow_reads.clear()
-        _slow_reads[kind] = now + SLOW_READ_SECONDS
+            response = handler(fhir)
+    except OverBudget as overrun:
+        # One that ran out counting facts for its plan is not counted: its run on a
+        # thread remembers them, and the next try has no need to count.
+        if not overrun.learning and _note_try(kind, overran=True):
+            if len(_slow_reads) >= MAX_REMEMBERED_SLOW_READS:
+                _slow_reads.clear()
+            _slow_reads[kind] = now + SLOW_READ_SECONDS
         return None
+    _note_try(kind, overran=False)
+    return response
+
+
+def _note_try(kind: tuple[Any, ...], overran: bool) -> bool:
+    """Count a try of kind on the loop; return True if it overruns too often to try."""
+    tries = _loop_tries.get(kind)
+    if tries is None:
+        if len(_loop_tries) >= MAX_REMEMBERED_SLOW_READS:
+            _loop_tries.clear()
+        tries = _loop_tries[kind] = [0, 0]
+    tries[0] += 1
+    tries[1] += overran
+    if tries[0] >= REMEMBERED_TRIES:
+        tries[0] //= 2
+        tries[1] //= 2
+    return tries[0] >= JUDGED_AFTER_TRIES and tries[1] * OVERRUN_SHARE > tries[0]
 
 
 def _read_kind(request: Request) -> tuple[Any, ...]:

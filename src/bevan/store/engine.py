@@ -50,6 +50,18 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=32, pool_pre_ping=False)
 
 
+def reads_engine(engine: Engine, *, pool_size: int = 16) -> Engine:
+    """Return an engine on engine's PostgreSQL database whose connections run each
+    statement in a transaction of its own (autocommit), set once as each connects."""
+    return create_engine(
+        engine.url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=pool_size,
+        max_overflow=32,
+        pool_pre_ping=False,
+    )
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
