@@ -162,3 +162,25 @@ def test_a_read_holds_no_transaction_open(postgres: RecordStore) -> None:
         status = session.connection.connection.driver_connection.info.transaction_status
     assert [h.id for h in hits] == [created.id]
     assert status == TransactionStatus.IDLE
+
+
+def test_reads_one_after_another_reuse_a_connection_and_prepare_early(
+    postgres: RecordStore,
+) -> None:
+    # The pool hands back the connection returned last, so a process's reads keep a few
+    # connections busy, each preparing a statement after its second run (not its fifth):
+    # spread over every connection in turn, statements were planned again and again.
+    service = RecordService(postgres)
+    created = service.create(_observation("8867-4")).stored
+    assert created is not None
+    backends = set()
+    for _ in range(3):
+        with postgres.read() as session:
+            backends.add(session.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+            assert [h.id for h in session.search(parse_search("Observation", "code=8867-4"), 10)]
+    with postgres.read() as session:
+        prepared = session.connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_prepared_statements WHERE strpos(statement, 'index_token') > 0"
+        ).scalar()
+    assert len(backends) == 1
+    assert prepared and prepared >= 1
