@@ -116,7 +116,7 @@ def test_a_kind_of_search_that_keeps_overrunning_goes_straight_to_the_thread_poo
     monkeypatch.setattr(budget, "STEPS_PER_CHECK", 1)
     # Judged after JUDGED_AFTER_OVERRUNS overruns (the first try may run out counting
     # how common the value is, which its run on a thread remembers: not counted).
-    for _ in range(context.JUDGED_AFTER_OVERRUNS + 1):
+    for _ in range(context.JUDGED_AFTER_OVERRUNS[server.store.dialect] + 1):
         first = fhir.get("/Patient", params={"family": families[0]})
         assert first.status_code == 200 and first.json()["total"] == 1
 
@@ -141,7 +141,7 @@ def test_a_kind_of_search_that_overruns_now_and_then_stays_on_the_loop(
     family = f"Once{uuid.uuid4().hex[:8]}"
     created = fhir.post("/Patient", json={"resourceType": "Patient", "name": [{"family": family}]})
     assert created.status_code == 201
-    overruns = context.JUDGED_AFTER_OVERRUNS
+    overruns = context.JUDGED_AFTER_OVERRUNS[server.store.dialect]
     tries = overruns * context.OVERRUN_SHARE  # one in OVERRUN_SHARE overruns, no more
     monkeypatch.setattr(budget, "STEPS_PER_CHECK", 1)
     for number in range(tries):

@@ -40,24 +40,28 @@ OFFLOAD_THREADS = 8
 
 # A read that may be long is first tried on the event loop for this long: most searches
 # finish well inside it, and for them the trip to a thread and back cost more than the
-# search (measured, name prefix: 744 -> 1,552 req/s on SQLite; 645 -> 975 on
-# PostgreSQL, where the thread and the loop contending for the interpreter lock cost
-# 0.57 ms of CPU a search). One that does not finish is interrupted, having stored
-# nothing, and run again on a thread. On PostgreSQL the budget bounds each statement.
+# search (measured, name prefix: 744 -> 1,552 req/s on SQLite; on PostgreSQL 645 ->
+# 975 with no budget at all, where the thread and the loop contending for the
+# interpreter lock had cost 0.57 ms of CPU a search). One that does not finish is
+# interrupted, having stored nothing, and run again on a thread. On PostgreSQL the
+# budget bounds each statement.
 LOOP_BUDGET_SECONDS = 0.002
 # A kind of read (its path without ids, and its parameter names) that has overrun the
 # budget in more than one try in OVERRUN_SHARE goes straight to a thread for a while,
-# once it has overrun a few times: trying it on the loop again would most likely waste
-# the budget, and hold up every other request for it. An overrun now and then (a new
-# database connection's first statements, a moment the database waited for the CPU)
-# does not send it: when one overrun did, every search by name prefix went to a thread
-# for 30 s after the first. Judged after a few overruns rather than a few tries, a kind
-# that always overruns wastes only those (the published search mix on PostgreSQL: 154
-# and 197 against 176 and 192 searches a second, in pairs of runs). Tries are
+# once it has overrun JUDGED_AFTER_OVERRUNS times: trying it on the loop again would
+# most likely waste the budget, and hold up every other request for it. Tries are
 # remembered, the older halved away.
+#
+# On SQLite the first overrun is judged: an interrupted read spent its budget's CPU in
+# the worker itself (the published search mix: 323 and 332 searches a second against
+# 235 and 302 judged after three). On PostgreSQL an overrun now and then (a new
+# connection's first statements, a moment the server waited for the CPU) does not send
+# a kind away: when one did, every search by name prefix went to a thread for 30 s
+# after the first; judged after three, name prefix, `_revinclude`, `$everything` and
+# the mix all answered more (mix 186 and 197 against 175 and 175).
 SLOW_READ_SECONDS = 30.0
 OVERRUN_SHARE = 10
-JUDGED_AFTER_OVERRUNS = 3
+JUDGED_AFTER_OVERRUNS = {"sqlite": 1, "postgresql": 3}
 REMEMBERED_TRIES = 64
 MAX_REMEMBERED_SLOW_READS = 1000
 _slow_reads: dict[tuple[Any, ...], float] = {}
@@ -402,16 +406,17 @@ def _tried_on_the_loop(
     except OverBudget as overrun:
         # One that ran out counting facts for its plan is not counted: its run on a
         # thread remembers them, and the next try has no need to count.
-        if not overrun.learning and _note_try(kind, overran=True):
+        judged_after = JUDGED_AFTER_OVERRUNS.get(fhir.services.records.store.dialect, 1)
+        if not overrun.learning and _note_try(kind, True, judged_after):
             if len(_slow_reads) >= MAX_REMEMBERED_SLOW_READS:
                 _slow_reads.clear()
             _slow_reads[kind] = now + SLOW_READ_SECONDS
         return None
-    _note_try(kind, overran=False)
+    _note_try(kind, False)
     return response
 
 
-def _note_try(kind: tuple[Any, ...], overran: bool) -> bool:
+def _note_try(kind: tuple[Any, ...], overran: bool, judged_after: int = 1) -> bool:
     """Count a try of kind on the loop; return True if it overruns too often to try."""
     tries = _loop_tries.get(kind)
     if tries is None:
@@ -423,7 +428,7 @@ def _note_try(kind: tuple[Any, ...], overran: bool) -> bool:
     if tries[0] >= REMEMBERED_TRIES:
         tries[0] //= 2
         tries[1] //= 2
-    return tries[1] >= JUDGED_AFTER_OVERRUNS and tries[1] * OVERRUN_SHARE > tries[0]
+    return tries[1] >= judged_after and tries[1] * OVERRUN_SHARE > tries[0]
 
 
 def _read_kind(request: Request) -> tuple[Any, ...]:

@@ -994,6 +994,7 @@ class RecordStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sqlite = is_sqlite(engine)
+        self.dialect = engine.dialect.name  # "sqlite" or "postgresql"
         self.hot = HotStatements(engine.dialect)
         self.compiler = SearchCompiler(engine.dialect.name)
         self.shapes = ShapeCache(engine.dialect)
