@@ -52,9 +52,10 @@ LOOP_BUDGET_SECONDS = 0.002
 # most likely waste the budget, and hold up every other request for it. Tries are
 # remembered, the older halved away.
 #
-# On SQLite the first overrun is judged: an interrupted read spent its budget's CPU in
-# the worker itself (the published search mix: 323 and 332 searches a second against
-# 235 and 302 judged after three). On PostgreSQL an overrun now and then (a new
+# On SQLite the first overrun is judged, as before: an interrupted read spent its
+# budget's CPU in the worker itself, and judging after three showed no gain (the
+# published search mix: 235 and 302 searches a second against 323 and 332, within what
+# runs of one build differ by). On PostgreSQL an overrun now and then (a new
 # connection's first statements, a moment the server waited for the CPU) does not send
 # a kind away: when one did, every search by name prefix went to a thread for 30 s
 # after the first; judged after three, name prefix, `_revinclude`, `$everything` and
