@@ -74,6 +74,25 @@ class ListStatement:
         return statement, bound
 
 
+class ArrayStatement:
+    """A statement whose list of values is one array parameter (PostgreSQL): the same
+    text for every length of list, so the driver parses it once (it parses afresh any
+    statement of more than 50 parameters, as an IN list of 64 has) and the server
+    keeps one prepared statement for it. Bound like a ListStatement."""
+
+    def __init__(self, statement: ClauseElement, name: str, dialect: Dialect) -> None:
+        self.name = name
+        self.compiled = compile_for(statement, dialect)
+        # the values the statement fixes itself (such as LIMIT 1)
+        given: Any = statement.compile(dialect=dialect).params
+        self.constants = {key: value for key, value in given.items() if value is not None}
+
+    def bind(
+        self, values: Sequence[Any], params: Mapping[str, Any] | None = None
+    ) -> tuple[CompiledStatement, dict[str, Any]]:
+        return self.compiled, {**self.constants, **(params or {}), self.name: list(values)}
+
+
 class RawCursor:
     """Executes CompiledStatements on the DBAPI connection under a Core Connection."""
 
@@ -105,7 +124,7 @@ class RawCursor:
 
     def rows(
         self,
-        statement: ListStatement,
+        statement: ListStatement | ArrayStatement,
         values: Sequence[Any],
         params: Mapping[str, Any] | None = None,
     ) -> list[Any]:

@@ -18,9 +18,11 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
     Select,
+    any_,
     bindparam,
     delete,
     func,
@@ -46,7 +48,7 @@ from bevan.fhir.search import (
 from bevan.fhir.search_parameters import IndexRows
 from bevan.store.budget import budgeted, learning, statement_budget, within_budget
 from bevan.store.engine import WalCheckpointer, WriterLock, is_sqlite, make_engine, reads_engine
-from bevan.store.raw import ListStatement, RawCursor, compile_for
+from bevan.store.raw import ArrayStatement, ListStatement, RawCursor, compile_for
 from bevan.store.schema import (
     INDEX_TABLES,
     index_reference,
@@ -235,28 +237,45 @@ _CURRENT_MANY = (
     )
     .order_by(resource.c.id)
 )
-_VERSIONS_BY_RID = (
-    select(resource.c.rid, *_VERSION_COLUMNS)
-    .select_from(_VERSIONS)
-    .where(resource.c.rid.in_(bindparam("rids", expanding=True)), not_(resource.c.deleted))
-    .order_by(resource.c.rid)
-)
+# On PostgreSQL a list of row keys is one bigint[] parameter (see raw.ArrayStatement).
+_RIDS_ARRAY = bindparam("rids", type_=postgresql.ARRAY(BigInteger))
+
+
+def _among_rids(column: Any, postgres: bool) -> ColumnElement[bool]:
+    if postgres:
+        return column == any_(_RIDS_ARRAY)
+    return column.in_(bindparam("rids", expanding=True))
+
+
+def _versions_by_rid(postgres: bool) -> Select[Any]:
+    return (
+        select(resource.c.rid, *_VERSION_COLUMNS)
+        .select_from(_VERSIONS)
+        .where(_among_rids(resource.c.rid, postgres), not_(resource.c.deleted))
+        .order_by(resource.c.rid)
+    )
+
+
 # The current versions of what the resources with rids reference, and of what the one
 # resource of type t and id i references: $everything's referenced resources in one
 # statement (they were found first, then read type by type).
-_POINTED_AT = union(
-    select(index_reference.c.target_type, index_reference.c.target_id).where(
-        index_reference.c.rid.in_(bindparam("rids", expanding=True)),
-        index_reference.c.target_type.is_not(None),
-    ),
-    select(index_reference.c.target_type, index_reference.c.target_id)
-    .join(resource, resource.c.rid == index_reference.c.rid)
-    .where(
-        resource.c.resource_type == bindparam("t"),
-        resource.c.id == bindparam("i"),
-        index_reference.c.target_type.is_not(None),
-    ),
-).subquery()
+def _pointed_at(postgres: bool) -> Any:
+    return union(
+        select(index_reference.c.target_type, index_reference.c.target_id).where(
+            _among_rids(index_reference.c.rid, postgres),
+            index_reference.c.target_type.is_not(None),
+        ),
+        select(index_reference.c.target_type, index_reference.c.target_id)
+        .join(resource, resource.c.rid == index_reference.c.rid)
+        .where(
+            resource.c.resource_type == bindparam("t"),
+            resource.c.id == bindparam("i"),
+            index_reference.c.target_type.is_not(None),
+        ),
+    ).subquery()
+
+
+_POINTED_AT = _pointed_at(postgres=False)
 _TARGET_VERSIONS = (
     select(*_VERSION_COLUMNS)
     .select_from(_VERSIONS)
@@ -267,23 +286,29 @@ _TARGET_VERSIONS = (
         not_(resource.c.deleted),
     )
 )
+
+
 # PostgreSQL: each target looked up by its own probe of the (type, id) key. Left to
 # choose, the planner expected every reference of a long record to name a different
 # target (2,273 for a Patient with 403 resources, where there were 11) and hashed
 # them against a scan of every resource: 94 ms at 222,449 resources, against 3.
-_FOUND = (
-    select(resource.c.seq)
-    .where(
-        resource.c.resource_type == _POINTED_AT.c.target_type,
-        resource.c.id == _POINTED_AT.c.target_id,
-        not_(resource.c.deleted),
+def _target_versions_probed() -> Select[Any]:
+    pointed_at = _pointed_at(postgres=True)
+    found = (
+        select(resource.c.seq)
+        .where(
+            resource.c.resource_type == pointed_at.c.target_type,
+            resource.c.id == pointed_at.c.target_id,
+            not_(resource.c.deleted),
+        )
+        .limit(1)  # one at most (the key is unique); and the planner cannot merge it away
+        .lateral("found")
     )
-    .limit(1)  # one at most (the key is unique); and the planner cannot merge it away
-    .lateral("found")
-)
-_TARGET_VERSIONS_PROBED = select(*_VERSION_COLUMNS).select_from(
-    _POINTED_AT.join(_FOUND, true()).join(resource_version, resource_version.c.seq == _FOUND.c.seq)
-)
+    return select(*_VERSION_COLUMNS).select_from(
+        pointed_at.join(found, true()).join(resource_version, resource_version.c.seq == found.c.seq)
+    )
+
+
 _COMPARTMENT = select(
     index_reference.c.rid, index_reference.c.resource_type, index_reference.c.param
 ).where(
@@ -355,10 +380,14 @@ class HotStatements:
         self.select_row = compile_for(_SELECT_ROW, dialect)
         self.compartment = compile_for(_COMPARTMENT, dialect)
         self.current_many = ListStatement(_CURRENT_MANY, "ids", dialect)
-        self.versions_by_rid = ListStatement(_VERSIONS_BY_RID, "rids", dialect)
-        self.target_versions = ListStatement(
-            _TARGET_VERSIONS_PROBED if postgres else _TARGET_VERSIONS, "rids", dialect
-        )
+        self.versions_by_rid: ListStatement | ArrayStatement
+        self.target_versions: ListStatement | ArrayStatement
+        if postgres:
+            self.versions_by_rid = ArrayStatement(_versions_by_rid(True), "rids", dialect)
+            self.target_versions = ArrayStatement(_target_versions_probed(), "rids", dialect)
+        else:
+            self.versions_by_rid = ListStatement(_versions_by_rid(False), "rids", dialect)
+            self.target_versions = ListStatement(_TARGET_VERSIONS, "rids", dialect)
         self.references_from = {
             key: ListStatement(statement, "ids", dialect)
             for key, statement in _REFERENCES_FROM.items()
