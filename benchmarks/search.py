@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import sqlite3
 import sys
 import time
@@ -692,12 +693,15 @@ async def _drive(
 
 def full_scan_lines(lines: list[str], sqlite: bool) -> list[str]:
     """Return plan lines that read a whole table or index (not the materialised page:
-    at most _count row keys, listed before their versions are read)."""
+    at most _count row keys, listed before their versions are read; nor a subquery of
+    the statement's own, anon_N, whose rows its own plan lines find)."""
     if sqlite:
         return [
             line
             for line in lines
-            if line.strip().startswith("SCAN ") and line.strip() != f"SCAN {PAGE}"
+            if line.strip().startswith("SCAN ")
+            and line.strip() != f"SCAN {PAGE}"
+            and not re.fullmatch(r"SCAN anon_\d+", line.strip())
         ]
     return [line for line in lines if "Seq Scan" in line]
 
@@ -735,9 +739,33 @@ def explain_all(url: str, named: list[NamedSearch], params: list[MixParam]) -> l
                 lines = [f"(no plan: {type(error).__name__}: {error})"]
             scans = full_scan_lines(lines, store.sqlite)
             plans.append(Plan(name, f"{resource_type}?{text}", lines, scans))
+        if any(search.key == "everything" for search in named):
+            plans.append(_everything_plan(store))
     finally:
-        store.engine.dispose()
+        store.close()
     return plans
+
+
+def _everything_plan(store: Any) -> Plan:
+    """The plans of $everything's own reads, for the Patient with the longest record
+    (a plan that serves a short record well can scan everything for a long one)."""
+    from bevan.fhir.search_parameters import compartment_parameters
+    from bevan.records.service import MAX_EVERYTHING
+
+    with store.engine.connect() as connection:
+        longest = connection.exec_driver_sql(
+            "SELECT target_id FROM index_reference WHERE target_type = 'Patient'"
+            " GROUP BY target_id ORDER BY count(*) DESC LIMIT 1"
+        ).scalar()
+    with store.read() as session:
+        params = compartment_parameters("Patient")
+        lines = session.explain_everything(str(longest), params, MAX_EVERYTHING)
+    return Plan(
+        "everything",
+        f"Patient/{longest}/$everything: its own reads (the longest record)",
+        lines,
+        full_scan_lines(lines, store.sqlite),
+    )
 
 
 def print_plans(plans: list[Plan]) -> None:

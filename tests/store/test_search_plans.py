@@ -186,3 +186,24 @@ def test_present_alone_drives_a_search_and_a_composite_needs_every_part(
     assert _found(store, "combo-code-value-concept:missing=false") == [coded.id]
     assert _found(store, "code-value-concept:missing=true") == sorted([weighed.id, asked.id])
     assert _found(store, "code-value-quantity:missing=false") == [weighed.id]
+
+
+def test_everything_explains_its_own_reads_by_key(
+    service: RecordService, store: RecordStore
+) -> None:
+    # What the benchmark prints for $everything: its reads of a Patient's record, each
+    # found through a key (row key, or type and id), not by reading a whole table.
+    patient = service.create({"resourceType": "Patient", "name": [{"family": "Plan"}]}).stored
+    assert patient is not None
+    for kg in (70.0, 71.5):
+        weight = {**_weight(kg), "subject": {"reference": f"Patient/{patient.id}"}}
+        service.create(weight)
+    with store.read() as session:
+        lines = session.explain_everything(patient.id, {"Observation": ("subject",)}, 100)
+    assert lines[0] == "members (2 resources in the compartment):"
+    assert any(line.startswith("referenced (2 resources") for line in lines)
+    steps = [line.strip() for line in lines if line.startswith("  ")]
+    assert len(steps) >= 4
+    if store.sqlite:  # PostgreSQL reads tables this small whole; its probes are checked
+        # in test_postgres_plans.py
+        assert all(not step.startswith("SCAN ") or step.startswith("SCAN anon_") for step in steps)

@@ -48,7 +48,13 @@ from bevan.fhir.search import (
 from bevan.fhir.search_parameters import IndexRows
 from bevan.store.budget import budgeted, learning, statement_budget, within_budget
 from bevan.store.engine import WalCheckpointer, WriterLock, is_sqlite, make_engine, reads_engine
-from bevan.store.raw import ArrayStatement, ListStatement, RawCursor, compile_for
+from bevan.store.raw import (
+    ArrayStatement,
+    CompiledStatement,
+    ListStatement,
+    RawCursor,
+    compile_for,
+)
 from bevan.store.schema import (
     INDEX_TABLES,
     index_reference,
@@ -61,6 +67,8 @@ from bevan.store.shapes import ShapeCache
 
 # A driving criterion with more index rows than a page should list is walked instead:
 # the threshold depends on the type's size (see ReadSession._dense) within these bounds.
+# A plan line longer than this (PostgreSQL prints every row key it was given) is cut.
+PLAN_LINE_CHARS = 200
 MIN_DENSE_MATCHES = 500
 MAX_LISTED_MATCHES = 20_000
 SQRT_WALK_STEP_COST = 2.5  # a walk step costs about six listing steps
@@ -658,6 +666,31 @@ class ReadSession:
         if self.sqlite:
             return [str(row[-1]) for row in rows]
         return [str(row[0]) for row in rows]
+
+    def explain_everything(
+        self, patient_id: str, params: Mapping[str, Sequence[str]], limit: int
+    ) -> list[str]:
+        """Return the database's plans for `$everything`'s reads of one Patient's record:
+        its members' versions, then what they and the Patient reference."""
+        rids = [rid for rid, _ in self.compartment("Patient", patient_id, params, limit)]
+        parts = (
+            ("members", *self.hot.versions_by_rid.bind(rids or [0])),
+            (
+                "referenced",
+                *self.hot.target_versions.bind(rids or [0], {"t": "Patient", "i": patient_id}),
+            ),
+        )
+        prefix = "EXPLAIN QUERY PLAN " if self.sqlite else "EXPLAIN "
+        lines = []
+        for title, statement, bound in parts:
+            rows = self.indexed.execute(
+                CompiledStatement(prefix + statement.sql, statement.names), bound
+            ).fetchall()
+            lines.append(f"{title} ({len(rids)} resources in the compartment):")
+            for row in rows:
+                line = str(row[-1] if self.sqlite else row[0])
+                lines.append(f"  {line[:PLAN_LINE_CHARS]}{' ...' * (len(line) > PLAN_LINE_CHARS)}")
+        return lines
 
     def _composites_lead_with_fewest(self, query: SearchQuery) -> SearchQuery:
         """Reorder each composite's components so that the one with the fewest index rows
