@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -74,6 +75,23 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 @pytest.fixture(params=BACKENDS, scope="module")
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+def serve_command(data_dir: Path, port: int, *flags: str) -> list[str]:
+    """`bevan serve` on data_dir and a local port, quietly, with further flags."""
+    return [
+        sys.executable,
+        "-m",
+        "bevan.cli",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *flags,
+    ]
 
 
 def free_port() -> int:

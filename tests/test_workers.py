@@ -16,26 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, serve_command
 
 CONNECTIONS = 32
 
 
-def serve_command(data_dir: Path, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "bevan.cli",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--log-level",
-        "warning",
-    ]
+def serve_two(data_dir: Path, port: int) -> list[str]:
+    return serve_command(data_dir, port, "--workers", "2")
 
 
 def wait_until_answering(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -99,7 +86,7 @@ def established_on(port: int) -> set[str]:
 def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
     process = subprocess.Popen(
-        serve_command(tmp_path, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        serve_two(tmp_path, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         wait_until_answering(port, process)
@@ -163,8 +150,6 @@ def test_a_port_in_use_is_refused_before_any_worker_starts(tmp_path: Path) -> No
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run(
-            serve_command(tmp_path, port), capture_output=True, text=True, timeout=60
-        )
+        done = subprocess.run(serve_two(tmp_path, port), capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,25 +15,12 @@ import pytest
 
 from bevan.security.tokens import TokenAuthority
 from bevan.synth import write_population
-from tests.conftest import BACKENDS, database_url, free_port
+from tests.conftest import BACKENDS, database_url, free_port, serve_command
 
 
 def start(data_dir: Path, url: str, port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bevan.cli",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--database",
-            url,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
+        serve_command(data_dir, port, "--database", url),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
