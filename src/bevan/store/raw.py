@@ -31,7 +31,10 @@ class CompiledStatement:
 
 
 def compile_for(statement: ClauseElement, dialect: Dialect) -> CompiledStatement:
-    compiled: Any = statement.compile(dialect=dialect)
+    return _text_of(statement.compile(dialect=dialect))
+
+
+def _text_of(compiled: Any) -> CompiledStatement:
     if not compiled.positional:
         return CompiledStatement(compiled.string, None)
     return CompiledStatement(compiled.string, tuple(compiled.positiontup or ()))
@@ -82,10 +85,10 @@ class ArrayStatement:
 
     def __init__(self, statement: ClauseElement, name: str, dialect: Dialect) -> None:
         self.name = name
-        self.compiled = compile_for(statement, dialect)
+        compiled: Any = statement.compile(dialect=dialect)
+        self.compiled = _text_of(compiled)
         # the values the statement fixes itself (such as LIMIT 1)
-        given: Any = statement.compile(dialect=dialect).params
-        self.constants = {key: value for key, value in given.items() if value is not None}
+        self.constants = {k: v for k, v in compiled.params.items() if v is not None}
 
     def bind(
         self, values: Sequence[Any], params: Mapping[str, Any] | None = None

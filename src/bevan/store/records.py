@@ -661,11 +661,15 @@ class ReadSession:
         compiled = statement.compile(
             dialect=self.connection.dialect, compile_kwargs={"literal_binds": True}
         )
-        prefix = "EXPLAIN QUERY PLAN " if self.sqlite else "EXPLAIN "
-        rows = self.connection.exec_driver_sql(prefix + str(compiled)).fetchall()
-        if self.sqlite:
-            return [str(row[-1]) for row in rows]
-        return [str(row[0]) for row in rows]
+        return self._plan_lines(self.connection.exec_driver_sql(self._explain + str(compiled)))
+
+    @property
+    def _explain(self) -> str:
+        return "EXPLAIN QUERY PLAN " if self.sqlite else "EXPLAIN "
+
+    def _plan_lines(self, result: Any) -> list[str]:
+        """The plan EXPLAIN returned, one line per step (SQLite's detail is its last column)."""
+        return [str(row[-1] if self.sqlite else row[0]) for row in result.fetchall()]
 
     def explain_everything(
         self, patient_id: str, params: Mapping[str, Sequence[str]], limit: int
@@ -680,15 +684,11 @@ class ReadSession:
                 *self.hot.target_versions.bind(rids or [0], {"t": "Patient", "i": patient_id}),
             ),
         )
-        prefix = "EXPLAIN QUERY PLAN " if self.sqlite else "EXPLAIN "
         lines = []
         for title, statement, bound in parts:
-            rows = self.indexed.execute(
-                CompiledStatement(prefix + statement.sql, statement.names), bound
-            ).fetchall()
+            explained = CompiledStatement(self._explain + statement.sql, statement.names)
             lines.append(f"{title} ({len(rids)} resources in the compartment):")
-            for row in rows:
-                line = str(row[-1] if self.sqlite else row[0])
+            for line in self._plan_lines(self.indexed.execute(explained, bound)):
                 lines.append(f"  {line[:PLAN_LINE_CHARS]}{' ...' * (len(line) > PLAN_LINE_CHARS)}")
         return lines
 
