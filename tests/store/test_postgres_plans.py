@@ -15,6 +15,7 @@ from psycopg.pq import TransactionStatus
 
 from bevan.fhir.search import parse_search
 from bevan.records.service import RecordService
+from bevan.store.budget import time_budget
 from bevan.store.migrate import upgrade
 from bevan.store.records import RecordStore
 from tests.conftest import database_url
@@ -184,6 +185,37 @@ def test_reads_one_after_another_reuse_a_connection_and_prepare_early(
         ).scalar()
     assert len(backends) == 1
     assert prepared and prepared >= 1
+
+
+def test_no_session_compiles_its_statements_to_machine_code(postgres: RecordStore) -> None:
+    # JIT compilation added tens of milliseconds to each search whose estimated cost
+    # passed PostgreSQL's threshold; every connection Bevan opens turns it off.
+    def jit(connection: Any) -> str:
+        return str(connection.exec_driver_sql("SHOW jit").scalar())
+
+    with postgres.read() as session:
+        assert jit(session.connection) == "off"
+    with time_budget(5.0), postgres.read() as session:
+        assert jit(session.connection) == "off"
+    with postgres.transaction() as connection:
+        assert jit(connection) == "off"
+
+
+def test_a_read_that_failed_leaves_its_connection_fit_for_the_next(
+    postgres: RecordStore,
+) -> None:
+    # Read connections go back to the pool without a rollback: there is no transaction
+    # to end, even after a statement failed.
+    service = RecordService(postgres)
+    created = service.create(_observation("8867-4")).stored
+    assert created is not None
+    with pytest.raises(Exception, match="division by zero"), postgres.read() as session:
+        failed_on = session.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        session.connection.exec_driver_sql("SELECT 1 / 0")
+    with postgres.read() as session:
+        assert session.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() == failed_on
+        hits = session.search(parse_search("Observation", "code=8867-4"), 10)
+    assert [h.id for h in hits] == [created.id]
 
 
 def test_everything_looks_up_each_referenced_resource_by_its_key(postgres: RecordStore) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from bevan.fhir.errors import Forbidden, Issue
 
@@ -89,9 +90,11 @@ class ResourceScope:
         return ResourceScope(self.context, kind, permissions, self.v1)
 
 
+@lru_cache(maxsize=1024)
 def parse_scopes(text: str) -> tuple[ResourceScope, ...]:
     """Return the resource scopes in a space-separated scope string (others are ignored:
-    openid, launch, offline_access ...)."""
+    openid, launch, offline_access ...). Remembered: every request asks, with the few
+    scope strings its tokens carry."""
     return tuple(s for s in map(ResourceScope.parse, text.split()) if s is not None)
 
 
