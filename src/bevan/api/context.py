@@ -43,9 +43,16 @@ OFFLOAD_THREADS = 8
 # search (measured, name prefix: 744 -> 1,552 req/s on SQLite; on PostgreSQL 645 ->
 # 975 with no budget at all, where the thread and the loop contending for the
 # interpreter lock had cost 0.57 ms of CPU a search). One that does not finish is
-# interrupted, having stored nothing, and run again on a thread. On PostgreSQL the
-# budget bounds each statement.
-LOOP_BUDGET_SECONDS = 0.002
+# interrupted, having stored nothing, and run again on a thread.
+#
+# On SQLite the budget is the worker's own CPU, spent even by a read that overruns. On
+# PostgreSQL it bounds each statement, and the worker waits without using its CPU; but
+# on a machine whose cores are all busy a statement waits for one too, and 2 ms had
+# sent searches that take 0.4 ms of the server's time to threads, where they cost a
+# third more CPU (a million resources, two workers, 20 clients: name prefix 696 and
+# 954 searches a second at 2 and 20 ms, chained surname 578 and 775, a long read's
+# wait on the loop bounded at 20 ms).
+LOOP_BUDGET_SECONDS = {"sqlite": 0.002, "postgresql": 0.020}
 # A kind of read (its path without ids, and its parameter names) that has overrun the
 # budget in more than one try in OVERRUN_SHARE goes straight to a thread for a while,
 # once it has overrun JUDGED_AFTER_OVERRUNS times: trying it on the loop again would
@@ -401,13 +408,14 @@ def _tried_on_the_loop(
     now = time.monotonic()
     if _slow_reads.get(kind, 0.0) > now:
         return None
+    dialect = fhir.services.records.store.dialect
     try:
-        with time_budget(LOOP_BUDGET_SECONDS):
+        with time_budget(LOOP_BUDGET_SECONDS.get(dialect, 0.002)):
             response = handler(fhir)
     except OverBudget as overrun:
         # One that ran out counting facts for its plan is not counted: its run on a
         # thread remembers them, and the next try has no need to count.
-        judged_after = JUDGED_AFTER_OVERRUNS.get(fhir.services.records.store.dialect, 1)
+        judged_after = JUDGED_AFTER_OVERRUNS.get(dialect, 1)
         if not overrun.learning and _note_try(kind, True, judged_after):
             if len(_slow_reads) >= MAX_REMEMBERED_SLOW_READS:
                 _slow_reads.clear()
