@@ -420,22 +420,27 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def _version_fields(row: Any, start: int = 0) -> dict[str, Any]:
-    """Return the fields of the version held in row's _VERSION_COLUMNS, from start."""
-    return {
-        "resource_type": row[start],
-        "id": row[start + 1],
-        "version_id": row[start + 2],
-        "last_updated": row[start + 3],
-        "deleted": row[start + 4] == "delete",
-        "content": row[start + 5],
-        "seq": row[start + 6],
-    }
+_VersionFields = tuple[str, str, int, str, bool, "str | None", int]
+
+
+def _version_fields(row: Any, start: int = 0) -> _VersionFields:
+    """Return, in StoredVersion's field order, the version held in row's
+    _VERSION_COLUMNS from position start (positional: a page of search results makes
+    one for each row, and keywords cost more than building the rest of the entry)."""
+    return (
+        row[start],
+        row[start + 1],
+        row[start + 2],
+        row[start + 3],
+        row[start + 4] == "delete",
+        row[start + 5],
+        row[start + 6],
+    )
 
 
 def _stored_at(row: Any, start: int = 0) -> StoredVersion:
     """Return the version held in row's _VERSION_COLUMNS, from position start."""
-    return StoredVersion(**_version_fields(row, start))
+    return StoredVersion(*_version_fields(row, start))
 
 
 class PlanFacts:
@@ -604,8 +609,7 @@ class ReadSession:
             rows.reverse()
         width = len(_VERSION_COLUMNS)
         return [
-            SearchHit(**_version_fields(row), sort_values=tuple(row[width + 1 :]), rid=row[width])
-            for row in rows
+            SearchHit(*_version_fields(row), tuple(row[width + 1 :]), row[width]) for row in rows
         ]
 
     def _planned(self, query: SearchQuery) -> tuple[SearchQuery, int | None]:
