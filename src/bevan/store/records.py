@@ -44,6 +44,7 @@ from bevan.fhir.search import (
     CompositeMatch,
     Criterion,
     SearchQuery,
+    StringMatch,
 )
 from bevan.fhir.search_parameters import IndexRows
 from bevan.store.budget import budgeted, learning, statement_budget, within_budget
@@ -62,7 +63,7 @@ from bevan.store.schema import (
     resource,
     resource_version,
 )
-from bevan.store.search import SearchCompiler
+from bevan.store.search import PREFIX_BUCKET, SearchCompiler
 from bevan.store.shapes import ShapeCache
 
 # A driving criterion with more index rows than a page should list is walked instead:
@@ -602,8 +603,18 @@ class ReadSession:
                     expression=("_cursor",),
                 )
             )
-        dense = at is None and not query.sort and self._dense(query, limit)
-        parts = (query.resource_type, query.criteria, cursor, query.sort, limit, dense, at)
+        bucketed = self._by_prefix_bucket(query, at)
+        dense = at is None and not query.sort and not bucketed and self._dense(query, limit)
+        parts = (
+            query.resource_type,
+            query.criteria,
+            cursor,
+            query.sort,
+            limit,
+            dense,
+            at,
+            bucketed,
+        )
         rows = self.shapes.execute(self.indexed, "page", parts, self._page).fetchall()
         if query.cursor is not None and query.cursor.before:
             rows.reverse()
@@ -618,15 +629,38 @@ class ReadSession:
         query = self._composites_lead_with_fewest(query)
         return query, self.compiler.target_ordered(query)
 
+    def _by_prefix_bucket(self, query: SearchQuery, at: int | None) -> bool:
+        """Return True if the page is the first of a search by one string prefix of
+        PREFIX_BUCKET characters alone, on PostgreSQL: its row keys are read in order
+        from the prefix's bucket (SearchCompiler.first_by_prefix), not found by listing
+        every match."""
+        if not self.compiler.postgres or at is not None or query.sort or query.cursor:
+            return False
+        if len(query.criteria) != 1:
+            return False
+        criterion = query.criteria[0]
+        return (
+            isinstance(criterion, StringMatch)
+            and criterion.modifier is None
+            and len(criterion.values) == 1
+            and len(criterion.values[0]) == PREFIX_BUCKET
+        )
+
     def _page(self, parts: tuple[Any, ...]) -> Select[Any]:
         """The page statement for search()'s parts: its versions, row key and sort values."""
-        resource_type, criteria, cursor, keys, limit, dense, at = parts
+        resource_type, criteria, cursor, keys, limit, dense, at, bucketed = parts
         compiler = self.compiler
         query = SearchQuery(resource_type, criteria)
         reverse = cursor is not None and cursor.before
         if at is None:
             columns = compiler.sort_columns(resource, resource_type, keys)
-            conditions = compiler.conditions(resource, query, dense=dense)
+            if bucketed:
+                conditions = [
+                    compiler.first_by_prefix(resource, resource_type, criteria[0], limit),
+                    not_(resource.c.deleted),
+                ]
+            else:
+                conditions = compiler.conditions(resource, query, dense=dense)
             if cursor is not None:
                 conditions.append(compiler.position(resource, keys, columns, cursor))
             order = compiler.order_by(resource, keys, columns, reverse)
@@ -659,8 +693,9 @@ class ReadSession:
     def explain(self, query: SearchQuery, limit: int = 21) -> list[str]:
         """Return the database's plan for the page query of a search, one line per step."""
         query, at = self._planned(query)
+        bucketed = self._by_prefix_bucket(query, at)
         statement = self._page(
-            (query.resource_type, query.criteria, None, query.sort, limit, False, at)
+            (query.resource_type, query.criteria, None, query.sort, limit, False, at, bucketed)
         )
         compiled = statement.compile(
             dialect=self.connection.dialect, compile_kwargs={"literal_binds": True}

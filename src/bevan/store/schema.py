@@ -25,6 +25,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    literal_column,
 )
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (a rowid alias).
@@ -117,6 +119,14 @@ Index(
     postgresql_ops={"value": "text_pattern_ops"},
 )
 Index("ix_string_rid", index_string.c.rid)
+# PostgreSQL only: each prefix bucket's rows in row-key order (migration 0008).
+Index(
+    "ix_string_bucket",
+    index_string.c.resource_type,
+    index_string.c.param,
+    func.left(index_string.c.value, literal_column("3")),
+    index_string.c.rid,
+).ddl_if(dialect="postgresql")
 
 index_date = _index_table(
     "index_date",

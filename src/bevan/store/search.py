@@ -23,6 +23,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -60,6 +61,10 @@ from bevan.store.schema import INDEX_TABLES, index_date, index_reference, index_
 from bevan.store.shapes import derived
 
 Alias = Any  # a resource table or an alias of it
+
+# Characters of a string value that name its bucket in PostgreSQL's prefix bucket index
+# (ix_string_bucket: type, parameter, the value's first PREFIX_BUCKET characters, rid).
+PREFIX_BUCKET = 3
 
 
 class RowKeys(ColumnElement[Any]):
@@ -232,6 +237,37 @@ class SearchCompiler:
         """
         if not self.postgres:
             return alias.c.rid.in_(rows)
+        return alias.c.rid == any_(RowKeys(rows))
+
+    def first_by_prefix(
+        self, alias: Alias, resource_type: str, criterion: StringMatch, limit: int
+    ) -> ColumnElement[bool]:
+        """PostgreSQL, the first page of a search by one prefix of PREFIX_BUCKET
+        characters alone: its first limit row keys, read in order from the prefix's
+        bucket in ix_string_bucket, as `rid = ANY(ARRAY(...))`.
+
+        Listing every match first read each of them to keep the lowest keys: at a
+        million resources, some 3,000 index rows for a page of 20 Patients by three
+        letters of a name (0.57 of the 0.73 ms the server spent on the search). The
+        bucket is exactly the prefix's matches, in key order, so the page stops at its
+        20th. Index rows exist only for live resources: none read is left out of the page.
+        Longer prefixes match fewer rows, which listing finds faster than walking a
+        bucket shared with every value that begins the same way.
+        """
+        table = index_string
+        rows = (
+            select(table.c.rid)
+            .where(
+                table.c.resource_type == resource_type,
+                _param_is(table.c.param, resource_type, criterion.param),
+                # The length written into the statement, as the index has it: as a
+                # parameter, a plan kept for every value could not use the index.
+                func.left(table.c.value, literal_column(str(PREFIX_BUCKET))) == criterion.values[0],
+            )
+            .distinct()
+            .order_by(table.c.rid)
+            .limit(limit)
+        )
         return alias.c.rid == any_(RowKeys(rows))
 
     def _checked(self, rows: Select[Any], holds: bool = True) -> ColumnElement[bool]:
