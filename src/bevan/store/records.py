@@ -58,12 +58,13 @@ from bevan.store.raw import (
 )
 from bevan.store.schema import (
     INDEX_TABLES,
+    PREFIX_BUCKET,
     index_reference,
     metadata,
     resource,
     resource_version,
 )
-from bevan.store.search import PREFIX_BUCKET, SearchCompiler
+from bevan.store.search import SearchCompiler
 from bevan.store.shapes import ShapeCache
 
 # A driving criterion with more index rows than a page should list is walked instead:

@@ -119,12 +119,14 @@ Index(
     postgresql_ops={"value": "text_pattern_ops"},
 )
 Index("ix_string_rid", index_string.c.rid)
-# PostgreSQL only: each prefix bucket's rows in row-key order (migration 0008).
+# PostgreSQL only (migration 0008): the rows of each type, parameter and first
+# PREFIX_BUCKET characters of the value (a prefix bucket), in row-key order.
+PREFIX_BUCKET = 3
 Index(
     "ix_string_bucket",
     index_string.c.resource_type,
     index_string.c.param,
-    func.left(index_string.c.value, literal_column("3")),
+    func.left(index_string.c.value, literal_column(str(PREFIX_BUCKET))),
     index_string.c.rid,
 ).ddl_if(dialect="postgresql")
 

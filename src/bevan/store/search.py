@@ -57,14 +57,17 @@ from bevan.fhir.search import (
     UriMatch,
 )
 from bevan.fhir.search_parameters import shared_rows
-from bevan.store.schema import INDEX_TABLES, index_date, index_reference, index_string, resource
+from bevan.store.schema import (
+    INDEX_TABLES,
+    PREFIX_BUCKET,
+    index_date,
+    index_reference,
+    index_string,
+    resource,
+)
 from bevan.store.shapes import derived
 
 Alias = Any  # a resource table or an alias of it
-
-# Characters of a string value that name its bucket in PostgreSQL's prefix bucket index
-# (ix_string_bucket: type, parameter, the value's first PREFIX_BUCKET characters, rid).
-PREFIX_BUCKET = 3
 
 
 class RowKeys(ColumnElement[Any]):
