@@ -47,6 +47,18 @@ def _observation(code: str, status: str = "final", subject: str | None = None) -
     return observation
 
 
+def _created_observation(store: RecordStore) -> str:
+    """Store one Observation of code 8867-4; return its id."""
+    created = RecordService(store).create(_observation("8867-4")).stored
+    assert created is not None
+    return created.id
+
+
+def _backend(connection: Any) -> int:
+    """The process id of the PostgreSQL backend serving connection."""
+    return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+
+
 def _plan(store: RecordStore, resource_type: str, query: str) -> str:
     with store.read() as session:
         return "\n".join(session.explain(parse_search(resource_type, query)))
@@ -155,13 +167,11 @@ def test_a_read_holds_no_transaction_open(postgres: RecordStore) -> None:
     # Each statement reads what was committed when it began, as it would inside a READ
     # COMMITTED transaction; without one, a search needs no BEGIN and COMMIT round
     # trips, and a slow reader never holds back what VACUUM may clean up.
-    service = RecordService(postgres)
-    created = service.create(_observation("8867-4")).stored
-    assert created is not None
+    created = _created_observation(postgres)
     with postgres.read() as session:
         hits = session.search(parse_search("Observation", "code=8867-4"), 10)
         status = session.connection.connection.driver_connection.info.transaction_status
-    assert [h.id for h in hits] == [created.id]
+    assert [h.id for h in hits] == [created]
     assert status == TransactionStatus.IDLE
 
 
@@ -171,13 +181,11 @@ def test_reads_one_after_another_reuse_a_connection_and_prepare_early(
     # The pool hands back the connection returned last, so a process's reads keep a few
     # connections busy, each preparing a statement after its second run (not its fifth):
     # spread over every connection in turn, statements were planned again and again.
-    service = RecordService(postgres)
-    created = service.create(_observation("8867-4")).stored
-    assert created is not None
+    _created_observation(postgres)
     backends = set()
     for _ in range(3):
         with postgres.read() as session:
-            backends.add(session.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+            backends.add(_backend(session.connection))
             assert [h.id for h in session.search(parse_search("Observation", "code=8867-4"), 10)]
     with postgres.read() as session:
         prepared = session.connection.exec_driver_sql(
@@ -265,16 +273,14 @@ def test_a_read_that_failed_leaves_its_connection_fit_for_the_next(
 ) -> None:
     # Read connections go back to the pool without a rollback: there is no transaction
     # to end, even after a statement failed.
-    service = RecordService(postgres)
-    created = service.create(_observation("8867-4")).stored
-    assert created is not None
+    created = _created_observation(postgres)
     with pytest.raises(Exception, match="division by zero"), postgres.read() as session:
-        failed_on = session.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        failed_on = _backend(session.connection)
         session.connection.exec_driver_sql("SELECT 1 / 0")
     with postgres.read() as session:
-        assert session.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() == failed_on
+        assert _backend(session.connection) == failed_on
         hits = session.search(parse_search("Observation", "code=8867-4"), 10)
-    assert [h.id for h in hits] == [created.id]
+    assert [h.id for h in hits] == [created]
 
 
 def test_everything_looks_up_each_referenced_resource_by_its_key(postgres: RecordStore) -> None:
