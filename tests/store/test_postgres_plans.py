@@ -255,8 +255,9 @@ def test_a_first_page_by_three_letters_of_a_name_stops_at_its_last_row(
 
 
 def test_no_session_compiles_its_statements_to_machine_code(postgres: RecordStore) -> None:
-    # JIT compilation added tens of milliseconds to each search whose estimated cost
-    # passed PostgreSQL's threshold; every connection Bevan opens turns it off.
+    # JIT compilation added hundreds of milliseconds to each run of a search whose
+    # estimated cost passed PostgreSQL's threshold; every connection Bevan opens turns
+    # it off.
     def jit(connection: Any) -> str:
         return str(connection.exec_driver_sql("SHOW jit").scalar())
 
