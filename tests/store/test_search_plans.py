@@ -1,7 +1,8 @@
 """How a search is planned never changes what it finds: "ne" prefixes walk the type
 instead of listing nearly every row, composites whose leading part is narrow are listed
 without counting first, a page of many matches reads only its own versions, and a chain
-pages target by target, each match once."""
+pages target by target, each match once, and the first page by three letters of a name
+reads only the prefix's bucket."""
 
 from __future__ import annotations
 
@@ -207,3 +208,53 @@ def test_everything_explains_its_own_reads_by_key(
     if store.sqlite:  # PostgreSQL reads tables this small whole; its probes are checked
         # in test_postgres_plans.py
         assert all(not step.startswith("SCAN ") or step.startswith("SCAN anon_") for step in steps)
+
+
+def test_a_first_page_by_three_letters_of_a_name_stops_at_its_last_row(
+    service: RecordService, store: RecordStore
+) -> None:
+    # The first page by a prefix of three letters reads the prefix's bucket in row-key
+    # order and stops at a page's worth; later pages, and longer prefixes, list every
+    # match. Either way each matching Patient comes once, in the order they were stored.
+    names = [
+        ("Smith", ["Ann"]),
+        ("Smyth", ["Bob"]),  # no match: smy
+        ("Smith", ["Smiley"]),  # matches by both names, listed once
+        ("Jones", ["Smita"]),  # by a given name
+        ("Sm", ["Al"]),  # shorter than the prefix: no match
+    ] * 6
+    created = []
+    for family, given in names:
+        patient = {"resourceType": "Patient", "name": [{"family": family, "given": given}]}
+        stored = service.create(patient).stored
+        assert stored is not None
+        created.append((stored.id, family, given))
+    deleted = created[0][0]
+    service.delete("Patient", deleted)
+
+    def matching(prefix: str) -> list[str]:
+        return [
+            id
+            for id, family, given in created
+            if id != deleted and any(n.lower().startswith(prefix) for n in [family, *given])
+        ]
+
+    def ids_of(page: Any) -> list[str]:
+        return [hit.id for hit in page.matches]
+
+    expected = matching("smi")
+    assert len(expected) == 17
+    first = service.search(parse_search("Patient", "name=SMI&_count=10"))
+    assert len(first.matches) == 10 and first.next_cursor is not None
+    rest = service.search(
+        parse_search("Patient", f"name=SMI&_count=10&_cursor={first.next_cursor.encode()}")
+    )
+    assert ids_of(first) + ids_of(rest) == expected
+    assert rest.next_cursor is None
+    longer = service.search(parse_search("Patient", "name=smit&_count=50"))
+    assert ids_of(longer) == matching("smit")
+    if store.sqlite:  # PostgreSQL's plan: test_postgres_plans.py
+        with store.read() as session:
+            by_three = " ".join(session.explain(parse_search("Patient", "name=smi&_count=10")))
+            by_four = " ".join(session.explain(parse_search("Patient", "name=smit&_count=10")))
+        assert "ix_string_bucket" in by_three and "ix_string_bucket" not in by_four

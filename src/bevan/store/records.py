@@ -632,10 +632,10 @@ class ReadSession:
 
     def _by_prefix_bucket(self, query: SearchQuery, at: int | None) -> bool:
         """Return True if the page is the first of a search by one string prefix of
-        PREFIX_BUCKET characters alone, on PostgreSQL: its row keys are read in order
-        from the prefix's bucket (SearchCompiler.first_by_prefix), not found by listing
-        every match."""
-        if not self.compiler.postgres or at is not None or query.sort or query.cursor:
+        PREFIX_BUCKET characters alone: its row keys are read in order from the
+        prefix's bucket (SearchCompiler.first_by_prefix), not found by listing every
+        match."""
+        if at is not None or query.sort or query.cursor:
             return False
         if len(query.criteria) != 1:
             return False

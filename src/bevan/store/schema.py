@@ -119,16 +119,19 @@ Index(
     postgresql_ops={"value": "text_pattern_ops"},
 )
 Index("ix_string_rid", index_string.c.rid)
-# PostgreSQL only (migration 0008): the rows of each type, parameter and first
-# PREFIX_BUCKET characters of the value (a prefix bucket), in row-key order.
+# The rows of each type, parameter and first PREFIX_BUCKET characters of the value (a
+# prefix bucket), in row-key order (migration 0008).
 PREFIX_BUCKET = 3
+PREFIX_BUCKET_OF = func.substr(
+    index_string.c.value, literal_column("1"), literal_column(str(PREFIX_BUCKET))
+)
 Index(
     "ix_string_bucket",
     index_string.c.resource_type,
     index_string.c.param,
-    func.left(index_string.c.value, literal_column(str(PREFIX_BUCKET))),
+    PREFIX_BUCKET_OF,
     index_string.c.rid,
-).ddl_if(dialect="postgresql")
+)
 
 index_date = _index_table(
     "index_date",
