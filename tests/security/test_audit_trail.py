@@ -302,3 +302,44 @@ def test_bevan_audit_verify_passes_then_names_the_tampered_entry(
     after = run_cli("verify", *where)
     assert after.returncode == 1
     assert "audit entry 9 has been altered" in after.stdout
+
+
+def test_an_append_that_fails_midway_lets_go_of_the_lock(url: str, engine: Engine) -> None:
+    """An append that fails after taking the lock (PostgreSQL's advisory lock, SQLite's
+    write lock) leaves nothing behind: another appender, on a connection of its own,
+    goes ahead at once, and the chain verifies."""
+    import threading
+
+    failing = AuditLog(engine)
+    broken = RuntimeError("the rows could not be made")
+
+    def refuse(head: object, rows: object) -> list[dict[str, object]]:
+        raise broken
+
+    failing._chained = refuse  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        failing.append([_row(1)])
+
+    other = make_engine(url)
+    appended: list[list[int]] = []
+    try:
+        thread = threading.Thread(target=lambda: appended.append(AuditLog(other).append([_row(2)])))
+        thread.start()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the failed append still holds the lock"
+    finally:
+        other.dispose()
+    assert appended == [[1]]
+    assert AuditLog(engine).verify() == []
+
+
+def _row(n: int) -> AuditRow:
+    return AuditRow(
+        recorded=f"2026-11-24T06:00:{n:02d}.000Z",
+        user_id="user-1",
+        patient_id="pat-1",
+        action="R",
+        outcome="0",
+        break_glass=False,
+        content=f'{{"resourceType":"AuditEvent","id":"{n}"}}',
+    )

@@ -115,11 +115,18 @@ class AuditLog:
             return self._append(rows)
 
     def try_append(self, rows: Sequence[AuditRow]) -> list[int] | None:
-        """On SQLite, append now if no other writer holds the lock and return the seqs;
-        otherwise (a writer busy, or PostgreSQL, whose commit waits on the disk) append
-        nothing and return None, for the caller to append from a thread instead."""
+        """Append now, on the caller's thread, and return the seqs, unless another writer
+        in this process holds SQLite's write lock: then append nothing and return None,
+        for the caller to append from a thread that may wait for it instead.
+
+        On PostgreSQL an append always goes ahead: appenders queue on the advisory lock,
+        each holding it for its own two round trips, and a thread would cost more than
+        the wait (the event loop and the thread contending for the interpreter lock).
+        """
         lock = self._append_lock
-        if lock is None or not lock.acquire(blocking=False):
+        if lock is None:
+            return self._append(rows) if rows else []
+        if not lock.acquire(blocking=False):
             return None
         try:
             return self._append(rows) if rows else []
@@ -127,6 +134,8 @@ class AuditLog:
             lock.release()
 
     def _append(self, rows: Sequence[AuditRow]) -> list[int]:
+        if not self.sqlite:
+            return self._append_postgresql(rows)
         with (
             # bevan_write makes SQLite take its write lock at BEGIN (see store.engine).
             self.engine.connect().execution_options(bevan_write=True) as connection,
@@ -136,16 +145,28 @@ class AuditLog:
             # parameter handling would cost more than the insert.
             cursor = RawCursor(connection)
             try:
-                if self.sqlite:
-                    head = cursor.first(self._head, self._head_params)
-                else:
-                    # The lock and the head in one round trip (pipelined): appenders in
-                    # other processes queue on the lock until this one commits.
-                    with connection.connection.driver_connection.pipeline():  # type: ignore[union-attr]
-                        cursor.execute(self._lock, {"k": APPEND_LOCK_KEY})
-                        head = cursor.first(self._head, self._head_params)
-                values = self._chained(head, rows)
+                values = self._chained(cursor.first(self._head, self._head_params), rows)
                 cursor.executemany(self._insert, values)
+            finally:
+                cursor.close()
+        return [value["seq"] for value in values]
+
+    def _append_postgresql(self, rows: Sequence[AuditRow]) -> list[int]:
+        """Append in two round trips: the lock and the head (BEGIN sent with them), then
+        the rows and the COMMIT. Appenders in other processes queue on the lock until
+        this one commits. An error leaves the transaction open, and the connection's
+        return to the pool rolls it back."""
+        with self.engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            cursor = RawCursor(connection)
+            try:
+                with driver.pipeline():  # type: ignore[union-attr]
+                    cursor.execute(self._lock, {"k": APPEND_LOCK_KEY})
+                    head = cursor.first(self._head, self._head_params)
+                values = self._chained(head, rows)
+                with driver.pipeline():  # type: ignore[union-attr]
+                    cursor.executemany(self._insert, values)
+                    driver.commit()  # type: ignore[union-attr]
             finally:
                 cursor.close()
         return [value["seq"] for value in values]
