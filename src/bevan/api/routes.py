@@ -66,7 +66,15 @@ def small_bundle(request: Request) -> bool:
 
 
 def fhir_routes(base_path: str) -> list[Route]:
-    """Return the routes of the FHIR REST API, most specific first."""
+    """Return the routes of the FHIR REST API.
+
+    The first route whose path and method both match answers, so among the routes of
+    one method a specific path comes before a general one that would also match it
+    (`metadata` before `{type}`, `{type}/_history` before `{type}/{id}`). Searches
+    and reads come as early as that allows: every route tried before the one that
+    answers costs a pattern match, and trying the whole list cost 5% of the server's
+    time on a search.
+    """
     b = base_path
     e = fhir_endpoint
     bundles = e(
@@ -89,17 +97,21 @@ def fhir_routes(base_path: str) -> list[Route]:
             methods=["GET"],
         ),
         Route(
-            f"{b}/$break-glass/{{grant}}",
-            e(oversight.review_break_glass, interaction="operation"),
-            methods=["POST"],
+            f"{b}/{{type}}",
+            e(i.search, interaction="search-type", offload=broad_search),
+            methods=["GET"],
         ),
-        Route(b, bundles, methods=["POST"]),
-        Route(f"{b}/", bundles, methods=["POST"]),
         Route(
             f"{b}/{{type}}/_history",
             e(i.type_history, interaction="history-type", offload=True),
             methods=["GET"],
         ),
+        Route(
+            f"{b}/Patient/$everything",
+            e(i.everyone, interaction="operation", offload=True),
+            methods=["GET"],
+        ),
+        Route(f"{b}/{{type}}/{{id}}", e(i.read, interaction="read"), methods=["GET"]),
         Route(
             f"{b}/{{type}}/_search",
             e(i.search, interaction="search-type", offload=True),
@@ -108,11 +120,6 @@ def fhir_routes(base_path: str) -> list[Route]:
         Route(
             f"{b}/Patient/{{id}}/$audit",
             e(oversight.access_log, interaction="operation"),
-            methods=["GET"],
-        ),
-        Route(
-            f"{b}/Patient/$everything",
-            e(i.everyone, interaction="operation", offload=True),
             methods=["GET"],
         ),
         Route(
@@ -130,12 +137,19 @@ def fhir_routes(base_path: str) -> list[Route]:
             e(i.instance_history, interaction="history-instance"),
             methods=["GET"],
         ),
-        Route(f"{b}/{{type}}/{{id}}", e(i.read, interaction="read"), methods=["GET"]),
         Route(
             f"{b}/{{type}}/{{id}}/{{target}}",
             e(i.compartment_search, interaction="search-type", offload=fans_out),
             methods=["GET"],
         ),
+        Route(
+            f"{b}/$break-glass/{{grant}}",
+            e(oversight.review_break_glass, interaction="operation"),
+            methods=["POST"],
+        ),
+        Route(b, bundles, methods=["POST"]),
+        Route(f"{b}/", bundles, methods=["POST"]),
+        Route(f"{b}/{{type}}", e(i.create, interaction="create", writes=True), methods=["POST"]),
         Route(
             f"{b}/{{type}}/{{id}}", e(i.update, interaction="update", writes=True), methods=["PUT"]
         ),
@@ -147,12 +161,6 @@ def fhir_routes(base_path: str) -> list[Route]:
             e(i.delete, interaction="delete", writes=True),
             methods=["DELETE"],
         ),
-        Route(
-            f"{b}/{{type}}",
-            e(i.search, interaction="search-type", offload=broad_search),
-            methods=["GET"],
-        ),
-        Route(f"{b}/{{type}}", e(i.create, interaction="create", writes=True), methods=["POST"]),
         Route(
             f"{b}/{{type}}",
             e(i.conditional_update, interaction="update", writes=True),
