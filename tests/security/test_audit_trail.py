@@ -105,6 +105,33 @@ def test_concurrent_recorders_each_get_one_entry_in_a_chain_that_verifies(
     assert sorted(e.recorded for e in entries) == sorted(a_record(n).recorded for n in range(200))
 
 
+def test_records_made_one_pass_of_the_loop_apart_share_a_commit(trail: AuditTrail) -> None:
+    """A request that finishes while the writer is about to commit (one pass of the
+    event loop behind the first) joins that commit instead of waiting for the next."""
+    batches: list[int] = []
+    append = trail.log._append
+
+    def counting_append(rows: Sequence[AuditRow]) -> list[int]:
+        batches.append(len(rows))
+        return append(rows)
+
+    trail.log._append = counting_append  # type: ignore[method-assign]
+
+    async def request(n: int) -> None:
+        for _ in range(n % 2):  # half the requests finish one pass later
+            await asyncio.sleep(0)
+        await trail.record(a_record(n))
+
+    async def session() -> None:
+        await trail.start()
+        await asyncio.gather(*(request(n) for n in range(20)))
+        await trail.stop()
+
+    asyncio.run(session())
+    assert batches == [20]
+    assert trail.verify() == []
+
+
 def test_records_wait_for_a_writer_holding_the_lock_then_commit(url: str, engine: Engine) -> None:
     """While another writer holds the store's lock, entries go to the writer thread and
     commit once it lets go; none is lost and the chain verifies."""

@@ -145,6 +145,15 @@ class AuditTrail:
         stopping = False
         while not stopping:
             batch = [await queue.get()]
+            # Let the requests the loop is already running add their records before this
+            # commit rather than wait for the next: one pass of the loop, and a commit
+            # then serves several times as many (PostgreSQL, name prefix searches at two
+            # workers: 3 -> 8 records a commit, 868 -> 1,093 searches a second).
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                _fail(batch + _drain(queue), AuditNotRecorded("the audit writer was cancelled"))
+                raise
             while len(batch) < self.max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
             records = [(item, done) for item, done in batch if isinstance(item, AuditRecord)]
