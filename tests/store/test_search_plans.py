@@ -67,8 +67,48 @@ def test_composite_pages_agree_listed_or_walked(
     monkeypatch.setattr(records, "DENSE_MATCHES", 1)
     monkeypatch.setattr(records, "MIN_DENSE_MATCHES", 1)
     monkeypatch.setattr(records, "MAX_LISTED_MATCHES", 1)
+    monkeypatch.setattr(records.ReadSession, "_composite_walks", lambda *args: True)
     store.facts._answers.clear()
     assert _found(store, query) == listed
+
+
+def _walks(store: RecordStore, query: str, limit: int) -> bool:
+    with store.read() as session:
+        planned, _ = session._planned(parse_search("Observation", query))
+        return session._dense(planned, limit)
+
+
+def test_a_composite_of_common_parts_walks_only_when_a_sample_finds_them_together(
+    service: RecordService, store: RecordStore, monkeypatch: Any
+) -> None:
+    """Both parts of `8867-4$ge98` have many rows (heart rates; values of 98 or more,
+    mostly body weights): whether a page walks the type or lists the matches is judged
+    from how many of the first heart rates are 98 or more, and either way the page holds
+    the same Observations."""
+    monkeypatch.setattr(records, "DENSE_MATCHES", 5)
+    monkeypatch.setattr(records, "COMPOSITE_SAMPLE", 8)
+
+    def counting(*args: object) -> None:
+        raise AssertionError("every match was counted to choose the plan")
+
+    monkeypatch.setattr(records.ReadSession, "_driving_count", counting)
+    fast = []
+    for n in range(12):  # heart rates, 10 of them 98 or more
+        stored = service.create(_weight(100 + n if n < 10 else 60, "8867-4")).stored
+        assert stored is not None
+        if n < 10:
+            fast.append(stored.id)
+    for n in range(24):  # body weights, all 98 or more
+        assert service.create(_weight(98 + n)).stored is not None
+    often = "combo-code-value-quantity=8867-4$ge98"
+    assert _walks(store, often, 2)  # 8 of the first 8 heart rates match
+    assert _found(store, often) == sorted(fast)
+
+    # 16 rows of 108 or more, two of them heart rates, neither among the first 8
+    rarely = "combo-code-value-quantity=8867-4$ge108"
+    store.facts._answers.clear()
+    assert not _walks(store, rarely, 2)
+    assert _found(store, rarely) == sorted(fast[8:10])
 
 
 def test_a_page_of_many_matches_holds_their_versions_in_order(

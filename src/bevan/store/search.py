@@ -461,6 +461,35 @@ class SearchCompiler:
         """Return SELECT rid of the index rows one composite component matches alone."""
         return self._rows(resource_type, part)
 
+    def composite_sample(
+        self, resource_type: str, parts: tuple[Criterion, ...], size: int
+    ) -> Select[Any]:
+        """Return SELECT count of the first size index rows of a composite's leading
+        component (in index order) whose element also matches every other component."""
+        first, *others = [(_param(part), *self._match(part)) for part in parts]
+        param, table, match = first
+        sample = (
+            select(table.c.rid, table.c.grp)
+            .where(
+                table.c.resource_type == resource_type,
+                _param_is(table.c.param, resource_type, param),
+                match,
+            )
+            .limit(size)
+            .subquery("sample")
+        )
+        query = select(func.count()).select_from(sample)
+        for index, (other_param, other_table, other_match) in enumerate(others, start=1):
+            other = other_table.alias(f"component{index}")
+            same_element = select(other.c.rid).where(
+                other.c.rid == sample.c.rid,
+                other.c.grp == sample.c.grp,
+                _param_is(other.c.param, resource_type, other_param),
+                _rebind(other_match, other_table, other),
+            )
+            query = query.where(self._checked(same_element))
+        return query
+
     def _composite_rows(self, resource_type: str, parts: tuple[Criterion, ...]) -> Select[Any]:
         """Rows where all components match within one element (the same group)."""
         first, *others = [(_param(part), *self._match(part)) for part in parts]
