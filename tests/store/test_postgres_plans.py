@@ -269,3 +269,43 @@ def test_everything_looks_up_each_referenced_resource_by_its_key(postgres: Recor
     hashed = [line for line in plan.splitlines() if "Hash Cond" in line and "target_" in line]
     assert not hashed, plan  # not every resource hashed against the targets
     assert "->  Limit" in plan, plan  # a lookup per target, whatever the table's size
+
+
+def test_counting_a_quantitys_matches_asks_each_units_index_apart(
+    postgres: RecordStore,
+) -> None:
+    """Choosing a plan counts a criterion's matches up to a limit. A weight in kg is
+    matched as kg and as grams: asked as one condition, a count estimated to stop early
+    read the whole quantity table; each alternative is now its own scan of its index."""
+    service = RecordService(postgres)
+    for value, unit in ((40, "kg"), (40000, "g"), (90, "kg")) * 3:
+        weight = {
+            **_observation("29463-7"),
+            "valueQuantity": {
+                "value": value,
+                "unit": unit,
+                "system": "http://unitsofmeasure.org",
+                "code": unit,
+            },
+        }
+        service.create(weight)
+    postgres.analyse()
+    query = parse_search("Observation", "value-quantity=lt47.9|http://unitsofmeasure.org|kg")
+    with postgres.read() as session:
+        driver = session.compiler.driver(query)
+        counted = session._driving_count(("Observation", driver, 1000))
+        compiled = counted.compile(
+            dialect=postgres.engine.dialect, compile_kwargs={"literal_binds": True}
+        )
+        session.connection.exec_driver_sql("SET enable_seqscan = off")
+        try:
+            plan = "\n".join(
+                row[0] for row in session.connection.exec_driver_sql(f"EXPLAIN {compiled}")
+            )
+            count = session.connection.exec_driver_sql(str(compiled)).scalar()
+        finally:
+            session.connection.exec_driver_sql("RESET enable_seqscan")
+    assert "Append" in plan and "BitmapOr" not in plan
+    assert "ix_quantity_canonical" in plan and "ix_quantity_value" in plan
+    # 40 kg matches as kg and as grams, 40,000 g as grams: a row per way it matches
+    assert count == 3 * 2 + 3

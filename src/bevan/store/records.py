@@ -852,7 +852,7 @@ class ReadSession:
 
     def _driving_count(self, parts: tuple[Any, ...]) -> Select[Any]:
         resource_type, driver, limit = parts
-        rows = self.compiler.driving_rows(resource_type, driver)
+        rows = self.compiler.counted_rows(resource_type, driver)
         return select(func.count()).select_from(rows.limit(limit).subquery())
 
     def search_ids(self, query: SearchQuery, limit: int) -> list[str]:

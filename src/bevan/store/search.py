@@ -27,8 +27,11 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BooleanClauseList
 from sqlalchemy.sql.selectable import CompoundSelect, NamedFromClause
 from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.types import ARRAY, BigInteger
@@ -135,6 +138,18 @@ def _names_few(criterion: Criterion) -> bool:
         and criterion.modifier is None
         and all(v.code for v in criterion.values)
     )
+
+
+# The criteria whose rows are one index table's, found by a value condition (_match).
+_INDEX_VALUE_MATCHES = (
+    TokenMatch,
+    StringMatch,
+    DateMatch,
+    NumberMatch,
+    QuantityMatch,
+    ReferenceMatch,
+    UriMatch,
+)
 
 
 class SearchCompiler:
@@ -329,6 +344,28 @@ class SearchCompiler:
         if isinstance(criterion, Missing):  # :missing=false, the only kind that drives
             return self._present_rows(resource_type, criterion)
         return self._rows(resource_type, criterion)
+
+    def counted_rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
+        """Return driving_rows for counting up to a limit. On PostgreSQL a value
+        condition that ORs alternatives becomes one SELECT per alternative (UNION ALL),
+        each of which an index answers: counted as one, with too few matches estimated
+        for the limit to matter, the planner chose to scan the whole index table and stop
+        early (a weight under 47.9 kg, given as kg and as grams: 362 of 1.27 M quantity
+        rows, 126 ms, where the indexes take under 20). A row matching two alternatives
+        is counted twice: the count only chooses a plan."""
+        if not self.postgres or not isinstance(criterion, _INDEX_VALUE_MATCHES):
+            return self.driving_rows(resource_type, criterion)
+        table, match = self._match(criterion)
+        if not (isinstance(match, BooleanClauseList) and match.operator is operators.or_):
+            return self.driving_rows(resource_type, criterion)
+        kind, param = self._type_and_param(table, per_candidate=False)
+        branches = [
+            select(table.c.rid).where(
+                kind == resource_type, _param_is(param, resource_type, _param(criterion)), branch
+            )
+            for branch in match.clauses
+        ]
+        return select(union_all(*branches).subquery().c[0])
 
     def _present_rows(self, resource_type: str, criterion: Missing) -> Select[Any]:
         """Return SELECT rid of every index row of the criterion's parameter (for a
