@@ -84,9 +84,18 @@ class TokenAuthority:
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Written aside, then linked into place: workers starting together each
+            # make a key, the first link wins, and no one reads a key half written.
+            written = path.with_name(f".{KEY_FILE}.{os.getpid()}")
+            descriptor = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(pem)
+            try:
+                os.link(written, path)
+            except FileExistsError:
+                pass  # another process's key is in place: use it
+            finally:
+                written.unlink()
         loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(loaded, Ed25519PrivateKey):
             raise TokenError(f"{path} does not hold an Ed25519 private key")
