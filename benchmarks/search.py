@@ -694,14 +694,15 @@ async def _drive(
 def full_scan_lines(lines: list[str], sqlite: bool) -> list[str]:
     """Return plan lines that read a whole table or index (not the materialised page:
     at most _count row keys, listed before their versions are read; nor a subquery of
-    the statement's own, anon_N, whose rows its own plan lines find)."""
+    the statement's own, anon_N or a composite's sample, whose rows its own plan lines
+    find)."""
     if sqlite:
         return [
             line
             for line in lines
             if line.strip().startswith("SCAN ")
             and line.strip() != f"SCAN {PAGE}"
-            and not re.fullmatch(r"SCAN anon_\d+", line.strip())
+            and not re.fullmatch(r"SCAN (anon_\d+|sample)", line.strip())
         ]
     return [line for line in lines if "Seq Scan" in line]
 
@@ -734,7 +735,10 @@ def explain_all(url: str, named: list[NamedSearch], params: list[MixParam]) -> l
         for name, resource_type, text in searches:
             try:
                 with store.read() as session:
-                    lines = session.explain(parse_search(resource_type, text))
+                    # The page, and what is run to choose its plan: counting a
+                    # criterion's matches is a statement of its own, and can scan too.
+                    search = parse_search(resource_type, text)
+                    lines = session.explain(search) + session.explain_choice(search)
             except Exception as error:  # a refused search is reported, not fatal
                 lines = [f"(no plan: {type(error).__name__}: {error})"]
             scans = full_scan_lines(lines, store.sqlite)

@@ -309,3 +309,27 @@ def test_counting_a_quantitys_matches_asks_each_units_index_apart(
     assert "ix_quantity_canonical" in plan and "ix_quantity_value" in plan
     # 40 kg matches as kg and as grams, 40,000 g as grams: a row per way it matches
     assert count == 3 * 2 + 3
+
+
+def test_reads_never_plan_a_scan_of_a_whole_table(postgres: RecordStore) -> None:
+    """Every read is planned with sequential scans off: the statements that choose a
+    search's plan as well as its page. Misjudging how many rows a condition matches, the
+    planner had chosen to scan a whole index table to count them. Writes keep the
+    default."""
+    for _ in range(3):
+        _created_observation(postgres)
+    postgres.analyse()
+
+    def seqscan(connection: Any) -> str:
+        return str(connection.exec_driver_sql("SHOW enable_seqscan").scalar())
+
+    query = parse_search("Observation", "code=8867-4,8310-5&_count=2")
+    with postgres.read() as session:
+        assert seqscan(session.connection) == "off"
+        choice = session.explain_choice(query)
+    with time_budget(5.0), postgres.read() as session:
+        assert seqscan(session.connection) == "off"
+    with postgres.transaction() as connection:
+        assert seqscan(connection) == "on"
+    assert choice[0] == "choosing the plan, the driving matches:"
+    assert "ix_token_lookup" in "\n".join(choice) and "Seq Scan" not in "\n".join(choice)

@@ -92,6 +92,7 @@ def reads_engine(engine: Engine, *, pool_size: int = 16) -> Engine:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.prepare_threshold = PREPARE_AFTER
         dbapi_connection.prepared_max = MAX_PREPARED
+        dbapi_connection.execute("SET enable_seqscan = off")
 
     return reads
 

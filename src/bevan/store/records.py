@@ -708,6 +708,40 @@ class ReadSession:
         )
         return self._plan_lines(self.connection.exec_driver_sql(self._explain + str(compiled)))
 
+    def explain_choice(self, query: SearchQuery, limit: int = 21) -> list[str]:
+        """Return the database's plans for the statements that choose a search's plan
+        (its composites' parts counted, its driving criterion's matches counted or
+        sampled), each under a line naming it; none for a search that needs none."""
+        query, at = self._planned(query)
+        statements: list[tuple[str, Select[Any]]] = []
+        for criterion in query.criteria:
+            if isinstance(criterion, CompositeMatch):
+                for parts in criterion.alternatives:
+                    for part in parts:
+                        key = (query.resource_type, part, DENSE_MATCHES)
+                        statements.append(("a component's rows", self._component_count(key)))
+        driver = self.compiler.driver(query)
+        if driver is not None and not query.sort and not self._by_prefix_bucket(query, at):
+            if isinstance(driver, CompositeMatch):
+                if not self._narrow_leads.get(driver, False):
+                    for parts in driver.alternatives:
+                        sample = (query.resource_type, parts, COMPOSITE_SAMPLE)
+                        statements.append(("a sample", self._composite_sample(sample)))
+            elif at is None:
+                size = self.facts.size(self.connection, query.resource_type)
+                threshold = self._dense_threshold(driver, limit, size)
+                counted = (query.resource_type, driver, threshold)
+                statements.append(("the driving matches", self._driving_count(counted)))
+        lines = []
+        for title, statement in statements:
+            compiled = statement.compile(
+                dialect=self.connection.dialect, compile_kwargs={"literal_binds": True}
+            )
+            lines.append(f"choosing the plan, {title}:")
+            result = self.connection.exec_driver_sql(self._explain + str(compiled))
+            lines.extend(f"  {line}" for line in self._plan_lines(result))
+        return lines
+
     @property
     def _explain(self) -> str:
         return "EXPLAIN QUERY PLAN " if self.sqlite else "EXPLAIN "
@@ -807,9 +841,7 @@ class ReadSession:
         size = self.facts.size(self.connection, query.resource_type)
         if isinstance(driver, CompositeMatch) and driver in self._narrow_leads:
             return self._composite_walks(query.resource_type, driver, limit, size)
-        walked = int(SQRT_WALK_STEP_COST * math.sqrt(limit * size))
-        most = DENSE_MATCHES if isinstance(driver, CompositeMatch) else MAX_LISTED_MATCHES
-        threshold = min(most, max(MIN_DENSE_MATCHES, walked))
+        threshold = self._dense_threshold(driver, limit, size)
 
         def count_reaches() -> bool:
             parts = (query.resource_type, driver, threshold)
@@ -817,6 +849,13 @@ class ReadSession:
             return int(probe.fetchone()[0]) >= threshold
 
         return self.facts.dense((query.resource_type, driver, threshold), count_reaches)
+
+    @staticmethod
+    def _dense_threshold(driver: Criterion, limit: int, size: int) -> int:
+        """Return how many matches make a driving criterion dense (see _dense)."""
+        walked = int(SQRT_WALK_STEP_COST * math.sqrt(limit * size))
+        most = DENSE_MATCHES if isinstance(driver, CompositeMatch) else MAX_LISTED_MATCHES
+        return min(most, max(MIN_DENSE_MATCHES, walked))
 
     def _composite_walks(
         self, resource_type: str, composite: CompositeMatch, limit: int, size: int
