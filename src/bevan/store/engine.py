@@ -92,6 +92,10 @@ def reads_engine(engine: Engine, *, pool_size: int = 16) -> Engine:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.prepare_threshold = PREPARE_AFTER
         dbapi_connection.prepared_max = MAX_PREPARED
+        # Every read is answered from an index by design (a search from its driving
+        # criterion's rows, or by walking the type in row-key order). A sequential scan
+        # is only ever chosen on a misjudged row count, as when counting a component's
+        # matches up to a limit was expected to stop early and read the whole table.
         dbapi_connection.execute("SET enable_seqscan = off")
 
     return reads
