@@ -298,3 +298,28 @@ def test_a_first_page_by_three_letters_of_a_name_stops_at_its_last_row(
             by_three = " ".join(session.explain(parse_search("Patient", "name=smi&_count=10")))
             by_four = " ".join(session.explain(parse_search("Patient", "name=smit&_count=10")))
         assert "ix_string_bucket" in by_three and "ix_string_bucket" not in by_four
+
+
+def test_the_statements_that_choose_a_plan_are_explained_too(
+    service: RecordService, store: RecordStore, monkeypatch: Any
+) -> None:
+    """What the benchmark's full-scan check reads: a composite of common parts counts
+    each part and samples the leading one; a plain criterion counts its matches; a
+    search by three letters of a name, which reads its bucket, chooses nothing."""
+    monkeypatch.setattr(records, "DENSE_MATCHES", 2)
+    for n in range(4):
+        assert service.create(_weight(98 + n, "8867-4")).stored is not None
+    with store.read() as session:
+        composite = session.explain_choice(
+            parse_search("Observation", "combo-code-value-quantity=8867-4$ge98")
+        )
+        token = session.explain_choice(parse_search("Observation", "code=8867-4"))
+        bucket = session.explain_choice(parse_search("Patient", "name=smi"))
+    headers = [line for line in composite if not line.startswith("  ")]
+    assert headers == [
+        "choosing the plan, a component's rows:",
+        "choosing the plan, a component's rows:",
+        "choosing the plan, a sample:",
+    ]
+    assert token[0] == "choosing the plan, the driving matches:" and len(token) > 1
+    assert bucket == []
