@@ -316,16 +316,24 @@ class SearchCompiler:
             _param_is(table.c.param, resource_type, param),
             match,
         )
+        return query.where(*self._in_same_element(resource_type, table.c, others))
+
+    def _in_same_element(
+        self, resource_type: str, element: Any, others: Iterable[_Component]
+    ) -> list[ColumnElement[bool]]:
+        """Return, for each of others, the check that the element whose rid and grp
+        columns are element's has a matching row of it."""
+        checks = []
         for index, (other_param, other_table, other_match) in enumerate(others, start=1):
             other = other_table.alias(f"component{index}")
             same_element = select(other.c.rid).where(
-                other.c.rid == table.c.rid,
-                other.c.grp == table.c.grp,
+                other.c.rid == element.rid,
+                other.c.grp == element.grp,
                 _param_is(other.c.param, resource_type, other_param),
                 _rebind(other_match, other_table, other),
             )
-            query = query.where(self._checked(same_element))
-        return query
+            checks.append(self._checked(same_element))
+        return checks
 
     def driving_rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
         """Return SELECT rid of the index rows a criterion matches."""
@@ -515,17 +523,8 @@ class SearchCompiler:
             .limit(size)
             .subquery("sample")
         )
-        query = select(func.count()).select_from(sample)
-        for index, (other_param, other_table, other_match) in enumerate(others, start=1):
-            other = other_table.alias(f"component{index}")
-            same_element = select(other.c.rid).where(
-                other.c.rid == sample.c.rid,
-                other.c.grp == sample.c.grp,
-                _param_is(other.c.param, resource_type, other_param),
-                _rebind(other_match, other_table, other),
-            )
-            query = query.where(self._checked(same_element))
-        return query
+        checks = self._in_same_element(resource_type, sample.c, others)
+        return select(func.count()).select_from(sample).where(*checks)
 
     def _composite_rows(self, resource_type: str, parts: tuple[Criterion, ...]) -> Select[Any]:
         """Rows where all components match within one element (the same group)."""
