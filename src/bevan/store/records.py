@@ -74,12 +74,12 @@ PLAN_LINE_CHARS = 200
 MIN_DENSE_MATCHES = 500
 MAX_LISTED_MATCHES = 20_000
 SQRT_WALK_STEP_COST = 2.5  # a walk step costs about six listing steps
-# Composites, whose listing steps cost about as much as walk steps, list at most this
-# many; their components' index rows are counted up to it to pick the one to lead.
+# A composite's components have their index rows counted up to this many, to pick the
+# one to lead; one whose leading component has fewer is listed without more ado. One
+# whose every component has more is judged from a sample: how many of the first
+# COMPOSITE_SAMPLE rows of its leading component match the rest, scaled to that
+# component's rows, counted up to LEADING_ROWS_COUNTED (see _composite_walks).
 DENSE_MATCHES = 5000
-# A composite whose every component has more rows than that is judged from a sample:
-# how many of the first COMPOSITE_SAMPLE rows of its leading component match the rest,
-# scaled to that component's rows, counted up to LEADING_ROWS_COUNTED.
 COMPOSITE_SAMPLE = 1000
 LEADING_ROWS_COUNTED = 100_000
 MAX_REMEMBERED_DENSITIES = 10_000
@@ -721,16 +721,16 @@ class ReadSession:
                         key = (query.resource_type, part, DENSE_MATCHES)
                         statements.append(("a component's rows", self._component_count(key)))
         driver = self.compiler.driver(query)
-        if driver is not None and not query.sort and not self._by_prefix_bucket(query, at):
+        # As search() asks _dense: only a page in row-key order, not read from a bucket.
+        if at is None and not query.sort and not self._by_prefix_bucket(query, at):
             if isinstance(driver, CompositeMatch):
                 if not self._narrow_leads.get(driver, False):
                     for parts in driver.alternatives:
                         sample = (query.resource_type, parts, COMPOSITE_SAMPLE)
                         statements.append(("a sample", self._composite_sample(sample)))
-            elif at is None:
+            elif driver is not None:
                 size = self.facts.size(self.connection, query.resource_type)
-                threshold = self._dense_threshold(driver, limit, size)
-                counted = (query.resource_type, driver, threshold)
+                counted = (query.resource_type, driver, self._dense_threshold(limit, size))
                 statements.append(("the driving matches", self._driving_count(counted)))
         lines = []
         for title, statement in statements:
@@ -827,21 +827,20 @@ class ReadSession:
         resource, costs about six listing steps (measured at a million resources: a
         chained search with 6,700 matches took 36 ms walking and 12 ms listing; a
         quantity with 11,500, 35 ms listing and 3 ms walking). Walking wins once
-        matches pass sqrt(6 * limit * size). A composite's rows are each checked against
-        the element's other components, so listing them costs about as much as walking:
-        those stop at DENSE_MATCHES.
+        matches pass sqrt(6 * limit * size). Composites are judged otherwise (see
+        _composite_walks).
         """
         driver = self.compiler.driver(query)
         if driver is None:
             return False
         if isinstance(driver, CompositeMatch) and self._narrow_leads.get(driver, False):
-            # Its leading components have fewer rows than a composite lists at most:
-            # list them, with no need to count the matches first.
+            # Its leading components have fewer rows than DENSE_MATCHES: list them, with
+            # no need to count the matches first.
             return False
         size = self.facts.size(self.connection, query.resource_type)
-        if isinstance(driver, CompositeMatch) and driver in self._narrow_leads:
+        if isinstance(driver, CompositeMatch):
             return self._composite_walks(query.resource_type, driver, limit, size)
-        threshold = self._dense_threshold(driver, limit, size)
+        threshold = self._dense_threshold(limit, size)
 
         def count_reaches() -> bool:
             parts = (query.resource_type, driver, threshold)
@@ -851,11 +850,10 @@ class ReadSession:
         return self.facts.dense((query.resource_type, driver, threshold), count_reaches)
 
     @staticmethod
-    def _dense_threshold(driver: Criterion, limit: int, size: int) -> int:
+    def _dense_threshold(limit: int, size: int) -> int:
         """Return how many matches make a driving criterion dense (see _dense)."""
         walked = int(SQRT_WALK_STEP_COST * math.sqrt(limit * size))
-        most = DENSE_MATCHES if isinstance(driver, CompositeMatch) else MAX_LISTED_MATCHES
-        return min(most, max(MIN_DENSE_MATCHES, walked))
+        return min(MAX_LISTED_MATCHES, max(MIN_DENSE_MATCHES, walked))
 
     def _composite_walks(
         self, resource_type: str, composite: CompositeMatch, limit: int, size: int
