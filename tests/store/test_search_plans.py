@@ -1,8 +1,8 @@
 """How a search is planned never changes what it finds: "ne" prefixes walk the type
 instead of listing nearly every row, composites whose leading part is narrow are listed
 without counting first, a page of many matches reads only its own versions, and a chain
-pages target by target, each match once, and the first page by three letters of a name
-reads only the prefix's bucket."""
+pages target by target, each match once, and a page by three letters of a name reads
+only the prefix's bucket."""
 
 from __future__ import annotations
 
@@ -253,9 +253,10 @@ def test_everything_explains_its_own_reads_by_key(
 def test_a_first_page_by_three_letters_of_a_name_stops_at_its_last_row(
     service: RecordService, store: RecordStore
 ) -> None:
-    # The first page by a prefix of three letters reads the prefix's bucket in row-key
-    # order and stops at a page's worth; later pages, and longer prefixes, list every
-    # match. Either way each matching Patient comes once, in the order they were stored.
+    # Each page by a prefix of three letters reads the prefix's bucket in row-key order
+    # from its cursor and stops at a page's worth; longer prefixes list every match.
+    # Either way each matching Patient comes once, in the order they were stored, and a
+    # previous link leads back to the page before.
     names = [
         ("Smith", ["Ann"]),
         ("Smyth", ["Bob"]),  # no match: smy
@@ -291,13 +292,25 @@ def test_a_first_page_by_three_letters_of_a_name_stops_at_its_last_row(
     )
     assert ids_of(first) + ids_of(rest) == expected
     assert rest.next_cursor is None
+    assert rest.previous_cursor is not None
+    back = service.search(
+        parse_search("Patient", f"name=SMI&_count=10&_cursor={rest.previous_cursor.encode()}")
+    )
+    assert ids_of(back) == ids_of(first)
+    middle = service.search(
+        parse_search("Patient", f"name=smi&_count=5&_cursor={first.next_cursor.encode()}")
+    )
+    assert ids_of(middle) == expected[10:15]
     longer = service.search(parse_search("Patient", "name=smit&_count=50"))
     assert ids_of(longer) == matching("smit")
     if store.sqlite:  # PostgreSQL's plan: test_postgres_plans.py
+        later = f"name=smi&_count=10&_cursor={first.next_cursor.encode()}"
         with store.read() as session:
             by_three = " ".join(session.explain(parse_search("Patient", "name=smi&_count=10")))
             by_four = " ".join(session.explain(parse_search("Patient", "name=smit&_count=10")))
+            page_two = " ".join(session.explain(parse_search("Patient", later)))
         assert "ix_string_bucket" in by_three and "ix_string_bucket" not in by_four
+        assert "ix_string_bucket" in page_two
 
 
 def test_the_statements_that_choose_a_plan_are_explained_too(

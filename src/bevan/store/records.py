@@ -636,11 +636,11 @@ class ReadSession:
         return query, self.compiler.target_ordered(query)
 
     def _by_prefix_bucket(self, query: SearchQuery, at: int | None) -> bool:
-        """Return True if the page is the first of a search by one string prefix of
+        """Return True if the page is one of a search by one string prefix of
         PREFIX_BUCKET characters alone: its row keys are read in order from the
-        prefix's bucket (SearchCompiler.first_by_prefix), not found by listing every
+        prefix's bucket (SearchCompiler.page_by_prefix), not found by listing every
         match."""
-        if at is not None or query.sort or query.cursor:
+        if at is not None or query.sort:
             return False
         if len(query.criteria) != 1:
             return False
@@ -662,7 +662,7 @@ class ReadSession:
             columns = compiler.sort_columns(resource, resource_type, keys)
             if bucketed:
                 conditions = [
-                    compiler.first_by_prefix(resource, resource_type, criteria[0], limit),
+                    compiler.page_by_prefix(resource, resource_type, criteria[0], limit, cursor),
                     not_(resource.c.deleted),
                 ]
             else:
@@ -700,9 +700,8 @@ class ReadSession:
         """Return the database's plan for the page query of a search, one line per step."""
         query, at = self._planned(query)
         bucketed = self._by_prefix_bucket(query, at)
-        statement = self._page(
-            (query.resource_type, query.criteria, None, query.sort, limit, False, at, bucketed)
-        )
+        parts = (query.resource_type, query.criteria, query.cursor, query.sort, limit)
+        statement = self._page((*parts, False, at, bucketed))
         compiled = statement.compile(
             dialect=self.connection.dialect, compile_kwargs={"literal_binds": True}
         )

@@ -256,12 +256,17 @@ class SearchCompiler:
             return alias.c.rid.in_(rows)
         return alias.c.rid == any_(RowKeys(rows))
 
-    def first_by_prefix(
-        self, alias: Alias, resource_type: str, criterion: StringMatch, limit: int
+    def page_by_prefix(
+        self,
+        alias: Alias,
+        resource_type: str,
+        criterion: StringMatch,
+        limit: int,
+        cursor: Cursor | None = None,
     ) -> ColumnElement[bool]:
-        """The first page of a search by one prefix of PREFIX_BUCKET characters alone:
-        its first limit row keys, read in order from the prefix's bucket in
-        ix_string_bucket.
+        """A page of a search by one prefix of PREFIX_BUCKET characters alone: its
+        limit row keys after the cursor (before it, for a previous page), read in order
+        from the prefix's bucket in ix_string_bucket.
 
         Listing every match first read each of them to keep the lowest keys: at a
         million resources, some 3,000 index rows for a page of 20 Patients by three
@@ -284,9 +289,11 @@ class SearchCompiler:
                 bucket == criterion.values[0],
             )
             .distinct()
-            .order_by(table.c.rid)
+            .order_by(table.c.rid.desc() if cursor is not None and cursor.before else table.c.rid)
             .limit(limit)
         )
+        if cursor is not None:
+            rows = rows.where(_after([], table.c.rid, cursor.rid, cursor.before))
         return self._among(alias, rows)
 
     def _checked(self, rows: Select[Any], holds: bool = True) -> ColumnElement[bool]:

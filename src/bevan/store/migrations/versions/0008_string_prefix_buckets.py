@@ -4,7 +4,7 @@ A search by three letters of a name listed every matching index row to find the 
 row keys for its first page: at a million resources, some 3,000 rows for 20 Patients.
 In this index the rows of each (type, parameter, first three characters of the value)
 come in row-key order, so the first page reads its 20 and stops
-(SearchCompiler.first_by_prefix).
+(SearchCompiler.page_by_prefix).
 
 Revision ID: 0008
 """
