@@ -13,7 +13,9 @@ budget.
 A read's plan may need facts about the data first (how many resources of a type,
 whether a value is common), which are counted once and remembered. A count that runs
 out of budget is marked as `learning`: the same read without a budget will count it
-and remember it, so the overrun says nothing of how long such reads take.
+and remember it, so the overrun says nothing of how long such reads take. So is a read
+that compiled a statement of a new shape (`compiled_anew`): compiling took a few
+milliseconds of its budget, which the next read of that shape will not spend.
 """
 
 from __future__ import annotations
@@ -81,6 +83,14 @@ def learning() -> Iterator[None]:
         if budget is not None:
             budget.learning = True
         raise
+
+
+def compiled_anew() -> None:
+    """Mark the read under way as learning: it compiled a statement that later reads of
+    its shape reuse (see the module)."""
+    budget = _budget.get()
+    if budget is not None:
+        budget.learning = True
 
 
 def _over(budget: _Budget, message: str) -> OverBudget:

@@ -36,6 +36,7 @@ from bevan.fhir.search import (
     TokenValue,
     UriMatch,
 )
+from bevan.store.budget import compiled_anew
 from bevan.store.raw import CompiledStatement, RawCursor
 
 # The fields whose contents are values (bound into the SQL); all others are shape.
@@ -192,6 +193,7 @@ class ShapeCache:
         key = (purpose, shape)
         compiled = self._compiled.get(key)
         if compiled is None:
+            compiled_anew()  # an overrun now says little of how long such reads take
             compiled, reusable = self._compile(build(template_of(parts)), values)
             with self._lock:
                 if len(self._compiled) >= MAX_SHAPES:
