@@ -124,7 +124,9 @@ def start_server(url: str, data_dir: Path) -> Iterator[RunningServer]:
     port = free_port()
     settings = Settings(data_dir=data_dir, database_url=url, port=port)
     app = create_app(settings, store)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", proxy_headers=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

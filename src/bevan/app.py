@@ -13,10 +13,13 @@ from starlette.routing import Route
 
 from bevan.api.context import Services
 from bevan.api.routes import fhir_routes, method_not_allowed, not_found
+from bevan.api.sign_in_audit import audited_routes
 from bevan.config import Settings
 from bevan.fhir.validation import warm_up
 from bevan.records.service import RecordService
 from bevan.security.access import AccessPolicy
+from bevan.security.audit_key import load_audit_key
+from bevan.security.client_address import TrustedProxies
 from bevan.security.oauth import ClientRegistry, RevocationList, oauth_routes
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
@@ -44,9 +47,14 @@ def create_app(
         records=records,
         tokens=tokens,
         policy=AccessPolicy(records, BreakGlassLedger(store)),
-        trail=trail or AuditTrail(AuditLog(store.engine, store.write_lock)),
+        trail=trail
+        or AuditTrail(
+            AuditLog(store.engine, store.write_lock, key=load_audit_key(settings.data_dir))
+        ),
         writer=GroupWriter(store),
         max_body_bytes=settings.max_body_bytes,
+        proxies=TrustedProxies.parse(settings.trusted_proxies),
+        source=settings.base_url,
     )
     warm_up()
 
@@ -65,12 +73,14 @@ def create_app(
         routes=[
             Route("/", home, methods=["GET"]),
             # Before the FHIR routes: /fhir/.well-known/... would otherwise match Type/id.
-            *oauth_routes(
-                tokens,
-                UserDirectory.on(store.engine),
-                ClientRegistry.on(store.engine),
-                revocations,
-                settings.base_url,
+            *audited_routes(
+                oauth_routes(
+                    tokens,
+                    UserDirectory.on(store.engine),
+                    ClientRegistry.on(store.engine),
+                    revocations,
+                    settings.base_url,
+                )
             ),
             *fhir_routes(settings.base_path),
         ],

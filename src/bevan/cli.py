@@ -59,6 +59,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "port": settings.port,
         "log_level": args.log_level,
         "access_log": False,
+        # The app reads forwarded headers itself, from trusted proxies only
+        # (BEVAN_TRUSTED_PROXIES); uvicorn would believe any local peer's.
+        "proxy_headers": False,
     }
     if args.workers > 1:
         from bevan.workers import serve
@@ -126,7 +129,14 @@ Try:
     )
     app = create_app(settings, store)
     settle_heap()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+    )
     return 0
 
 

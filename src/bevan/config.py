@@ -20,6 +20,9 @@ class Settings:
     base_path: str = "/fhir"
 
     public_base_url: str | None = None
+    # Proxies (addresses or CIDR networks) whose X-Forwarded-For / Forwarded headers are
+    # believed; by default none, and the socket's peer is the client.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -41,6 +44,11 @@ class Settings:
             database_url=os.environ.get("BEVAN_DATABASE_URL") or None,
             max_body_bytes=int(os.environ.get("BEVAN_MAX_BODY_BYTES", DEFAULT_MAX_BODY)),
             public_base_url=os.environ.get("BEVAN_BASE_URL") or None,
+            trusted_proxies=tuple(
+                p.strip()
+                for p in os.environ.get("BEVAN_TRUSTED_PROXIES", "").split(",")
+                if p.strip()
+            ),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given)  # type: ignore[arg-type]

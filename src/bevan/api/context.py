@@ -24,7 +24,14 @@ from bevan.fhir.search import Criterion
 from bevan.records.bundles import BundleAccess
 from bevan.records.service import RecordService, WriteGuard, parse_json
 from bevan.security.access import AccessContext, AccessPolicy
-from bevan.security.audit import AuditRecord, action_for, outcome_for
+from bevan.security.audit import (
+    AuditRecord,
+    action_for,
+    bounded,
+    outcome_for,
+    patients_in,
+)
+from bevan.security.client_address import TrustedProxies, client_address
 from bevan.security.tokens import Principal, TokenAuthority, TokenError
 from bevan.security.trail import AuditNotRecorded, AuditTrail
 from bevan.store.budget import OverBudget, time_budget
@@ -93,6 +100,9 @@ class Services:
     # Offloaded Bundles run one at a time: two on one interpreter only take turns, and
     # the one writing would wait on the other at every database call.
     bundle_limiter: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(1))
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    # The server's own base URL, named as the audit source (not the client's Host header).
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -223,6 +233,7 @@ def fhir_endpoint(
     offload: bool | Callable[[Request], bool] = False,
     writes: bool | Callable[[Request], bool] = False,
     one_at_a_time: bool = False,
+    names_patients: bool = True,
 ) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a synchronous handler: authenticate, read the body, run it, audit it, and
     answer every failure with an OperationOutcome (never a bare 500).
@@ -233,8 +244,10 @@ def fhir_endpoint(
     history, $everything) is offloaded to the thread pool so it does not hold up everyone
     else; a read of that kind is first given LOOP_BUDGET_SECONDS on the loop.
 
-    Every request but the public ones, allowed or refused, is audited before its answer
-    is sent; if the audit entry cannot be written, the answer is an error instead.
+    Every request, allowed or refused, is audited before its answer is sent; if the
+    audit entry cannot be written, the answer is an error instead. The entry names every
+    patient the request's body or answer names, unless names_patients is False (the
+    audit trail's own listings, which name patients without touching their records).
     """
 
     async def endpoint(request: Request) -> Response:
@@ -242,6 +255,7 @@ def fhir_endpoint(
         services: Services = request.app.state.services
         access: AccessContext | None = None
         problem: str | None = None
+        body = b""
         try:
             principal = None if public else authenticate(request, services.tokens)
             if principal is not None:
@@ -281,27 +295,32 @@ def fhir_endpoint(
             )
             problem = f"server error, reference {reference}"
             response = internal_error_response(reference)
-        if public:
-            return response
-        try:
-            await services.trail.record(
-                audit_record(request, interaction, access, response, problem)
-            )
-        except AuditNotRecorded:
-            log.exception("request %s %s could not be audited", request.method, request.url.path)
-            return error_response(
-                FhirError(
-                    Issue(
-                        "the request could not be audited, so its answer is withheld; try again",
-                        code="transient",
-                        severity="fatal",
-                    ),
-                    status=503,
-                )
-            )
-        return response
+        record = audit_record(
+            request, interaction, access, response, problem, body, names_patients=names_patients
+        )
+        return await audited(request, record, response)
 
     return endpoint
+
+
+async def audited(request: Request, record: AuditRecord, response: Response) -> Response:
+    """Return response once its audit record is committed, else a 503 withholding it."""
+    services: Services = request.app.state.services
+    try:
+        await services.trail.record(record)
+    except AuditNotRecorded:
+        log.exception("request %s %s could not be audited", request.method, request.url.path)
+        return error_response(
+            FhirError(
+                Issue(
+                    "the request could not be audited, so its answer is withheld; try again",
+                    code="transient",
+                    severity="fatal",
+                ),
+                status=503,
+            )
+        )
+    return response
 
 
 def _applies(flag: bool | Callable[[Request], bool], request: Request) -> bool:
@@ -315,8 +334,18 @@ def audit_record(
     access: AccessContext | None,
     response: Response,
     problem: str | None,
+    body: bytes = b"",
+    *,
+    names_patients: bool = True,
 ) -> AuditRecord:
-    """Return the audit entry for one answered request."""
+    """Return the audit entry for one answered request.
+
+    What a caller chose (the query, the path, the user agent, the request id, the
+    diagnostics that echo them) is cut short when the caller is not authenticated or was
+    refused, and the entry says so: a stranger's requests cannot grow the trail by more
+    than a little each.
+    """
+    services: Services = request.app.state.services
     status = response.status_code
     principal = access.principal if access is not None else None
     params = request.path_params
@@ -326,30 +355,57 @@ def audit_record(
         resources = (location.split("/fhir/", 1)[1].split("/_history", 1)[0],)
     elif "type" in params and is_valid_id(params.get("id", "")):
         resources = (f"{params['type']}/{params['id']}",)
-    patient_id = None
-    if access is not None and len(access.patients) == 1:
-        patient_id = next(iter(access.patients))
-    elif params.get("type") == "Patient" and is_valid_id(params.get("id", "")):
-        patient_id = params["id"]
+    patients = set(access.patients) if access is not None else set()
+    if params.get("type") == "Patient" and is_valid_id(params.get("id", "")):
+        patients.add(params["id"])
+    if names_patients and status < 400:
+        patients |= patients_in(body)
+        patients |= patients_in(getattr(response, "body", b"") or b"")
+    patient_id = next(iter(patients)) if len(patients) == 1 else None
     broke_glass = bool(access and access.broke_glass_for)
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    if request.method == "POST" and request.url.path.endswith("/_search") and body:
+        query = (
+            f"{query}&{body.decode('utf-8', 'replace')}"
+            if query
+            else body.decode("utf-8", "replace")
+        )
+    texts: dict[str, str | None] = {
+        "query": query or None,
+        "path": request.scope.get("path"),
+        "user-agent": request.headers.get("user-agent"),
+        "request-id": request.headers.get("x-request-id"),
+        "outcome": problem or "",
+    }
+    truncated: list[str] = []
+    if principal is None or status in (401, 403, 404, 405, 413, 414):
+        for name, text in texts.items():
+            texts[name], cut = bounded(text)
+            if cut:
+                truncated.append(name)
     return AuditRecord(
         recorded=now_instant(),
         user_id=principal.subject if principal else None,
         role=principal.role if principal else None,
         organisation=principal.organisation if principal else None,
-        client_address=request.client.host if request.client else None,
+        client_address=client_address(request.scope, services.proxies),
         action=action_for(interaction),
         interaction=interaction,
         outcome=outcome_for(status),
-        outcome_text=problem or "",
+        outcome_text=texts["outcome"] or "",
         http_status=status,
         resources=resources,
-        query=request.scope.get("query_string", b"").decode("latin-1") or None,
+        query=texts["query"],
         patient_id=patient_id,
+        other_patients=tuple(sorted(patients)) if patient_id is None else (),
         purpose_of_use="ETREAT" if broke_glass else "TREAT",
         break_glass_reason=access.break_glass_reason if broke_glass and access else None,
-        request_id=request.headers.get("x-request-id"),
-        source=base_url_of(request),
+        request_id=texts["request-id"],
+        source=services.source or base_url_of(request),
+        method=request.method,
+        path=texts["path"],
+        user_agent=texts["user-agent"],
+        truncated=tuple(truncated),
     )
 
 

@@ -6,12 +6,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bevan.api import audit_events, oversight
 from bevan.api import interactions as i
-from bevan.api import oversight
 from bevan.api.capability import capability_statement
-from bevan.api.context import FhirRequest, base_url_of, fhir_endpoint
+from bevan.api.context import (
+    FhirRequest,
+    audit_record,
+    audited,
+    authenticate,
+    base_url_of,
+    fhir_endpoint,
+)
 from bevan.api.responses import error_response, fhir_json
-from bevan.fhir.errors import MethodNotAllowed, NotFound
+from bevan.fhir.errors import FhirError, MethodNotAllowed, NotFound
+from bevan.security.access import AccessContext
 
 
 def metadata(fhir: FhirRequest) -> Response:
@@ -96,6 +104,17 @@ def fhir_routes(base_path: str) -> list[Route]:
             e(oversight.break_glass_queue, interaction="operation"),
             methods=["GET"],
         ),
+        # The audit trail, not the record store, answers for AuditEvent.
+        Route(
+            f"{b}/AuditEvent",
+            e(
+                audit_events.search_audit_events,
+                interaction="search-type",
+                offload=True,
+                names_patients=False,
+            ),
+            methods=["GET"],
+        ),
         Route(
             f"{b}/{{type}}",
             e(i.search, interaction="search-type", offload=broad_search),
@@ -111,6 +130,11 @@ def fhir_routes(base_path: str) -> list[Route]:
             e(i.everyone, interaction="operation", offload=True),
             methods=["GET"],
         ),
+        Route(
+            f"{b}/AuditEvent/{{id}}",
+            e(audit_events.read_audit_event, interaction="read", names_patients=False),
+            methods=["GET"],
+        ),
         Route(f"{b}/{{type}}/{{id}}", e(i.read, interaction="read"), methods=["GET"]),
         Route(
             f"{b}/{{type}}/_search",
@@ -119,7 +143,7 @@ def fhir_routes(base_path: str) -> list[Route]:
         ),
         Route(
             f"{b}/Patient/{{id}}/$audit",
-            e(oversight.access_log, interaction="operation"),
+            e(oversight.access_log, interaction="operation", names_patients=False),
             methods=["GET"],
         ),
         Route(
@@ -174,15 +198,38 @@ def fhir_routes(base_path: str) -> list[Route]:
     ]
 
 
+# What a request to no route was attempting, by its method, for its audit entry.
+_ATTEMPTED = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+async def _audited_unrouted(request: Request, error: FhirError) -> Response:
+    """Return the answer to a request no route took, once it is audited like any other."""
+    response = error_response(error)
+    try:
+        access = AccessContext(authenticate(request, request.app.state.services.tokens))
+    except FhirError:
+        access = None
+    record = audit_record(
+        request,
+        _ATTEMPTED.get(request.method, "read"),
+        access,
+        response,
+        "; ".join(i.diagnostics for i in error.issues),
+        names_patients=False,
+    )
+    return await audited(request, record, response)
+
+
 async def not_found(request: Request, exc: Exception) -> Response:
-    return error_response(
+    return await _audited_unrouted(
+        request,
         NotFound(
             f"there is nothing at {request.url.path}; the FHIR API is at {base_url_of(request)}"
-        )
+        ),
     )
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:
-    return error_response(
-        MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+    return await _audited_unrouted(
+        request, MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
     )

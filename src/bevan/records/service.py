@@ -19,6 +19,7 @@ from bevan.fhir.errors import (
     InvalidRequest,
     InvalidResource,
     Issue,
+    MethodNotAllowed,
     MultipleMatches,
     NotFound,
     PreconditionFailed,
@@ -100,6 +101,24 @@ class PreparedVersion:
     resource: dict[str, Any]
     content: str
     rows: IndexRows
+
+
+# Types only the server writes: an AuditEvent comes from the audit trail alone, so that
+# nobody (a system account or a Bundle included) can plant, amend or remove one.
+SERVER_WRITTEN_TYPES = frozenset({"AuditEvent"})
+
+
+def refuse_server_written(resource_type: str) -> None:
+    """Return None, or refuse (405) a client's write of a type only the server writes."""
+    if resource_type in SERVER_WRITTEN_TYPES:
+        raise MethodNotAllowed(
+            Issue(
+                f"{resource_type} resources are written by the server's audit trail alone; "
+                "they cannot be created, changed or deleted through the API",
+                code="not-supported",
+                expression=(resource_type,),
+            )
+        )
 
 
 def _check_id(resource_type: str, id: str) -> None:
@@ -366,6 +385,7 @@ class RecordService:
         prepared: PreparedVersion | None = None,
     ) -> WriteResult:
         """Create inside session; the resource is already validated (and may be prepared)."""
+        refuse_server_written(resource_type)
         if if_none_exist:
             query = parse_search(resource_type, if_none_exist, strict=True)
             session.lock(f"{resource_type}?{if_none_exist}")
@@ -428,6 +448,7 @@ class RecordService:
         guard: WriteGuard | None = None,
         prepared: PreparedVersion | None = None,
     ) -> WriteResult:
+        refuse_server_written(resource_type)
         current = session.current_row(resource_type, id)
         if if_match is not None:
             if current is None or current.deleted:
@@ -468,6 +489,7 @@ class RecordService:
         if_match: int | None = None,
         guard: WriteGuard | None = None,
     ) -> WriteResult:
+        refuse_server_written(resource_type)
         query = parse_search(resource_type, search, strict=True)
         session.lock(f"{resource_type}?{search}")
         matches = session.search_ids(query, limit=2)
@@ -519,6 +541,7 @@ class RecordService:
         if_match: int | None = None,
         guard: WriteGuard | None = None,
     ) -> WriteResult:
+        refuse_server_written(resource_type)
         stored = self.read(resource_type, id, session)
         if if_match is not None and stored.version_id != if_match:
             raise PreconditionFailed(
@@ -570,6 +593,7 @@ class RecordService:
         if_match: int | None = None,
         guard: WriteGuard | None = None,
     ) -> WriteResult:
+        refuse_server_written(resource_type)
         current = session.current_row(resource_type, id)
         if if_match is not None and (current is None or current.version_id != if_match):
             raise PreconditionFailed(
@@ -595,6 +619,7 @@ class RecordService:
         self, resource_type: str, search: str, *, guard: WriteGuard | None = None
     ) -> WriteResult:
         """Delete the one match of search (more than one: 412)."""
+        refuse_server_written(resource_type)
         query = parse_search(resource_type, search, strict=True)
         if not query.criteria:
             raise InvalidRequest(Issue("a conditional delete needs at least one search parameter"))
@@ -652,6 +677,7 @@ class RecordService:
     ) -> StoredVersion:
         """Store resource as the next version after current. A prepared version is used
         as it is when it is that version of this resource; otherwise it is made here."""
+        refuse_server_written(resource_type)
         if guard is not None:
             exists = current is not None and not current.deleted
             old = self._content(session, resource_type, id) if exists else None

@@ -16,7 +16,13 @@ from dataclasses import astuple
 
 import orjson
 
-from bevan.security.audit import AuditColumns, AuditRecord, audit_columns, audit_event
+from bevan.security.audit import (
+    AuditColumns,
+    AuditRecord,
+    audit_columns,
+    audit_event,
+    entities_of_event,
+)
 from bevan.store.audit import AuditEntry, AuditLog, AuditRow
 
 MAX_BATCH = 500
@@ -38,6 +44,7 @@ def audit_row(record: AuditRecord) -> AuditRow:
         outcome=columns.outcome,
         break_glass=columns.break_glass,
         content=orjson.dumps(event).decode(),
+        entities=entities_of_event(event),
     )
 
 
