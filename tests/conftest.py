@@ -118,11 +118,12 @@ class RunningServer:
         return RecordService(self.store)
 
 
-def start_server(url: str, data_dir: Path) -> Iterator[RunningServer]:
+def start_server(url: str, data_dir: Path, **settings_given: object) -> Iterator[RunningServer]:
+    """Serve a store at url from data_dir, with any further settings given."""
     store = RecordStore.from_url(url)
     upgrade(store.engine)
     port = free_port()
-    settings = Settings(data_dir=data_dir, database_url=url, port=port)
+    settings = Settings(data_dir=data_dir, database_url=url, port=port, **settings_given)  # type: ignore[arg-type]
     app = create_app(settings, store)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", proxy_headers=False

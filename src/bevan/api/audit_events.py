@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from starlette.responses import Response
@@ -71,9 +71,12 @@ def audit_entries_bundle(
 
 
 def search_audit_events(fhir: FhirRequest) -> Response:
-    """GET /AuditEvent?patient=...&date=ge...: the trail's entries, newest first."""
+    """GET /AuditEvent?patient=...&date=ge... (or POST /AuditEvent/_search): the trail's
+    entries, newest first."""
     _trail_reader(fhir, "search-type")
     pairs = list(fhir.request.query_params.multi_items())
+    if fhir.request.method == "POST":
+        pairs += parse_qsl(fhir.body.decode("utf-8", "replace"), keep_blank_values=True)
     query = audit_query(pairs)
     count = query.limit
     entries = fhir.services.trail.log.search(replace(query, limit=count + 1))

@@ -137,6 +137,16 @@ def fhir_routes(base_path: str) -> list[Route]:
         ),
         Route(f"{b}/{{type}}/{{id}}", e(i.read, interaction="read"), methods=["GET"]),
         Route(
+            f"{b}/AuditEvent/_search",
+            e(
+                audit_events.search_audit_events,
+                interaction="search-type",
+                offload=True,
+                names_patients=False,
+            ),
+            methods=["POST"],
+        ),
+        Route(
             f"{b}/{{type}}/_search",
             e(i.search, interaction="search-type", offload=True),
             methods=["POST"],
