@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -19,7 +20,7 @@ from bevan.fhir.validation import warm_up
 from bevan.records.service import RecordService
 from bevan.security.access import AccessPolicy
 from bevan.security.audit_key import load_audit_key
-from bevan.security.client_address import TrustedProxies
+from bevan.security.client_address import ForwardedHeaders, TrustedProxies
 from bevan.security.oauth import ClientRegistry, RevocationList, oauth_routes
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
@@ -43,6 +44,7 @@ def create_app(
     records = RecordService(store, settings.base_url)
     revocations = RevocationList.on(store.engine)
     tokens = TokenAuthority.in_directory(settings.data_dir, revocations.is_revoked)
+    proxies = TrustedProxies.parse(settings.trusted_proxies)
     services = Services(
         records=records,
         tokens=tokens,
@@ -53,7 +55,7 @@ def create_app(
         ),
         writer=GroupWriter(store),
         max_body_bytes=settings.max_body_bytes,
-        proxies=TrustedProxies.parse(settings.trusted_proxies),
+        proxies=proxies,
         source=settings.base_url,
     )
     warm_up()
@@ -86,6 +88,9 @@ def create_app(
         ],
         exception_handlers={404: not_found, 405: method_not_allowed},
         lifespan=lifespan,
+        # Only when there are proxies to believe: otherwise forwarded headers change
+        # nothing, and a request need not pass through it.
+        middleware=[Middleware(ForwardedHeaders, proxies=proxies)] if proxies.networks else [],
     )
     app.state.settings = settings
     app.state.services = services

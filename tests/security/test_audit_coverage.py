@@ -161,3 +161,23 @@ def test_a_forwarded_address_is_believed_from_a_trusted_proxy(
         second = newest(behind_a_proxy)[0]
     assert first["agent"][0]["network"]["address"] == "203.0.113.9"
     assert second["agent"][0]["network"]["address"] == "2001:db8::7"
+
+
+FORWARDED_ORIGIN = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "ehr.example.nhs.uk"}
+A_PATIENT = {"resourceType": "Patient", "name": [{"family": "Forwarded"}]}
+
+
+def test_a_forwarded_host_and_scheme_are_not_believed_from_an_untrusted_peer(
+    server: RunningServer,
+) -> None:
+    with server.client() as fhir:
+        created = fhir.post("/Patient", json=A_PATIENT, headers={**FHIR_JSON, **FORWARDED_ORIGIN})
+    assert created.headers["location"].startswith("http://127.0.0.1:")
+
+
+def test_a_forwarded_host_and_scheme_are_believed_from_a_trusted_proxy(
+    behind_a_proxy: RunningServer,
+) -> None:
+    with behind_a_proxy.client() as fhir:
+        created = fhir.post("/Patient", json=A_PATIENT, headers={**FHIR_JSON, **FORWARDED_ORIGIN})
+    assert created.headers["location"].startswith("https://ehr.example.nhs.uk/fhir/Patient/")

@@ -364,7 +364,7 @@ def audit_record(
     patient_id = next(iter(patients)) if len(patients) == 1 else None
     broke_glass = bool(access and access.broke_glass_for)
     query = request.scope.get("query_string", b"").decode("latin-1")
-    if request.method == "POST" and request.url.path.endswith("/_search") and body:
+    if request.method == "POST" and request.scope.get("path", "").endswith("/_search") and body:
         query = (
             f"{query}&{body.decode('utf-8', 'replace')}"
             if query

@@ -2,7 +2,8 @@
 proxies the operator names.
 
 Anyone can send X-Forwarded-For or Forwarded: believed from the open network, they let a
-caller write any address they like into the audit trail. So the socket's peer is the
+caller write any address they like into the audit trail (and a host and scheme into the
+links the server gives out). So the socket's peer is the
 client, unless it is one of the trusted proxies (BEVAN_TRUSTED_PROXIES); then the
 forwarded chain is read from the right, past every trusted proxy, and the first address
 that is not one is the client.
@@ -14,6 +15,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -92,3 +95,58 @@ def _bare(address: str) -> str:
     if address.count(":") == 1:
         return address.partition(":")[0]
     return address
+
+
+_WEBSOCKET = {"http": "ws", "https": "wss"}
+
+
+class ForwardedHeaders:
+    """ASGI middleware: for a request through a trusted proxy, take the client's address,
+    scheme and host from what the proxy forwarded, so that links, the OAuth audience and
+    the audit trail all see the request as the client made it. From anyone else the
+    forwarded headers change nothing."""
+
+    def __init__(self, app: ASGIApp, proxies: TrustedProxies) -> None:
+        self.app = app
+        self.proxies = proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            peer = scope.get("client")
+            if self.proxies.trusts(peer[0] if peer else None):
+                scope = dict(scope)
+                address = client_address(scope, self.proxies)
+                if address is not None:
+                    scope["client"] = (address, 0)
+                scheme, host = _forwarded_origin(scope.get("headers", ()))
+                if scheme in ("http", "https"):
+                    scope["scheme"] = scheme if scope["type"] == "http" else _WEBSOCKET[scheme]
+                if host:
+                    scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"host"] + [
+                        (b"host", host.encode("latin-1"))
+                    ]
+        await self.app(scope, receive, send)
+
+
+def _forwarded_origin(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """Return the scheme and host the client used, as the nearest proxy forwarded them:
+    from Forwarded (RFC 7239) if present, else X-Forwarded-Proto and X-Forwarded-Host."""
+    scheme = host = None
+    x_scheme = x_host = None
+    for key, value in headers:
+        text = value.decode("latin-1")
+        if key == b"forwarded":
+            nearest = text.split(",")[-1]
+            for pair in nearest.split(";"):
+                name, _, given = pair.strip().partition("=")
+                if name.lower() == "proto":
+                    scheme = given.strip('"').lower()
+                elif name.lower() == "host":
+                    host = given.strip('"')
+        elif key == b"x-forwarded-proto":
+            x_scheme = text.split(",")[-1].strip().lower()
+        elif key == b"x-forwarded-host":
+            x_host = text.split(",")[-1].strip()
+    if scheme is None and host is None:
+        return x_scheme, x_host
+    return scheme, host

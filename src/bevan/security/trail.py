@@ -51,13 +51,22 @@ def audit_row(record: AuditRecord) -> AuditRow:
 def filing_problem(entry: AuditEntry) -> str | None:
     """Return a problem if an entry's searchable columns disagree with its AuditEvent, else None.
 
-    The columns are outside the hash, so this is what shows an entry moved to another
-    patient or user to hide it from their listing.
+    The columns and the entity rows are outside the hash, so this is what shows an entry
+    moved to another patient or user to hide it from their listing. Entity rows are
+    compared for sealed entries only: those written before the trail had its key are
+    filed under their one patient alone.
     """
     try:
-        columns = audit_columns(orjson.loads(entry.content))
+        event = orjson.loads(entry.content)
+        columns = audit_columns(event)
     except (ValueError, KeyError, TypeError, AttributeError):
         return f"audit entry {entry.seq} does not hold a readable AuditEvent"
+    if (
+        entry.seal is not None
+        and entry.filed_under is not None
+        and set(entry.filed_under) != set(entities_of_event(event))
+    ):
+        return f"audit entry {entry.seq} is filed under other patients or resources than it names"
     stored = AuditColumns(
         recorded=entry.recorded,
         user_id=entry.user_id,

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, bindparam, func, insert, or_, select
@@ -84,6 +84,8 @@ class AuditEntry:
     previous_hash: str
     hash: str
     seal: str | None = None
+    # The "Type/id"s it is filed under, when read for verification (else None).
+    filed_under: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -283,7 +285,7 @@ class AuditLog:
             )
 
     def entries(self, chunk: int = VERIFY_CHUNK) -> Iterator[AuditEntry]:
-        """Yield every entry in seq order, reading chunk rows at a time."""
+        """Yield every entry in seq order, with what it is filed under, chunk at a time."""
         after = 0
         while True:
             with self._reading() as connection:
@@ -293,8 +295,17 @@ class AuditLog:
                     .order_by(audit_event.c.seq)
                     .limit(chunk)
                 ).all()
+                filed: dict[int, list[str]] = {}
+                if rows:
+                    for reference, seq in connection.execute(
+                        select(audit_entity.c.reference, audit_entity.c.seq).where(
+                            audit_entity.c.seq.between(rows[0].seq, rows[-1].seq)
+                        )
+                    ):
+                        filed.setdefault(int(seq), []).append(reference)
             for row in rows:
-                yield _entry(row)
+                entry = _entry(row)
+                yield replace(entry, filed_under=tuple(sorted(filed.get(entry.seq, ()))))
             if len(rows) < chunk:
                 return
             after = int(rows[-1].seq)
