@@ -181,3 +181,42 @@ def test_a_forwarded_host_and_scheme_are_believed_from_a_trusted_proxy(
     with behind_a_proxy.client() as fhir:
         created = fhir.post("/Patient", json=A_PATIENT, headers={**FHIR_JSON, **FORWARDED_ORIGIN})
     assert created.headers["location"].startswith("https://ehr.example.nhs.uk/fhir/Patient/")
+
+
+def test_bevan_serve_believes_no_forwarded_address_unless_told_to(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    from bevan.store.engine import make_engine
+    from tests.conftest import free_port, serve_command
+
+    port = free_port()
+    process = subprocess.Popen(
+        serve_command(tmp_path, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline
+            try:
+                answer = httpx.get(
+                    f"http://127.0.0.1:{port}/fhir/Patient/anyone",
+                    headers={"X-Forwarded-For": "203.0.113.9"},
+                    timeout=1,
+                )
+                if answer.status_code == 401:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    engine = make_engine(f"sqlite:///{tmp_path / 'bevan.db'}")
+    try:
+        addresses = {
+            orjson.loads(e.content)["agent"][0]["network"]["address"]
+            for e in AuditLog(engine).find(limit=10)
+        }
+    finally:
+        engine.dispose()
+    assert addresses == {"127.0.0.1"}
