@@ -20,11 +20,12 @@ from bevan.api.responses import error_response, internal_error_response
 from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import FhirError, InvalidRequest, Issue, PayloadTooLarge, Unauthorized
 from bevan.fhir.ids import is_valid_id
-from bevan.fhir.search import Criterion
+from bevan.fhir.search import Criterion, SearchQuery
 from bevan.records.bundles import BundleAccess
-from bevan.records.service import RecordService, WriteGuard, parse_json
+from bevan.records.service import RecordService, SearchLimit, WriteGuard, parse_json
 from bevan.security.access import AccessContext, AccessPolicy
 from bevan.security.audit import AuditRecord, action_for, outcome_for
+from bevan.security.search_limits import limited_search
 from bevan.security.tokens import Principal, TokenAuthority, TokenError
 from bevan.security.trail import AuditNotRecorded, AuditTrail
 from bevan.store.budget import OverBudget, time_budget
@@ -144,6 +145,19 @@ class FhirRequest:
     def restrictions(self, resource_type: str) -> tuple[Criterion, ...]:
         return self.services.policy.search_restrictions(self.caller, resource_type)
 
+    def visible(self, query: SearchQuery, interaction: str = "search-type") -> SearchQuery:
+        """Return query as the caller may run it for interaction: its type's restrictions
+        ANDed on and every chain and `_has` limited the same way (403 for a type they may
+        not search, or may not use for interaction)."""
+        if self.unlimited():
+            return query
+        return limited_search(self.services.policy, self.caller, query, interaction)
+
+    def search_limit(self) -> SearchLimit | None:
+        """Return what narrows conditional matches to what the caller may see (None for
+        an unlimited system account)."""
+        return None if self.unlimited() else self.visible
+
     def unlimited(self) -> bool:
         """Return True for a system account whose scopes allow everything."""
         caller = self.caller
@@ -181,7 +195,7 @@ class FhirRequest:
             self.allow(stored.resource_type, "read")
             self.allow_stored(stored)
 
-        return BundleAccess(guard, read_check)
+        return BundleAccess(guard, read_check, self.search_limit())
 
     def path(self, name: str) -> str:
         value: str = self.request.path_params[name]

@@ -141,6 +141,7 @@ def create(fhir: FhirRequest) -> Response:
         resource,
         if_none_exist=fhir.request.headers.get("if-none-exist"),
         guard=fhir.write_guard(),
+        visible=fhir.search_limit(),
     )
     if result.status == 200 and result.stored is not None:  # an existing match
         fhir.allow_stored(result.stored)
@@ -158,7 +159,12 @@ def conditional_update(fhir: FhirRequest) -> Response:
     resource = json_body(fhir)
     fhir.allow(resource_type, "update")
     result = fhir.records.conditional_update(
-        resource_type, query, resource, if_match=_if_match(fhir), guard=fhir.write_guard()
+        resource_type,
+        query,
+        resource,
+        if_match=_if_match(fhir),
+        guard=fhir.write_guard(),
+        visible=fhir.search_limit(),
     )
     return _written(fhir, result)
 
@@ -169,7 +175,9 @@ def conditional_delete(fhir: FhirRequest) -> Response:
     if not query:
         raise InvalidRequest(Issue("DELETE of a whole type is not allowed; give a search or an id"))
     fhir.allow(resource_type, "delete")
-    fhir.records.conditional_delete(resource_type, query, guard=fhir.write_guard())
+    fhir.records.conditional_delete(
+        resource_type, query, guard=fhir.write_guard(), visible=fhir.search_limit()
+    )
     return Response(status_code=204)
 
 
@@ -218,9 +226,9 @@ def _search_pairs(fhir: FhirRequest) -> list[tuple[str, str]]:
 
 
 def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
-    # Restrictions join the criteria, so results, totals and pages all respect them;
-    # they stay out of query.applied, so links do not show them.
-    page = fhir.records.search(query.with_criteria(*fhir.restrictions(query.resource_type)))
+    # Restrictions join the criteria (and every chain and _has), so results, totals and
+    # pages all respect them; they stay out of query.applied, so links do not show them.
+    page = fhir.records.search(fhir.visible(query))
     self_link = f"{base}?{urlencode(query.applied)}" if query.applied else base
     links = [("self", self_link)]
     if page.next_cursor is not None:

@@ -50,6 +50,22 @@ _EMPTY_ROWS = IndexRows()
 # raises to refuse. The API passes one that applies the caller's access rights.
 WriteGuard = Callable[[str, str, dict[str, Any] | None, dict[str, Any] | None], None]
 
+# Narrows a conditional match to what the caller may see: (the search, the interaction
+# it serves, checked against the searched type) -> the search as the caller may run it.
+# The API passes one for every caller but an unlimited system account, so a match the
+# caller may not see is no match at all.
+SearchLimit = Callable[[SearchQuery, str], SearchQuery]
+
+
+def conditional_matches(
+    session: ReadSession, query: SearchQuery, visible: SearchLimit | None, interaction: str
+) -> list[str]:
+    """Return the ids of up to two matches of a conditional search among what the
+    caller may see (the one place every conditional interaction matches)."""
+    if visible is not None:
+        query = visible(query, interaction)
+    return session.search_ids(query, limit=2)
+
 
 @dataclass(frozen=True)
 class WriteResult:
@@ -345,13 +361,23 @@ class RecordService:
     # --- writes ---------------------------------------------------------------------
 
     def create(
-        self, resource: Any, *, if_none_exist: str | None = None, guard: WriteGuard | None = None
+        self,
+        resource: Any,
+        *,
+        if_none_exist: str | None = None,
+        guard: WriteGuard | None = None,
+        visible: SearchLimit | None = None,
     ) -> WriteResult:
         """Create with a server-assigned id (or return the one match of if_none_exist)."""
         resource_type = validate_resource(resource)
         with self.writing() as session:
             return self.create_in(
-                session, resource_type, resource, if_none_exist=if_none_exist, guard=guard
+                session,
+                resource_type,
+                resource,
+                if_none_exist=if_none_exist,
+                guard=guard,
+                visible=visible,
             )
 
     def create_in(
@@ -364,12 +390,13 @@ class RecordService:
         id: str | None = None,
         guard: WriteGuard | None = None,
         prepared: PreparedVersion | None = None,
+        visible: SearchLimit | None = None,
     ) -> WriteResult:
         """Create inside session; the resource is already validated (and may be prepared)."""
         if if_none_exist:
             query = parse_search(resource_type, if_none_exist, strict=True)
             session.lock(f"{resource_type}?{if_none_exist}")
-            matches = session.search_ids(query, limit=2)
+            matches = conditional_matches(session, query, visible, "create")
             if len(matches) > 1:
                 raise MultipleMatches(
                     f"If-None-Exist {if_none_exist!r} matches more than one {resource_type}"
@@ -451,12 +478,14 @@ class RecordService:
         *,
         if_match: int | None = None,
         guard: WriteGuard | None = None,
+        visible: SearchLimit | None = None,
     ) -> WriteResult:
-        """Update the one match of search, or create if none (spec: conditional update)."""
+        """Update the one match of search, or create if none (spec: conditional update).
+        A match the caller may not see (visible) counts as none."""
         validate_resource(resource, resource_type)
         with self.writing() as session:
             return self.conditional_update_in(
-                session, resource_type, search, resource, if_match, guard
+                session, resource_type, search, resource, if_match, guard, visible
             )
 
     def conditional_update_in(
@@ -467,10 +496,11 @@ class RecordService:
         resource: dict[str, Any],
         if_match: int | None = None,
         guard: WriteGuard | None = None,
+        visible: SearchLimit | None = None,
     ) -> WriteResult:
         query = parse_search(resource_type, search, strict=True)
         session.lock(f"{resource_type}?{search}")
-        matches = session.search_ids(query, limit=2)
+        matches = conditional_matches(session, query, visible, "update")
         if len(matches) > 1:
             raise MultipleMatches(f"{resource_type}?{search} matches more than one resource")
         body_id = resource.get("id")
@@ -592,14 +622,20 @@ class RecordService:
         return WriteResult(204, session.current(resource_type, id))
 
     def conditional_delete(
-        self, resource_type: str, search: str, *, guard: WriteGuard | None = None
+        self,
+        resource_type: str,
+        search: str,
+        *,
+        guard: WriteGuard | None = None,
+        visible: SearchLimit | None = None,
     ) -> WriteResult:
-        """Delete the one match of search (more than one: 412)."""
+        """Delete the one match of search (more than one: 412; one the caller may not
+        see, by visible, counts as none)."""
         query = parse_search(resource_type, search, strict=True)
         if not query.criteria:
             raise InvalidRequest(Issue("a conditional delete needs at least one search parameter"))
         with self.writing() as session:
-            matches = session.search_ids(query, limit=2)
+            matches = conditional_matches(session, query, visible, "delete")
             if len(matches) > 1:
                 raise MultipleMatches(f"{resource_type}?{search} matches more than one resource")
             if not matches:
