@@ -402,3 +402,85 @@ def test_reading_the_diagnosis_agrees_with_the_side_doors(loaded: RunningServer,
         assert statuses == [200 if letter == "A" else 403 for letter in row], (role, row)
     if not rows:
         assert statuses == [403, 403, 403]
+
+
+# --- refusals that say why ------------------------------------------------------------------
+
+
+def _issue(response: httpx.Response) -> dict[str, Any]:
+    issue: dict[str, Any] = response.json()["issue"][0]
+    return issue
+
+
+def test_an_analyst_cannot_learn_which_practice_an_nhs_number_is_registered_with(
+    loaded: RunningServer,
+) -> None:
+    with client_for(loaded, "analyst") as fhir:
+        response = fhir.get(
+            "/Organization",
+            params={
+                "_has:Patient:general-practitioner:identifier": f"{NHS}|{NHS_NUMBERS['unrelated']}"
+            },
+        )
+    assert response.status_code == 403, response.text
+    issue = _issue(response)
+    assert issue["code"] == "forbidden" and issue["severity"] == "error"
+    assert "_has:Patient:general-practitioner" in issue["diagnostics"]
+    assert "analyst" in issue["diagnostics"]
+    assert issue["expression"] == ["Organization?_has:Patient:general-practitioner:identifier"]
+    assert "practice-b" not in response.text
+
+
+def test_a_receptionist_cannot_find_appointments_by_diagnosis(loaded: RunningServer) -> None:
+    with client_for(loaded, "receptionist") as fhir:
+        booked = fhir.get("/Appointment", params={"_count": 100})
+        refused = fhir.get(
+            "/Appointment", params={"reason-reference:Condition.code": f"{SNOMED}|{DEPRESSION}"}
+        )
+    assert booked.status_code == 200  # their own bookings they may search
+    assert refused.status_code == 403, refused.text
+    issue = _issue(refused)
+    assert issue["code"] == "forbidden"
+    assert "reason-reference" in issue["diagnostics"] and "Condition" in issue["diagnostics"]
+    assert issue["expression"][0].startswith("Appointment?reason-reference")
+
+
+def test_a_token_without_the_scope_for_a_chained_type_is_refused_the_chain(
+    loaded: RunningServer,
+) -> None:
+    search = {"reason-reference:Condition.code": f"{SNOMED}|{DEPRESSION}"}
+    for scope, status in (
+        ("user/Appointment.rs", 403),
+        ("user/Appointment.rs user/Condition.rs", 200),
+    ):
+        token = TokenAuthority.in_directory(loaded.data_dir).issue(
+            "scoped-clinician", "clinician", scope=scope, organisation="A81001"
+        )
+        with loaded.client(token) as fhir:
+            response = fhir.get("/Appointment", params=search)
+        assert response.status_code == status, f"{scope}: {response.text}"
+    assert _found(response) == {"Appointment/appt-related", "Appointment/appt-sensitive"}
+
+
+def test_a_conditional_reference_to_a_type_the_caller_may_not_search_is_refused(
+    loaded: RunningServer,
+) -> None:
+    with client_for(loaded, "receptionist") as fhir:
+        bundle = _transaction(
+            {
+                "resource": {
+                    "resourceType": "Appointment",
+                    "status": "proposed",
+                    "participant": [
+                        {"actor": {"reference": "Patient/related"}, "status": "needs-action"}
+                    ],
+                    "reasonReference": [{"reference": f"Condition?{_probe_search(GHOST)}"}],
+                },
+                "request": {"method": "POST", "url": "Appointment"},
+            }
+        )
+        response = fhir.post("", json=bundle, headers=FHIR_JSON)
+    assert response.status_code == 403, response.text
+    issue = _issue(response)
+    assert issue["code"] == "forbidden" and "Condition" in issue["diagnostics"]
+    assert issue["expression"] == ["Bundle.entry[0].resource"]
