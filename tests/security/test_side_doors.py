@@ -484,3 +484,14 @@ def test_a_conditional_reference_to_a_type_the_caller_may_not_search_is_refused(
     issue = _issue(response)
     assert issue["code"] == "forbidden" and "Condition" in issue["diagnostics"]
     assert issue["expression"] == ["Bundle.entry[0].resource"]
+
+
+def test_a_receptionist_cannot_reach_a_diagnosis_two_hops_away(loaded: RunningServer) -> None:
+    name = "_has:Appointment:patient:reason-reference:Condition.code"
+    with client_for(loaded, "receptionist") as fhir:
+        response = fhir.get("/Patient", params={name: f"{SNOMED}|{DEPRESSION}"})
+    assert response.status_code == 403, response.text
+    issue = _issue(response)
+    assert issue["code"] == "forbidden"
+    assert "Condition" in issue["diagnostics"] and "receptionist" in issue["diagnostics"]
+    assert issue["expression"] == [f"Patient?{name}"]

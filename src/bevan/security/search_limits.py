@@ -45,7 +45,7 @@ def limited_search(
     """
     policy.check_type(context, query.resource_type, interaction)
     limiter = _Limiter(policy, context, query.resource_type)
-    criteria = tuple(limiter.limited(query.resource_type, c) for c in query.criteria)
+    criteria = tuple(limiter.top_level(c) for c in query.criteria)
     restrictions = policy.search_restrictions(context, query.resource_type)
     return replace(query, criteria=(*criteria, *restrictions))
 
@@ -57,6 +57,13 @@ class _Limiter:
         self.policy = policy
         self.context = context
         self.searched = searched
+        self.known: dict[str, tuple[Criterion, ...]] = {}  # a type passed twice is asked once
+        self.parameter: Criterion | None = None  # the query's criterion being limited
+
+    def top_level(self, criterion: Criterion) -> Criterion:
+        """Return one of the query's own criteria, limited (refusals name it)."""
+        self.parameter = criterion
+        return self.limited(self.searched, criterion)
 
     def limited(self, resource_type: str, criterion: Criterion) -> Criterion:
         """Return criterion (on resource_type) with its chains and `_has` limited."""
@@ -70,7 +77,7 @@ class _Limiter:
                     criterion.param,
                     (target,),
                     self.limited(target, criterion.inner),
-                    (*criterion.limits, *self.restrictions(target, criterion)),
+                    (*criterion.limits, *self.restrictions(target)),
                 )
                 for target in criterion.target_types
             )
@@ -81,17 +88,17 @@ class _Limiter:
                 source,
                 criterion.param,
                 self.limited(source, criterion.inner),
-                (*criterion.limits, *self.restrictions(source, criterion)),
+                (*criterion.limits, *self.restrictions(source)),
             )
         return criterion
 
-    def restrictions(self, passed: str, criterion: Chain | Has) -> tuple[Criterion, ...]:
+    def restrictions(self, passed: str) -> tuple[Criterion, ...]:
         """Return the restrictions on a type a chain or `_has` passes; Forbidden if the
         caller may not search it."""
         try:
             self.policy.check_type(self.context, passed, "search-type")
         except Forbidden as refused:
-            name = _name(criterion)
+            name = _name(self.parameter) if self.parameter is not None else passed
             reason = "; ".join(issue.diagnostics for issue in refused.issues)
             raise Forbidden(
                 Issue(
@@ -101,7 +108,9 @@ class _Limiter:
                     expression=(f"{self.searched}?{name}",),
                 )
             ) from None
-        return self.policy.search_restrictions(self.context, passed)
+        if passed not in self.known:
+            self.known[passed] = self.policy.search_restrictions(self.context, passed)
+        return self.known[passed]
 
 
 def _name(criterion: Criterion) -> str:
