@@ -495,3 +495,17 @@ def test_a_receptionist_cannot_reach_a_diagnosis_two_hops_away(loaded: RunningSe
     assert issue["code"] == "forbidden"
     assert "Condition" in issue["diagnostics"] and "receptionist" in issue["diagnostics"]
     assert issue["expression"] == [f"Patient?{name}"]
+
+
+def test_breaking_the_glass_opens_the_side_doors_to_that_patient_only(
+    loaded: RunningServer,
+) -> None:
+    token = TokenAuthority.in_directory(loaded.data_dir).issue(
+        "emergency-clinician", "clinician", organisation="A81001"
+    )
+    with loaded.client(token) as fhir, client_for(loaded, "system") as system:
+        assert not has(fhir, system, NHS_NUMBERS["unrelated"], "unrelated").revealed
+        reason = {"X-Bevan-Break-Glass": "Unconscious in A&E, no other record"}
+        assert fhir.get("/Patient/unrelated", headers=reason).status_code == 200
+        assert has(fhir, system, NHS_NUMBERS["unrelated"], "unrelated").revealed
+        assert conditional_create(fhir, system, NHS_NUMBERS["unrelated"], "unrelated").revealed
