@@ -137,9 +137,29 @@ class FhirRequest:
         self.services.policy.check_patient(self.caller, patient_id)
 
     def may_see(self, stored: StoredVersion) -> bool:
-        if stored.content is None:
+        """Return True if the caller may read this stored version (its type, scopes,
+        patients and sensitivity): what includes, $everything and history may show."""
+        if stored.content is None or self.unlimited():
             return True
         return self.services.policy.may_see(self.caller, orjson.loads(stored.content))
+
+    def may_see_version(self, stored: StoredVersion, current: StoredVersion | None) -> bool:
+        """Return True if the caller may see an old version: judged as itself, under the
+        current version's sensitivity labels (a record restricted now is restricted in
+        every version)."""
+        if stored.content is None or self.unlimited():
+            return True
+        return self.services.policy.may_see(
+            self.caller, self.services.policy.under_current_labels(stored, current)
+        )
+
+    def allow_version(self, stored: StoredVersion, current: StoredVersion | None) -> None:
+        """Refuse (403) an old version the caller may not see (see may_see_version)."""
+        if stored.content is None or self.unlimited():
+            return
+        self.services.policy.check_resource(
+            self.caller, self.services.policy.under_current_labels(stored, current), "read"
+        )
 
     def restrictions(self, resource_type: str) -> tuple[Criterion, ...]:
         return self.services.policy.search_restrictions(self.caller, resource_type)
