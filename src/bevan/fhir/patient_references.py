@@ -1,7 +1,7 @@
 """The patients a resource names, wherever it names them: by literal reference in any
 element (not only the Patient compartment's parameters), by NHS number in a
-reference's identifier, inside the resources a Bundle carries, and through the resource
-a Binary's securityContext points to. Access decisions start from this."""
+reference's identifier, inside the resources a Bundle carries, and through the resources
+a Binary's securityContext and a Provenance's targets point to. Access decisions start from this."""
 
 from __future__ import annotations
 
@@ -18,13 +18,19 @@ NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
 PATIENT_BEARING_TYPES = frozenset({"Binary", "Bundle", "Task"})
 
 
+# Elements pointing at the resources whose record this one is part of: a Binary is the
+# content of its securityContext, and a Provenance tells of its targets.
+_CONTEXT_ELEMENTS = {"Binary": ("securityContext",), "Provenance": ("target",)}
+
+
 @dataclass(frozen=True)
 class NamedPatients:
     """What a resource says about whose record it is."""
 
     ids: frozenset[str] = frozenset()  # Patient/{id} referenced (or the Patient itself)
     nhs_numbers: frozenset[str] = frozenset()  # patients named only by NHS number
-    # Resources whose patients this one shares (a Binary's securityContext).
+    # Resources whose patients this one shares (a Binary's securityContext, a
+    # Provenance's targets).
     contexts: frozenset[tuple[str, str]] = frozenset()
 
     @property
@@ -44,11 +50,12 @@ def patients_named(resource: dict[str, Any], local_base: str | None = None) -> N
     contexts: set[tuple[str, str]] = set()
     if resource.get("resourceType") == "Patient" and isinstance(resource.get("id"), str):
         ids.add(resource["id"])
-    if resource.get("resourceType") == "Binary":
-        context = resource.get("securityContext")
-        target = _local_target(context, local_base) if isinstance(context, dict) else None
-        if target is not None and target[0] != "Patient":
-            contexts.add(target)
+    for element in _CONTEXT_ELEMENTS.get(resource.get("resourceType", ""), ()):
+        value = resource.get(element)
+        for each in value if isinstance(value, list) else [value]:
+            target = _local_target(each, local_base) if isinstance(each, dict) else None
+            if target is not None and target[0] != "Patient":
+                contexts.add(target)
     if resource.get("resourceType") == "Bundle":
         for entry in resource.get("entry") or []:
             carried = entry.get("resource") if isinstance(entry, dict) else None
