@@ -149,3 +149,20 @@ def test_a_deleted_id_may_be_recreated_for_the_same_patient(loaded: RunningServe
             headers=FHIR_JSON,
         )
     assert response.status_code == 201, response.text
+
+
+def test_a_batch_cannot_vread_the_version_before_a_record_was_restricted(
+    loaded: RunningServer,
+) -> None:
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": "Observation/ov-now-restricted/_history/1"}}
+        ],
+    }
+    with client_for(loaded, "nurse") as fhir:
+        response = fhir.post("/", json=batch, headers=FHIR_JSON)
+    assert response.status_code == 200, response.text
+    assert response.json()["entry"][0]["response"]["status"].startswith("403")
+    assert "sexual health" not in response.text

@@ -13,7 +13,7 @@ from bevan.api.negotiation import check_body_type
 from bevan.api.responses import fhir_json, version_headers
 from bevan.fhir import json_text
 from bevan.fhir.bundles import bundle, entry_for
-from bevan.fhir.errors import Forbidden, Gone, InvalidRequest, Issue, NotFound, UnsupportedMediaType
+from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound, UnsupportedMediaType
 from bevan.fhir.outcome import information, operation_outcome
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search import DEFAULT_COUNT, MAX_COUNT, SearchQuery, parse_search
@@ -79,16 +79,8 @@ def vread(fhir: FhirRequest) -> Response:
     resource_type = _type(fhir)
     fhir.allow(resource_type, "vread")
     stored = fhir.records.vread(resource_type, fhir.path("id"), fhir.path("version"))
-    fhir.allow_version(stored, _current(fhir, resource_type, fhir.path("id")))
+    fhir.allow_version(stored, fhir.current(resource_type, fhir.path("id")))
     return _stored_response(fhir, stored)
-
-
-def _current(fhir: FhirRequest, resource_type: str, id: str) -> StoredVersion | None:
-    """Return the live version of a resource, or None if it is deleted or unknown."""
-    try:
-        return fhir.records.read(resource_type, id)
-    except (NotFound, Gone):
-        return None
 
 
 def update(fhir: FhirRequest) -> Response:
@@ -129,7 +121,7 @@ def delete(fhir: FhirRequest) -> Response:
 def instance_history(fhir: FhirRequest) -> Response:
     resource_type = _type(fhir)
     fhir.allow(resource_type, "history-instance")
-    current = _current(fhir, resource_type, fhir.path("id"))
+    current = fhir.current(resource_type, fhir.path("id"))
     if current is not None:
         fhir.allow_stored(current)
     elif not fhir.unlimited():
