@@ -258,7 +258,7 @@ def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
                 "you may not read the resources these name, so they were left out: "
                 + ", ".join(name for name, _ in unreadable),
                 code="forbidden",
-                severity="information",
+                severity="warning",
                 expression=tuple(expression for _, expression in unreadable),
             )
         )
