@@ -18,7 +18,15 @@ from starlette.responses import Response
 from bevan.api.negotiation import Prefer, check_response_format, parse_prefer, wants_pretty
 from bevan.api.responses import error_response, internal_error_response
 from bevan.fhir.dates import now_instant
-from bevan.fhir.errors import FhirError, InvalidRequest, Issue, PayloadTooLarge, Unauthorized
+from bevan.fhir.errors import (
+    FhirError,
+    Gone,
+    InvalidRequest,
+    Issue,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from bevan.fhir.ids import is_valid_id
 from bevan.fhir.search import Criterion, SearchQuery
 from bevan.records.bundles import BundleAccess
@@ -138,9 +146,36 @@ class FhirRequest:
         self.services.policy.check_patient(self.caller, patient_id)
 
     def may_see(self, stored: StoredVersion) -> bool:
-        if stored.content is None:
+        """Return True if the caller may read this stored version (its type, scopes,
+        patients and sensitivity): what includes, $everything and history may show."""
+        if stored.content is None or self.unlimited():
             return True
         return self.services.policy.may_see(self.caller, orjson.loads(stored.content))
+
+    def may_see_version(self, stored: StoredVersion, current: StoredVersion | None) -> bool:
+        """Return True if the caller may see an old version: judged as itself, under the
+        current version's sensitivity labels (a record restricted now is restricted in
+        every version)."""
+        if stored.content is None or self.unlimited():
+            return True
+        return self.services.policy.may_see(
+            self.caller, self.services.policy.under_current_labels(stored, current)
+        )
+
+    def current(self, resource_type: str, id: str) -> StoredVersion | None:
+        """Return the live version of a resource, or None if it is deleted or unknown."""
+        try:
+            return self.records.read(resource_type, id)
+        except (NotFound, Gone):
+            return None
+
+    def allow_version(self, stored: StoredVersion, current: StoredVersion | None) -> None:
+        """Refuse (403) an old version the caller may not see (see may_see_version)."""
+        if stored.content is None or self.unlimited():
+            return
+        self.services.policy.check_resource(
+            self.caller, self.services.policy.under_current_labels(stored, current), "read"
+        )
 
     def restrictions(self, resource_type: str) -> tuple[Criterion, ...]:
         return self.services.policy.search_restrictions(self.caller, resource_type)
@@ -193,7 +228,8 @@ class FhirRequest:
 
         def read_check(stored: StoredVersion) -> None:
             self.allow(stored.resource_type, "read")
-            self.allow_stored(stored)
+            # The entry may be a vread: judged under the current version's labels too.
+            self.allow_version(stored, self.current(stored.resource_type, stored.id))
 
         return BundleAccess(guard, read_check, self.search_limit())
 
