@@ -62,7 +62,7 @@ SMALL_BUNDLE_BYTES = 128 * 1024
 
 def small_bundle(request: Request) -> bool:
     declared = request.headers.get("content-length", "")
-    return declared.isdigit() and int(declared) <= SMALL_BUNDLE_BYTES
+    return declared.isascii() and declared.isdigit() and int(declared) <= SMALL_BUNDLE_BYTES
 
 
 def fhir_routes(base_path: str) -> list[Route]:

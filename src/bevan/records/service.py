@@ -24,6 +24,13 @@ from bevan.fhir.errors import (
     PreconditionFailed,
 )
 from bevan.fhir.ids import is_valid_id, new_id
+from bevan.fhir.limits import (
+    MAX_JSON_DEPTH,
+    is_stored_integer,
+    nul_character_at,
+    stored_integer,
+    too_deep_at,
+)
 from bevan.fhir.search import (
     AnyOf,
     Criterion,
@@ -154,13 +161,14 @@ class RecordService:
         self, resource_type: str, id: str, version: str, session: ReadSession | None = None
     ) -> StoredVersion:
         _check_id(resource_type, id)
-        if not version.isdigit():
+        if not version.isascii() or not version.isdigit():
             raise NotFound(f"{resource_type}/{id} has no version {version!r}")
+        number = stored_integer(version, f"{resource_type}/{id}/_history", "a version id")
         if session is None:
             with self.reading() as session:
-                stored = session.version(resource_type, id, int(version))
+                stored = session.version(resource_type, id, number)
         else:
-            stored = session.version(resource_type, id, int(version))
+            stored = session.version(resource_type, id, number)
         if stored is None:
             raise NotFound(f"{resource_type}/{id} has no version {version}")
         if stored.deleted:
@@ -185,11 +193,7 @@ class RecordService:
                 raise InvalidRequest(Issue(str(error), expression=("_since",))) from None
         before = None
         if cursor is not None:
-            if not cursor.isdigit():
-                raise InvalidRequest(
-                    Issue(f"{cursor!r} is not a page of this history", expression=("_cursor",))
-                )
-            before = int(cursor)
+            before = stored_integer(cursor, "_cursor", "a page of this history")
         with self.reading() as session:
             if resource_type is not None and id is not None:
                 _check_id(resource_type, id)
@@ -329,7 +333,7 @@ class RecordService:
             ordered = [v for v in ordered if v.last_updated >= since_instant]
         if visible is not None:
             ordered = [v for v in ordered if visible(v)]
-        start = int(cursor) if cursor and cursor.isdigit() else 0
+        start = int(cursor) if cursor and is_stored_integer(cursor) else 0
         page = ordered[start : start + count]
         next_cursor = str(start + count) if start + count < len(ordered) else None
         return Page(page, len(ordered), next_cursor)
@@ -704,13 +708,41 @@ def reindex(
 
 def parse_json(body: bytes, where: str = "") -> Any:
     """Return the JSON value of body, or raise InvalidRequest naming line and column."""
+    place = f" in {where}" if where else ""
     try:
-        return json_text.loads(body)
+        value = json_text.loads(body, max_depth=MAX_JSON_DEPTH)
     except orjson.JSONDecodeError as error:
-        place = f" in {where}" if where else ""
         raise InvalidRequest(
             Issue(
                 f"the body{place} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}",
                 code="structure",
             )
         ) from None
+    except json_text.TooDeep as error:
+        deepest = too_deep_at(error.value, _root(error.value))
+        raise InvalidRequest(
+            Issue(
+                f"the body{place} is refused: {error}",
+                code="too-costly",
+                expression=(deepest,) if deepest else (),
+            )
+        ) from None
+    # Only an escaped NUL can reach a string (JSON text holds no raw control
+    # characters), so most bodies are never walked.
+    if b"\\u0000" in body:
+        found = nul_character_at(value, _root(value))
+        if found is not None:
+            raise InvalidRequest(
+                Issue(
+                    "FHIR strings may not hold the NUL character (U+0000)",
+                    code="value",
+                    expression=(found,),
+                )
+            )
+    return value
+
+
+def _root(value: Any) -> str:
+    """Return the FHIRPath a parsed body's elements are named under: its resource type."""
+    root = value.get("resourceType") if isinstance(value, dict) else None
+    return root if isinstance(root, str) and root.isidentifier() else "$this"
