@@ -47,6 +47,7 @@ def create_app(
         trail=trail or AuditTrail(AuditLog(store.engine, store.write_lock)),
         writer=GroupWriter(store),
         max_body_bytes=settings.max_body_bytes,
+        max_patient_body_bytes=settings.max_patient_body_bytes,
     )
     warm_up()
 

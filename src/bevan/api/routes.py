@@ -134,7 +134,7 @@ def fhir_routes(base_path: str) -> list[Route]:
         ),
         Route(
             f"{b}/{{type}}/{{id}}/_history",
-            e(i.instance_history, interaction="history-instance"),
+            e(i.instance_history, interaction="history-instance", offload=True),
             methods=["GET"],
         ),
         Route(

@@ -27,6 +27,7 @@ from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search_parameters import (
     NOT_SUPPORTED,
     SearchParameter,
+    indexed_text,
     normalise,
     search_parameters,
 )
@@ -557,7 +558,9 @@ def _criterion(
     if kind == "string":
         if modifier == "exact":
             return StringMatch(param.code, tuple(values), "exact")
-        return StringMatch(param.code, tuple(normalise(v) for v in values), modifier or None)
+        return StringMatch(
+            param.code, tuple(indexed_text(normalise(v)) for v in values), modifier or None
+        )
     if kind == "date":
         return DateMatch(param.code, tuple(_date_bound(v) for v in values))
     if kind == "number":
@@ -574,7 +577,7 @@ def _criterion(
             param.code, tuple(_reference(v, type_modifier, param, base_url) for v in values)
         )
     if kind == "uri":
-        return UriMatch(param.code, tuple(values), modifier or None)
+        return UriMatch(param.code, tuple(indexed_text(v) for v in values), modifier or None)
     if kind == "composite":
         return CompositeMatch(param.code, tuple(_composite(param, v, base_url) for v in values))
     raise UnknownParameter(param.code)
@@ -689,16 +692,16 @@ def _split(value: str) -> list[str]:
 
 def _token(value: str) -> TokenValue:
     if "|" not in value:
-        return TokenValue(code=value, system=None)
+        return TokenValue(code=indexed_text(value), system=None)
     system, _, code = value.partition("|")
-    return TokenValue(code=code or None, system=system)
+    return TokenValue(code=indexed_text(code) or None, system=indexed_text(system))
 
 
 def _of_type(value: str) -> TokenValue:
     parts = value.split("|")
     if len(parts) != 3 or not all(parts):
         raise InvalidRequest(Issue(f":of-type takes type-system|type-code|value, not {value!r}"))
-    return TokenValue(code=f"{parts[1]}|{parts[2]}", system=parts[0])
+    return TokenValue(code=indexed_text(f"{parts[1]}|{parts[2]}"), system=indexed_text(parts[0]))
 
 
 def _identifier(value: str) -> tuple[str | None, str | None]:
@@ -720,7 +723,7 @@ def _reference(
             raise InvalidRequest(Issue(f"{value!r} is not a {type_modifier}"))
         return ReferenceValue(id=literal.id, resource_type=literal.resource_type)
     if "://" in text or text.startswith("urn:"):
-        return ReferenceValue(url=text)
+        return ReferenceValue(url=indexed_text(text))
     if "/" in text:
         raise InvalidRequest(
             Issue(f"{value!r} is not a reference: use an id, Type/id or an absolute URL")

@@ -117,7 +117,7 @@ def _parse_entry(index: int, raw: Any, base_url: str) -> Entry:
             Issue("the entry has no request", code="required", expression=(f"{where}.request",))
         )
     method = request.get("method")
-    if method not in _ORDER:
+    if not isinstance(method, str) or method not in _ORDER:
         raise InvalidRequest(
             Issue(
                 f"request.method {method!r} is not one of GET, HEAD, POST, PUT, PATCH, DELETE",

@@ -119,6 +119,11 @@ def _check_id(resource_type: str, id: str) -> None:
         )
 
 
+# The content one history page holds before it stops and links to the next: far more
+# than a page of ordinary resources, a few versions of the largest.
+HISTORY_PAGE_BYTES = 1024 * 1024
+
+
 class RecordService:
     """The record's FHIR interactions over a RecordStore."""
 
@@ -183,8 +188,14 @@ class RecordService:
         since: str | None = None,
         count: int = 20,
         cursor: str | None = None,
+        max_bytes: int = HISTORY_PAGE_BYTES,
     ) -> Page:
-        """Return a page of versions, newest first; cursor continues a previous page."""
+        """Return a page of versions, newest first; cursor continues a previous page.
+
+        A page ends at count versions, or sooner, once the versions on it hold more than
+        max_bytes of content: a resource rewritten many times at megabytes a version
+        would otherwise be read, held and sent whole, a thousand versions to a page.
+        """
         since_instant = None
         if since is not None:
             try:
@@ -200,13 +211,25 @@ class RecordService:
                 if session.current(resource_type, id) is None:
                     raise NotFound(f"{resource_type}/{id} is not known")
             versions = session.history(
-                resource_type, id, since=since_instant, before_seq=before, count=count + 1
+                resource_type,
+                id,
+                since=since_instant,
+                before_seq=before,
+                count=count + 1,
+                max_bytes=max_bytes,
             )
             total = (
                 session.history_total(resource_type, id, since_instant) if cursor is None else None
             )
-        next_cursor = str(versions[count - 1].seq) if len(versions) > count else None
-        return Page(versions[:count], total, next_cursor)
+        page: list[StoredVersion] = []
+        size = 0
+        for version in versions:
+            if len(page) == count or size > max_bytes:
+                break
+            page.append(version)
+            size += len(version.content or "")
+        next_cursor = str(page[-1].seq) if len(versions) > len(page) else None
+        return Page(page, total, next_cursor)
 
     def search(self, query: SearchQuery, session: ReadSession | None = None) -> SearchPage:
         """Return a page of current resources matching query, with what it includes."""
