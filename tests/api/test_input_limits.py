@@ -409,3 +409,22 @@ def test_names_and_codes_thousands_of_characters_long_are_stored_and_found(
         "/Patient", params={"identifier": f"https://example.org/{'s' * 3000}|{value}"}
     ).json()
     assert [e["resource"]["id"] for e in by_code["entry"]] == [id]
+
+
+@pytest.mark.parametrize("value", ["1e999999999", "0e999999999", "ap1e-999999"])
+def test_a_number_beyond_any_stored_number_is_refused(fhir: httpx.Client, value: str) -> None:
+    issue = refused(fhir.get("/RiskAssessment", params={"probability": value}))
+    assert issue["expression"] == ["RiskAssessment?probability"]
+    issue = refused(fhir.get("/Observation", params={"value-quantity": f"{value}||kg"}))
+    assert issue["expression"] == ["Observation?value-quantity"]
+
+
+def test_an_integer_beyond_64_bits_in_a_body_is_kept_to_the_digit(fhir: httpx.Client) -> None:
+    body = (
+        b'{"resourceType": "Observation", "status": "final", "code": {"text": "count"},'
+        b' "valueQuantity": {"value": 123456789012345678901234567890}}'
+    )
+    created = fhir.post("/Observation", content=body, headers=FHIR_JSON)
+    assert created.status_code == 201, created.text[:300]
+    read = fhir.get(f"/Observation/{created.json()['id']}")
+    assert b'"value":123456789012345678901234567890' in read.content

@@ -72,9 +72,21 @@ def loads(data: bytes | str, max_depth: int | None = None) -> Any:
     if max_depth is not None and too_deep(value, max_depth):
         raise TooDeep(f"it nests arrays and objects more than {max_depth} deep", value)
     raw = data.encode() if isinstance(data, str) else data
-    if _same_digits(raw, value):
+    try:
+        same = _same_digits(raw, value)
+    except TypeError:  # an integer beyond 64 bits, which orjson does not write
+        same = False
+    if same:
         return value
-    return json.loads(raw, parse_float=_number)
+    return json.loads(raw, parse_float=_number, parse_int=_integer)
+
+
+def _integer(text: str) -> int | float:
+    # Beyond 64 bits a number is kept as its text, as a decimal is: orjson writes no
+    # larger integer, and Python will not read one of thousands of digits as an int.
+    if len(text.lstrip("-")) <= 18:
+        return int(text)
+    return Decimal(text)
 
 
 def _fragment(value: Any) -> Any:

@@ -36,6 +36,9 @@ DEFAULT_COUNT = 20
 MAX_COUNT = 1000
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MAX_CHAIN = 4
+# Numbers are indexed as 64-bit floats: a search value beyond their range matches
+# nothing any stored number could be, and its arithmetic would overflow.
+MAX_EXPONENT = 308
 
 _MODIFIERS = {
     "string": {"exact", "contains", "missing"},
@@ -756,6 +759,16 @@ def _decimal(text: str) -> Decimal:
         raise InvalidRequest(Issue(f"{text!r} is not a number")) from None
     if not number.is_finite():
         raise InvalidRequest(Issue(f"{text!r} is not a finite number"))
+    exponent = number.as_tuple().exponent
+    digits = len(number.as_tuple().digits)
+    if (
+        not isinstance(exponent, int)
+        or abs(exponent) > MAX_EXPONENT + digits
+        or (number and not -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT)
+    ):
+        raise InvalidRequest(
+            Issue(f"{text!r} is beyond the numbers this server holds (about 1e{MAX_EXPONENT})")
+        )
     return number
 
 
