@@ -300,15 +300,25 @@ def test_a_hundred_parameters_are_searched_and_more_are_refused(fhir: httpx.Clie
     assert refused(fhir.get("/Patient", params=thousands))["code"] == "too-costly"
 
 
-def test_the_widest_search_allowed_is_answered(fhir: httpx.Client) -> None:
+def test_the_widest_search_allowed_is_answered_and_a_wider_one_refused(
+    fhir: httpx.Client,
+) -> None:
     codes = ",".join(f"http://loinc.org|{i}-1" for i in range(100))
-    form = httpx.QueryParams([("code", codes)] * 100)
+    form = httpx.QueryParams([("code", codes)] * 5)
     response = fhir.post(
         "/Observation/_search",
         content=str(form).encode(),
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 200, response.text[:300]
+    wider = httpx.QueryParams([("code", codes)] * 5 + [("status", "final")])
+    response = fhir.post(
+        "/Observation/_search",
+        content=str(wider).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    issue = refused(response)
+    assert "at most 500 values" in issue["diagnostics"]
 
 
 @pytest.mark.parametrize(

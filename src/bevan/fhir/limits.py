@@ -20,6 +20,9 @@ MAX_JSON_DEPTH = 64
 # Values ORed in one search parameter (`code=a,b,c`), and parameters in one search.
 MAX_OR_VALUES = 100
 MAX_SEARCH_PARAMETERS = 100
+# Values in one search, all its parameters together: each is a condition in the SQL,
+# and ten thousand ANDed and ORed kept a server busy for minutes.
+MAX_SEARCH_VALUES = 500
 # The largest whole number a database column holds (signed 64-bit): version ids, page
 # cursors, change sequence numbers and break-glass grants are all stored as one.
 MAX_STORED_INTEGER = 2**63 - 1

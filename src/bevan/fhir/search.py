@@ -21,7 +21,12 @@ from urllib.parse import parse_qsl
 from bevan.clinical.units import canonical_quantity
 from bevan.fhir.dates import date_range, format_instant, shifted
 from bevan.fhir.errors import InvalidRequest, Issue
-from bevan.fhir.limits import MAX_OR_VALUES, MAX_SEARCH_PARAMETERS, MAX_STORED_INTEGER
+from bevan.fhir.limits import (
+    MAX_OR_VALUES,
+    MAX_SEARCH_PARAMETERS,
+    MAX_SEARCH_VALUES,
+    MAX_STORED_INTEGER,
+)
 from bevan.fhir.references import parse_reference
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search_parameters import (
@@ -342,6 +347,16 @@ def parse_search(
             Issue(
                 f"a search may have at most {MAX_SEARCH_PARAMETERS} parameters, "
                 f"this one has {len(pairs)}; narrow it, or split it into several searches",
+                code="too-costly",
+                expression=(f"{resource_type}?",),
+            )
+        )
+    values = sum(value.count(",") + 1 for _, value in pairs)
+    if values > MAX_SEARCH_VALUES:
+        raise InvalidRequest(
+            Issue(
+                f"a search may have at most {MAX_SEARCH_VALUES} values in all its parameters, "
+                f"this one has {values}; split it into several searches",
                 code="too-costly",
                 expression=(f"{resource_type}?",),
             )

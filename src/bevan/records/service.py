@@ -228,7 +228,7 @@ class RecordService:
                 break
             page.append(version)
             size += len(version.content or "")
-        next_cursor = str(page[-1].seq) if len(versions) > len(page) else None
+        next_cursor = str(page[-1].seq) if page and len(versions) > len(page) else None
         return Page(page, total, next_cursor)
 
     def search(self, query: SearchQuery, session: ReadSession | None = None) -> SearchPage:
