@@ -438,3 +438,22 @@ def test_an_integer_beyond_64_bits_in_a_body_is_kept_to_the_digit(fhir: httpx.Cl
     assert created.status_code == 201, created.text[:300]
     read = fhir.get(f"/Observation/{created.json()['id']}")
     assert b'"value":123456789012345678901234567890' in read.content
+
+
+@pytest.mark.parametrize(
+    "data", [5, None, ["x"], {"a": 1}, "not base64!", "W3siYSI6ICJcdTAwMDAifV0="]
+)
+def test_a_bundle_patch_whose_binary_data_is_not_a_json_patch_is_refused(
+    fhir: httpx.Client, smith: str, data: object
+) -> None:
+    entry = {
+        "request": {"method": "PATCH", "url": f"Patient/{smith}"},
+        "resource": {
+            "resourceType": "Binary",
+            "contentType": "application/json-patch+json",
+            "data": data,
+        },
+    }
+    issue = refused(fhir.post("", json=transaction(entry), headers=FHIR_JSON))
+    assert issue["expression"][0].startswith("Bundle.entry[0].resource")
+    assert fhir.get(f"/Patient/{smith}").json()["name"][0]["family"] == "Smith"

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, TypeVar
 
-import orjson
-
 from bevan.fhir import json_text
 from bevan.fhir.bundles import bundle, entry_for
 from bevan.fhir.errors import FhirError, Forbidden, InvalidRequest, Issue, MultipleMatches, NotFound
@@ -25,7 +23,13 @@ from bevan.fhir.references import conditional_reference, iter_references, rewrit
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search import parse_search
 from bevan.fhir.validation import validate_resource
-from bevan.records.service import PreparedVersion, RecordService, WriteGuard, WriteResult
+from bevan.records.service import (
+    PreparedVersion,
+    RecordService,
+    WriteGuard,
+    WriteResult,
+    parse_json,
+)
 from bevan.store.records import ReadSession, StoredVersion, WriteSession
 
 T = TypeVar("T")
@@ -590,10 +594,20 @@ def _patch_operations(entry: Entry) -> list[Any]:
     # In a Bundle a JSON Patch travels as a Binary whose data is the base64 patch.
     resource = entry.resource
     if resource and resource.get("resourceType") == "Binary" and "data" in resource:
-        try:
-            operations = json_text.loads(base64.b64decode(resource["data"]))
-        except (ValueError, orjson.JSONDecodeError):
-            operations = None
+        data = resource["data"]
+        operations = None
+        if isinstance(data, str):
+            try:
+                operations = parse_json(base64.b64decode(data))
+            except ValueError:  # not base64
+                operations = None
+            except InvalidRequest as error:  # not JSON, too deep, or holding a NUL
+                raise InvalidRequest(
+                    Issue(
+                        f"the JSON Patch in this entry's Binary is refused: {error}",
+                        expression=(f"{entry.where}.resource.data",),
+                    )
+                ) from None
         if isinstance(operations, list):
             return operations
     raise InvalidRequest(
