@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -108,6 +109,7 @@ class RunningServer:
     token: str
     store: RecordStore
     data_dir: Path
+    app: Any = None
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.token}"}
@@ -138,7 +140,7 @@ def start_server(url: str, data_dir: Path, **settings_given: object) -> Iterator
         time.sleep(0.02)
     token = TokenAuthority.in_directory(data_dir).issue("test-system", "system")
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}/fhir", token, store, data_dir)
+        yield RunningServer(f"http://127.0.0.1:{port}/fhir", token, store, data_dir, app)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -57,6 +57,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         proxies=proxies,
         source=settings.base_url,
+        max_patient_body_bytes=settings.max_patient_body_bytes,
     )
     warm_up()
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("bevan-data")
 DEFAULT_MAX_BODY = 50 * 1024 * 1024  # a large Synthea patient bundle is about 5 MB
+# What a patient's or a device's request may carry: a questionnaire answered, a day of
+# readings, never a record's worth. Staff and systems have max_body_bytes.
+DEFAULT_MAX_PATIENT_BODY = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = DEFAULT_MAX_BODY
+    max_patient_body_bytes: int = DEFAULT_MAX_PATIENT_BODY
     base_path: str = "/fhir"
 
     public_base_url: str | None = None
@@ -43,6 +47,9 @@ class Settings:
             data_dir=Path(os.environ.get("BEVAN_DATA_DIR", str(DEFAULT_DATA_DIR))),
             database_url=os.environ.get("BEVAN_DATABASE_URL") or None,
             max_body_bytes=int(os.environ.get("BEVAN_MAX_BODY_BYTES", DEFAULT_MAX_BODY)),
+            max_patient_body_bytes=int(
+                os.environ.get("BEVAN_MAX_PATIENT_BODY_BYTES", DEFAULT_MAX_PATIENT_BODY)
+            ),
             public_base_url=os.environ.get("BEVAN_BASE_URL") or None,
             trusted_proxies=tuple(
                 p.strip()

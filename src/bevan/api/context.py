@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from bevan.api.negotiation import Prefer, check_response_format, parse_prefer, wants_pretty
 from bevan.api.responses import error_response, internal_error_response
+from bevan.config import DEFAULT_MAX_PATIENT_BODY
 from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import (
     FhirError,
@@ -93,6 +94,15 @@ _slow_reads: dict[tuple[Any, ...], float] = {}
 _loop_tries: dict[tuple[Any, ...], list[int]] = {}
 
 
+# A write whose body is larger than this does not join the group commit: it is parsed,
+# validated and written on a thread of its own, in its own transaction, so the small
+# writes queued behind it are not held while one writer thread works through it (see
+# benchmarks/RESULTS.md: a 5 MB write held every other write for seconds).
+LARGE_WRITE_BYTES = 128 * 1024
+# Roles acting for one person, whose bodies are held to max_patient_body_bytes.
+PERSONAL_ROLES = frozenset({"patient", "device"})
+
+
 @dataclass(frozen=True)
 class Services:
     """What the app factory wires together for the handlers."""
@@ -103,15 +113,23 @@ class Services:
     trail: AuditTrail
     writer: GroupWriter
     max_body_bytes: int
+    max_patient_body_bytes: int = DEFAULT_MAX_PATIENT_BODY
     offload_limiter: CapacityLimiter = field(
         default_factory=lambda: CapacityLimiter(OFFLOAD_THREADS)
     )
-    # Offloaded Bundles run one at a time: two on one interpreter only take turns, and
-    # the one writing would wait on the other at every database call.
+    # Offloaded Bundles and large writes run one at a time: two on one interpreter only
+    # take turns, and the one writing would wait on the other at every database call.
     bundle_limiter: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(1))
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
     # The server's own base URL, named as the audit source (not the client's Host header).
     source: str = ""
+
+    def body_limit(self, principal: Principal | None) -> int:
+        """Return the largest body principal may send: a patient's or a device's is
+        bounded more tightly than staff's and systems'."""
+        if principal is not None and principal.role in PERSONAL_ROLES:
+            return min(self.max_patient_body_bytes, self.max_body_bytes)
+        return self.max_body_bytes
 
 
 @dataclass(frozen=True)
@@ -311,7 +329,7 @@ def fhir_endpoint(
             if principal is not None:
                 access = AccessContext(principal, request.headers.get("x-bevan-break-glass"))
             check_response_format(request)
-            body = await read_body(request, services.max_body_bytes)
+            body = await read_body(request, services.body_limit(principal))
             fhir_request = FhirRequest(
                 request,
                 principal,
@@ -322,7 +340,11 @@ def fhir_endpoint(
                 services,
                 access,
             )
-            if _applies(writes, request):
+            if _applies(writes, request) and len(body) > LARGE_WRITE_BYTES:
+                response = await anyio.to_thread.run_sync(
+                    handler, fhir_request, limiter=services.bundle_limiter
+                )
+            elif _applies(writes, request):
                 response = await services.writer.run(lambda: handler(fhir_request))
             elif _applies(offload, request):
                 quick = _tried_on_the_loop(handler, fhir_request)
@@ -477,7 +499,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     if request.method in ("GET", "HEAD", "DELETE"):
         return b""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(_too_large(limit))
     chunks: list[bytes] = []
     size = 0
@@ -490,7 +512,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> str:
-    return f"the body is larger than this server accepts ({limit // (1024 * 1024)} MB); split it into smaller Bundles"
+    size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
+    return f"the body is larger than this server accepts from you ({size}); split it into smaller requests"
 
 
 def json_body(fhir: FhirRequest) -> Any:

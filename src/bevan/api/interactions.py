@@ -16,7 +16,7 @@ from bevan.fhir.bundles import bundle, entry_for
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound, UnsupportedMediaType
 from bevan.fhir.outcome import information, operation_outcome
 from bevan.fhir.resource_types import RESOURCE_TYPES
-from bevan.fhir.search import DEFAULT_COUNT, MAX_COUNT, SearchQuery, parse_search
+from bevan.fhir.search import DEFAULT_COUNT, SearchQuery, parse_count, parse_search
 from bevan.fhir.subsetting import select_elements, summarise
 from bevan.fhir.validation import check_resource_type
 from bevan.records.bundles import parse_etag, process_bundle
@@ -327,7 +327,7 @@ def everything(fhir: FhirRequest) -> Response:
                 f"_type names unknown resource types: {', '.join(unknown)}", expression=("_type",)
             )
         )
-    count = _count(params.get("_count", "100"))
+    count = parse_count(params.get("_count", "100"))
     fhir.allow("Patient", "read")
     fhir.allow_patient(fhir.path("id"))
     page = fhir.records.everything(
@@ -362,14 +362,6 @@ def everyone(fhir: FhirRequest) -> Response:
     return _searchset(fhir, query, f"{fhir.base_url}/Patient/$everything")
 
 
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise InvalidRequest(
-            Issue(f"_count must be a whole number, not {text!r}", expression=("_count",))
-        )
-    return min(int(text), MAX_COUNT)
-
-
 def type_history(fhir: FhirRequest) -> Response:
     resource_type = _type(fhir)
     fhir.allow(resource_type, "history-type")
@@ -398,12 +390,7 @@ def _history(
     visible: Callable[[StoredVersion], bool] | None = None,
 ) -> Response:
     params = fhir.request.query_params
-    count_text = params.get("_count", str(DEFAULT_COUNT))
-    if not count_text.isdigit():
-        raise InvalidRequest(
-            Issue(f"_count must be a whole number, not {count_text!r}", expression=("_count",))
-        )
-    count = min(int(count_text), MAX_COUNT)
+    count = parse_count(params.get("_count", str(DEFAULT_COUNT)))
     since = params.get("_since")
     page = fhir.records.history(
         resource_type, id, since=since, count=count, cursor=params.get("_cursor"), visible=visible

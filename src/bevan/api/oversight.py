@@ -12,6 +12,8 @@ from bevan.api.context import FhirRequest
 from bevan.api.responses import fhir_json
 from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound
+from bevan.fhir.limits import stored_integer
+from bevan.fhir.search import parse_count
 from bevan.store.access import BreakGlassLedger
 
 
@@ -45,12 +47,11 @@ def review_break_glass(fhir: FhirRequest) -> Response:
         raise InvalidRequest(
             Issue('a review needs {"outcome": "what you found and did"}', expression=("outcome",))
         )
-    if not grant.isdigit() or not _ledger(fhir).review(
-        int(grant), fhir.caller.principal.subject, outcome, now_instant()
-    ):
+    number = stored_integer(grant, "$break-glass", "a break-glass grant number")
+    if not _ledger(fhir).review(number, fhir.caller.principal.subject, outcome, now_instant()):
         raise NotFound(f"there is no open break-glass grant {grant}")
     return fhir_json(
-        {"grant": int(grant), "outcome": outcome, "reviewed_by": fhir.caller.principal.subject}
+        {"grant": number, "outcome": outcome, "reviewed_by": fhir.caller.principal.subject}
     )
 
 
@@ -66,8 +67,8 @@ def access_log(fhir: FhirRequest) -> Response:
         )
     caller.patients.add(patient_id)
     params = fhir.request.query_params
-    count = min(int(params["_count"]), 1000) if params.get("_count", "").isdigit() else 100
-    before = int(params["_before"]) if params.get("_before", "").isdigit() else None
+    count = parse_count(params["_count"]) if "_count" in params else 100
+    before = stored_integer(params["_before"], "_before", "a page") if "_before" in params else None
     entries = fhir.services.trail.log.for_patient(patient_id, limit=count + 1, before_seq=before)
     applied = [(k, params[k]) for k in ("_count", "_before") if k in params]
     return audit_entries_bundle(

@@ -70,7 +70,7 @@ SMALL_BUNDLE_BYTES = 128 * 1024
 
 def small_bundle(request: Request) -> bool:
     declared = request.headers.get("content-length", "")
-    return declared.isdigit() and int(declared) <= SMALL_BUNDLE_BYTES
+    return declared.isascii() and declared.isdigit() and int(declared) <= SMALL_BUNDLE_BYTES
 
 
 def fhir_routes(base_path: str) -> list[Route]:
@@ -168,7 +168,7 @@ def fhir_routes(base_path: str) -> list[Route]:
         ),
         Route(
             f"{b}/{{type}}/{{id}}/_history",
-            e(i.instance_history, interaction="history-instance"),
+            e(i.instance_history, interaction="history-instance", offload=True),
             methods=["GET"],
         ),
         Route(

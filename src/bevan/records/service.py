@@ -25,6 +25,13 @@ from bevan.fhir.errors import (
     PreconditionFailed,
 )
 from bevan.fhir.ids import is_valid_id, new_id
+from bevan.fhir.limits import (
+    MAX_JSON_DEPTH,
+    is_stored_integer,
+    nul_character_at,
+    stored_integer,
+    too_deep_at,
+)
 from bevan.fhir.patient_references import patients_named
 from bevan.fhir.search import (
     AnyOf,
@@ -148,6 +155,11 @@ def _check_id(resource_type: str, id: str) -> None:
         )
 
 
+# The content one history page holds before it stops and links to the next: far more
+# than a page of ordinary resources, a few versions of the largest.
+HISTORY_PAGE_BYTES = 1024 * 1024
+
+
 class RecordService:
     """The record's FHIR interactions over a RecordStore."""
 
@@ -190,13 +202,14 @@ class RecordService:
         self, resource_type: str, id: str, version: str, session: ReadSession | None = None
     ) -> StoredVersion:
         _check_id(resource_type, id)
-        if not version.isdigit():
+        if not version.isascii() or not version.isdigit():
             raise NotFound(f"{resource_type}/{id} has no version {version!r}")
+        number = stored_integer(version, f"{resource_type}/{id}/_history", "a version id")
         if session is None:
             with self.reading() as session:
-                stored = session.version(resource_type, id, int(version))
+                stored = session.version(resource_type, id, number)
         else:
-            stored = session.version(resource_type, id, int(version))
+            stored = session.version(resource_type, id, number)
         if stored is None:
             raise NotFound(f"{resource_type}/{id} has no version {version}")
         if stored.deleted:
@@ -211,11 +224,17 @@ class RecordService:
         since: str | None = None,
         count: int = 20,
         cursor: str | None = None,
+        max_bytes: int = HISTORY_PAGE_BYTES,
         visible: Callable[[StoredVersion], bool] | None = None,
     ) -> Page:
         """Return a page of versions, newest first; cursor continues a previous page.
         Versions visible refuses are left out, and a total then given only if it can
-        leave them out too."""
+        leave them out too.
+
+        A page ends at count versions, or sooner, once the versions on it hold more than
+        max_bytes of content: a resource rewritten many times at megabytes a version
+        would otherwise be read, held and sent whole, a thousand versions to a page.
+        """
         since_instant = None
         if since is not None:
             try:
@@ -224,24 +243,31 @@ class RecordService:
                 raise InvalidRequest(Issue(str(error), expression=("_since",))) from None
         before = None
         if cursor is not None:
-            if not cursor.isdigit():
-                raise InvalidRequest(
-                    Issue(f"{cursor!r} is not a page of this history", expression=("_cursor",))
-                )
-            before = int(cursor)
+            before = stored_integer(cursor, "_cursor", "a page of this history")
         with self.reading() as session:
             if resource_type is not None and id is not None:
                 _check_id(resource_type, id)
                 if session.current(resource_type, id) is None:
                     raise NotFound(f"{resource_type}/{id} is not known")
             versions = session.history(
-                resource_type, id, since=since_instant, before_seq=before, count=count + 1
+                resource_type,
+                id,
+                since=since_instant,
+                before_seq=before,
+                count=count + 1,
+                max_bytes=max_bytes,
             )
             total = (
                 session.history_total(resource_type, id, since_instant) if cursor is None else None
             )
-        next_cursor = str(versions[count - 1].seq) if len(versions) > count else None
-        page = versions[:count]
+        page: list[StoredVersion] = []
+        size = 0
+        for version in versions:
+            if len(page) == count or size > max_bytes:
+                break
+            page.append(version)
+            size += len(version.content or "")
+        next_cursor = str(page[-1].seq) if page and len(versions) > len(page) else None
         if visible is not None:
             shown = [v for v in page if visible(v)]
             if len(shown) < len(page) and total is not None:
@@ -401,7 +427,7 @@ class RecordService:
             ordered = [v for v in ordered if v.last_updated >= since_instant]
         if visible is not None:
             ordered = [v for v in ordered if visible(v)]
-        start = int(cursor) if cursor and cursor.isdigit() else 0
+        start = int(cursor) if cursor and is_stored_integer(cursor) else 0
         page = ordered[start : start + count]
         next_cursor = str(start + count) if start + count < len(ordered) else None
         return Page(page, len(ordered), next_cursor)
@@ -826,13 +852,41 @@ def reindex(
 
 def parse_json(body: bytes, where: str = "") -> Any:
     """Return the JSON value of body, or raise InvalidRequest naming line and column."""
+    place = f" in {where}" if where else ""
     try:
-        return json_text.loads(body)
+        value = json_text.loads(body, max_depth=MAX_JSON_DEPTH)
     except orjson.JSONDecodeError as error:
-        place = f" in {where}" if where else ""
         raise InvalidRequest(
             Issue(
                 f"the body{place} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}",
                 code="structure",
             )
         ) from None
+    except json_text.TooDeep as error:
+        deepest = too_deep_at(error.value, _root(error.value))
+        raise InvalidRequest(
+            Issue(
+                f"the body{place} is refused: {error}",
+                code="too-costly",
+                expression=(deepest,) if deepest else (),
+            )
+        ) from None
+    # Only an escaped NUL can reach a string (JSON text holds no raw control
+    # characters), so most bodies are never walked.
+    if b"\\u0000" in body:
+        found = nul_character_at(value, _root(value))
+        if found is not None:
+            raise InvalidRequest(
+                Issue(
+                    "FHIR strings may not hold the NUL character (U+0000)",
+                    code="value",
+                    expression=(found,),
+                )
+            )
+    return value
+
+
+def _root(value: Any) -> str:
+    """Return the FHIRPath a parsed body's elements are named under: its resource type."""
+    root = value.get("resourceType") if isinstance(value, dict) else None
+    return root if isinstance(root, str) and root.isidentifier() else "$this"

@@ -35,6 +35,9 @@ class GroupWriter:
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        # How many write functions the writer thread has run (for operators and tests:
+        # which writes shared the group commit).
+        self.written = 0
 
     async def run(self, function: Callable[[], T]) -> T:
         """Return function's result once the transaction it ran in has committed; raise
@@ -75,6 +78,7 @@ class GroupWriter:
                     index = 0
                     while True:
                         function = batch[index][0]
+                        self.written += 1
                         try:
                             outcomes.append((True, function()))
                         except BaseException as error:  # noqa: BLE001 - handed to its caller

@@ -564,8 +564,11 @@ class ReadSession:
         since: str | None = None,
         before_seq: int | None = None,
         count: int = 20,
+        max_bytes: int | None = None,
     ) -> list[StoredVersion]:
-        """Return versions newest first, at most count, optionally after since."""
+        """Return versions newest first, at most count, optionally after since; given
+        max_bytes, stop once the versions read hold more content than that, having read
+        one more (so the caller knows whether another page follows)."""
         conditions: list[ColumnElement[bool]] = []
         if resource_type is not None:
             conditions.append(resource_version.c.resource_type == resource_type)
@@ -582,7 +585,16 @@ class ReadSession:
             .limit(count)
         )
         self._see_own_writes()
-        return [_stored_at(row) for row in self.connection.execute(statement)]
+        if max_bytes is None:
+            return [_stored_at(row) for row in self.connection.execute(statement)]
+        versions: list[StoredVersion] = []
+        size = 0
+        for row in self.connection.execute(statement):
+            versions.append(_stored_at(row))
+            if size > max_bytes:
+                break
+            size += len(versions[-1].content or "")
+        return versions
 
     def history_total(
         self, resource_type: str | None = None, id: str | None = None, since: str | None = None
