@@ -102,3 +102,20 @@ def test_reindex_rebuilds_the_index_rows(tmp_path: Path) -> None:
     assert "Reindexed" in result.stdout
     assert service.search(query).total == before
     store.close()
+
+
+def test_serve_refuses_a_port_in_use_in_one_line_before_creating_anything(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data_dir = tmp_path / "never-made"
+        result = bevan("serve", "--data-dir", str(data_dir), "--port", str(port))
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert not data_dir.exists()
