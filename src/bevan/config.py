@@ -20,6 +20,12 @@ class Settings:
     base_path: str = "/fhir"
 
     public_base_url: str | None = None
+    # Origins whose browser apps may call the API (CORS); none unless the operator names them.
+    cors_origins: tuple[str, ...] = ()
+    # Addresses or networks that may read /metrics without a system token (a scraper's).
+    metrics_allow: tuple[str, ...] = ()
+    # One JSON line per request on stderr; `bevan serve` turns it on unless told not to.
+    request_log: bool = False
 
     @property
     def base_url(self) -> str:
@@ -41,6 +47,19 @@ class Settings:
             database_url=os.environ.get("BEVAN_DATABASE_URL") or None,
             max_body_bytes=int(os.environ.get("BEVAN_MAX_BODY_BYTES", DEFAULT_MAX_BODY)),
             public_base_url=os.environ.get("BEVAN_BASE_URL") or None,
+            cors_origins=_listed(os.environ.get("BEVAN_CORS_ORIGINS", "")),
+            metrics_allow=_listed(os.environ.get("BEVAN_METRICS_ALLOW", "")),
+            request_log=_switch(os.environ.get("BEVAN_REQUEST_LOG", "on")),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given)  # type: ignore[arg-type]
+
+
+def _listed(value: str) -> tuple[str, ...]:
+    """Return the comma- or space-separated items of a setting."""
+    return tuple(item for item in value.replace(",", " ").split() if item)
+
+
+def _switch(value: str) -> bool:
+    """Return False for off, false, no or 0 (any case), True for anything else."""
+    return value.strip().lower() not in ("off", "false", "no", "0")
