@@ -336,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bevan.cli_security import register as register_security
 
     register_security(commands)
+
+    from bevan.cli_backup import register as register_backup
+
+    register_backup(commands)
     return parser
 
 
