@@ -119,3 +119,33 @@ def test_serve_refuses_a_port_in_use_in_one_line_before_creating_anything(
     assert len(result.stderr.strip().splitlines()) == 1
     assert f"127.0.0.1:{port}" in result.stderr
     assert not data_dir.exists()
+
+
+def test_serve_logs_one_json_line_per_request_by_default(tmp_path: Path) -> None:
+    import time
+
+    import httpx
+
+    from tests.conftest import free_port, serve_command
+
+    port = free_port()
+    server = subprocess.Popen(
+        serve_command(tmp_path, port), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz?probe=1", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        assert answer.status_code == 200
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    lines = [orjson.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    [probe] = [line for line in lines if line["path"] == "/healthz"]
+    assert probe["status"] == 200 and probe["query"] == ["probe"]
+    assert probe["request_id"] == answer.headers["x-request-id"]

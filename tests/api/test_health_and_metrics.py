@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from bevan.security.tokens import TokenAuthority
 from bevan.store.audit import AuditLog
@@ -85,3 +86,21 @@ def test_an_allowed_scraper_reads_the_metrics_without_a_token(scraped: RunningSe
     response = httpx.get(f"{root(scraped)}/metrics")
     assert response.status_code == 200
     assert "bevan_http_requests_total" in response.text
+
+
+@pytest.fixture(scope="module")
+def behind(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server whose database is marked as a schema older than this release's."""
+    tmp: Path = tmp_path_factory.mktemp(f"bevan-behind-{backend}")
+    for running in start_server(database_url(backend, tmp), tmp):
+        with running.store.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        yield running
+
+
+def test_readyz_says_not_ready_while_the_schema_is_behind(behind: RunningServer) -> None:
+    response = httpx.get(f"{root(behind)}/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "not ready"
+    assert "bevan db upgrade" in response.json()["reason"]
+    assert httpx.get(f"{root(behind)}/healthz").status_code == 200  # the process is up
