@@ -130,7 +130,7 @@ def test_serve_logs_one_json_line_per_request_by_default(tmp_path: Path) -> None
 
     port = free_port()
     server = subprocess.Popen(
-        serve_command(tmp_path, port), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        serve_command(tmp_path, port), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     try:
         deadline = time.monotonic() + 60
@@ -144,8 +144,8 @@ def test_serve_logs_one_json_line_per_request_by_default(tmp_path: Path) -> None
         assert answer.status_code == 200
     finally:
         server.terminate()
-        _, stderr = server.communicate(timeout=30)
-    lines = [orjson.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+        stdout, _ = server.communicate(timeout=30)
+    lines = [orjson.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     [probe] = [line for line in lines if line["path"] == "/healthz"]
     assert probe["status"] == 200 and probe["query"] == ["probe"]
     assert probe["request_id"] == answer.headers["x-request-id"]

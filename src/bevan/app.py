@@ -16,7 +16,7 @@ from starlette.routing import Route
 from bevan.api.context import Services
 from bevan.api.health import health_routes
 from bevan.api.metrics import RequestMetrics, ServerMetrics, metrics_route
-from bevan.api.request_log import RequestLog, send_request_log_to_stderr
+from bevan.api.request_log import RequestLog, send_request_log_to_stdout
 from bevan.api.routes import fhir_routes, method_not_allowed, not_found
 from bevan.config import Settings
 from bevan.fhir.validation import warm_up
@@ -108,7 +108,7 @@ def http_middleware(settings: Settings, metrics: ServerMetrics) -> list[Middlewa
     """Return the middleware around every route, outermost first: the request log (which
     gives each request its id), the request metrics, then CORS for the allowed origins."""
     if settings.request_log:
-        send_request_log_to_stderr()
+        send_request_log_to_stdout()
     middleware = [
         Middleware(RequestLog, enabled=settings.request_log),
         Middleware(RequestMetrics, metrics=metrics),

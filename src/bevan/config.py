@@ -24,7 +24,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     # Addresses or networks that may read /metrics without a system token (a scraper's).
     metrics_allow: tuple[str, ...] = ()
-    # One JSON line per request on stderr; `bevan serve` turns it on unless told not to.
+    # One JSON line per request on stdout; `bevan serve` turns it on unless told not to.
     request_log: bool = False
 
     @property

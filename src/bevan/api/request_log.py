@@ -22,11 +22,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("bevan.requests")
 
 
-def send_request_log_to_stderr() -> None:
-    """Write the request log's lines, bare, to stderr (once per process)."""
+def send_request_log_to_stdout() -> None:
+    """Write the request log's lines, bare, to stdout (once per process), where log
+    collectors expect a service's records; the server's own messages go to stderr."""
     if log.handlers:
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
