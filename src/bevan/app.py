@@ -29,7 +29,6 @@ from bevan.security.users import UserDirectory
 from bevan.store.access import BreakGlassLedger
 from bevan.store.audit import AuditLog
 from bevan.store.group import GroupWriter
-from bevan.store.migrate import pending
 from bevan.store.records import RecordStore
 
 
@@ -65,6 +64,8 @@ def create_app(
     )
 
     def database_ready() -> str | None:
+        from bevan.store.migrate import pending  # Alembic: loaded when first asked, not at start
+
         if pending(store.engine):
             return "the database schema is behind this release: run `bevan db upgrade`"
         return None
