@@ -120,12 +120,12 @@ class RunningServer:
         return RecordService(self.store)
 
 
-def start_server(url: str, data_dir: Path, **settings_given: object) -> Iterator[RunningServer]:
-    """Serve a store at url from data_dir, with any further settings given."""
+def start_server(url: str, data_dir: Path, **settings_given: Any) -> Iterator[RunningServer]:
+    """Serve url's database on a free port (settings_given: further Settings fields)."""
     store = RecordStore.from_url(url)
     upgrade(store.engine)
     port = free_port()
-    settings = Settings(data_dir=data_dir, database_url=url, port=port, **settings_given)  # type: ignore[arg-type]
+    settings = Settings(data_dir=data_dir, database_url=url, port=port, **settings_given)
     app = create_app(settings, store)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", proxy_headers=False

@@ -27,6 +27,12 @@ class Settings:
     # Proxies (addresses or CIDR networks) whose X-Forwarded-For / Forwarded headers are
     # believed; by default none, and the socket's peer is the client.
     trusted_proxies: tuple[str, ...] = ()
+    # Origins whose browser apps may call the API (CORS); none unless the operator names them.
+    cors_origins: tuple[str, ...] = ()
+    # Addresses or networks that may read /metrics without a system token (a scraper's).
+    metrics_allow: tuple[str, ...] = ()
+    # One JSON line per request on stdout; `bevan serve` turns it on unless told not to.
+    request_log: bool = False
 
     @property
     def base_url(self) -> str:
@@ -51,11 +57,20 @@ class Settings:
                 os.environ.get("BEVAN_MAX_PATIENT_BODY_BYTES", DEFAULT_MAX_PATIENT_BODY)
             ),
             public_base_url=os.environ.get("BEVAN_BASE_URL") or None,
-            trusted_proxies=tuple(
-                p.strip()
-                for p in os.environ.get("BEVAN_TRUSTED_PROXIES", "").split(",")
-                if p.strip()
-            ),
+            trusted_proxies=_listed(os.environ.get("BEVAN_TRUSTED_PROXIES", "")),
+            cors_origins=_listed(os.environ.get("BEVAN_CORS_ORIGINS", "")),
+            metrics_allow=_listed(os.environ.get("BEVAN_METRICS_ALLOW", "")),
+            request_log=_switch(os.environ.get("BEVAN_REQUEST_LOG", "on")),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given)  # type: ignore[arg-type]
+
+
+def _listed(value: str) -> tuple[str, ...]:
+    """Return the comma- or space-separated items of a setting."""
+    return tuple(item for item in value.replace(",", " ").split() if item)
+
+
+def _switch(value: str) -> bool:
+    """Return False for off, false, no or 0 (any case), True for anything else."""
+    return value.strip().lower() not in ("off", "false", "no", "0")

@@ -327,6 +327,7 @@ def fhir_endpoint(
         try:
             principal = None if public else authenticate(request, services.tokens)
             if principal is not None:
+                request.state.user_id = principal.subject  # for the request log
                 access = AccessContext(principal, request.headers.get("x-bevan-break-glass"))
             check_response_format(request)
             body = await read_body(request, services.body_limit(principal))

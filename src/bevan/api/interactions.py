@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from bevan.api.context import FhirRequest, json_body
 from bevan.api.negotiation import check_body_type
-from bevan.api.responses import fhir_json, version_headers
+from bevan.api.responses import fhir_json, not_modified, version_headers
 from bevan.fhir import json_text
 from bevan.fhir.bundles import bundle, entry_for
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound, UnsupportedMediaType
@@ -59,6 +59,9 @@ def _written(fhir: FhirRequest, result: WriteResult) -> Response:
 
 
 def _stored_response(fhir: FhirRequest, stored: StoredVersion) -> Response:
+    # Judged after the access decision: a 304 says as much as the resource's ETag.
+    if not_modified(fhir.request.headers, stored):
+        return Response(status_code=304, headers=version_headers(stored, fhir.base_url))
     return fhir_json(
         stored.content, 200, pretty=fhir.pretty, headers=version_headers(stored, fhir.base_url)
     )

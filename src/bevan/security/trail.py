@@ -114,6 +114,11 @@ class AuditTrail:
         if self._queue is not None and self._loop is asyncio.get_running_loop():
             await self._enqueue(None)
 
+    @property
+    def queue_depth(self) -> int:
+        """Return how many entries wait for the audit writer's next commit."""
+        return self._queue.qsize() if self._queue is not None else 0
+
     async def start(self) -> None:
         """Start the writer in the running loop (app startup); recording also starts it."""
         self._ensure_writer()

@@ -38,6 +38,8 @@ class GroupWriter:
         # How many write functions the writer thread has run (for operators and tests:
         # which writes shared the group commit).
         self.written = 0
+        # Told each committed batch's size (the server's metrics count them).
+        self.observe_batch: Callable[[int], object] | None = None
 
     async def run(self, function: Callable[[], T]) -> T:
         """Return function's result once the transaction it ran in has committed; raise
@@ -98,6 +100,9 @@ class GroupWriter:
                         batch.append(following)  # type: ignore[arg-type]
             except Exception as error:  # the commit failed: nothing in the batch is stored
                 outcomes = [(False, error)] * len(batch)
+            else:
+                if self.observe_batch is not None:
+                    self.observe_batch(len(batch))
             for (_, loop, future), outcome in zip(batch, outcomes, strict=True):
                 loop.call_soon_threadsafe(_settle, future, outcome)
 
