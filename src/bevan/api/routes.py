@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bevan.api import interactions as i
-from bevan.api import oversight
+from bevan.api import operations, oversight
 from bevan.api.capability import capability_statement
 from bevan.api.context import FhirRequest, base_url_of, fhir_endpoint
 from bevan.api.responses import error_response, fhir_json
@@ -77,6 +77,13 @@ def fhir_routes(base_path: str) -> list[Route]:
     """
     b = base_path
     e = fhir_endpoint
+    # Every operation, at every level, is answered through the one table of them.
+    operation = e(
+        operations.dispatch,
+        interaction="operation",
+        offload=operations.offloaded,
+        writes=operations.writes,
+    )
     bundles = e(
         i.system_bundle,
         interaction="transaction",
@@ -91,41 +98,24 @@ def fhir_routes(base_path: str) -> list[Route]:
             e(i.system_history, interaction="history-system", offload=True),
             methods=["GET"],
         ),
-        Route(
-            f"{b}/$break-glass",
-            e(oversight.break_glass_queue, interaction="operation"),
-            methods=["GET"],
-        ),
+        Route(f"{b}/${{operation}}", operation, methods=["GET", "POST"]),
         Route(
             f"{b}/{{type}}",
             e(i.search, interaction="search-type", offload=broad_search),
             methods=["GET"],
         ),
+        Route(f"{b}/{{type}}/${{operation}}", operation, methods=["GET", "POST"]),
         Route(
             f"{b}/{{type}}/_history",
             e(i.type_history, interaction="history-type", offload=True),
             methods=["GET"],
         ),
-        Route(
-            f"{b}/Patient/$everything",
-            e(i.everyone, interaction="operation", offload=True),
-            methods=["GET"],
-        ),
         Route(f"{b}/{{type}}/{{id}}", e(i.read, interaction="read"), methods=["GET"]),
+        Route(f"{b}/{{type}}/{{id}}/${{operation}}", operation, methods=["GET", "POST"]),
         Route(
             f"{b}/{{type}}/_search",
             e(i.search, interaction="search-type", offload=True),
             methods=["POST"],
-        ),
-        Route(
-            f"{b}/Patient/{{id}}/$audit",
-            e(oversight.access_log, interaction="operation"),
-            methods=["GET"],
-        ),
-        Route(
-            f"{b}/Patient/{{id}}/$everything",
-            e(i.everything, interaction="operation", offload=True),
-            methods=["GET"],
         ),
         Route(
             f"{b}/{{type}}/{{id}}/_history/{{version}}",
