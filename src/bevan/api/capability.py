@@ -80,7 +80,8 @@ def _search_params(resource_type: str) -> list[dict[str, Any]]:
         for code, kind, url, path in COLUMN_PARAMETERS
     ]
     for code, param in sorted(search_parameters(resource_type).items()):
-        if not param.compiled:
+        # A special parameter (Location's near) needs its own search, which none has yet.
+        if not param.compiled or param.type == "special":
             continue
         url, expression = definitions[code]
         params.append(
