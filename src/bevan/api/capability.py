@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import importlib.metadata
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 from bevan import __version__
 from bevan.api.operations import OPERATIONS, Operation
+from bevan.fhir import json_text
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search_parameters import parameter_definitions, search_parameters
 
@@ -158,6 +159,14 @@ def _resources() -> list[dict[str, Any]]:
             entry["operation"] = operations
         out.append(entry)
     return out
+
+
+@lru_cache(maxsize=16)
+def capability_text(base_url: str) -> str:
+    """Return the CapabilityStatement as JSON text, kept for the few base URLs clients
+    use: it lists every type's parameters, and building it anew for each request would
+    make an unauthenticated GET cost the server far more than it costs the client."""
+    return json_text.dumps(capability_statement(base_url)).decode()
 
 
 def capability_statement(base_url: str) -> dict[str, Any]:

@@ -316,11 +316,11 @@ def everything(fhir: FhirRequest) -> Response:
 
 
 def everyone(fhir: FhirRequest) -> Response:
-    """GET /Patient/$everything: every patient, paged (each patient's record via its own $everything)."""
+    """GET or POST /Patient/$everything: every patient, paged (each patient's record via its own $everything)."""
     fhir.allow("Patient", "search-type")
     query = parse_search(
         "Patient",
-        [(k, v) for k, v in fhir.request.query_params.multi_items() if k in ("_count", "_cursor")],
+        [(k, v) for k, v in operation_inputs(fhir) if k in ("_count", "_cursor")],
     )
     return _searchset(fhir, query, f"{fhir.base_url}/Patient/$everything")
 

@@ -8,14 +8,14 @@ from starlette.routing import Route
 
 from bevan.api import interactions as i
 from bevan.api import operations, oversight
-from bevan.api.capability import capability_statement
+from bevan.api.capability import capability_text
 from bevan.api.context import FhirRequest, base_url_of, fhir_endpoint
 from bevan.api.responses import error_response, fhir_json
 from bevan.fhir.errors import MethodNotAllowed, NotFound
 
 
 def metadata(fhir: FhirRequest) -> Response:
-    return fhir_json(capability_statement(fhir.base_url), pretty=fhir.pretty)
+    return fhir_json(capability_text(fhir.base_url), pretty=fhir.pretty)
 
 
 # A search naming the resources it wants (by id, business identifier or patient) reads a

@@ -97,6 +97,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "A resource's meta; by type or for the system, the tags, security labels and "
         "profiles in use (system accounts only).",
         methods=("GET", "POST"),
+        offload=True,
     ),
     Operation(
         "meta-add",
@@ -170,7 +171,8 @@ def writes(request: Request) -> bool:
 
 
 def dispatch(fhir: FhirRequest) -> Response:
-    """Answer an operation by its entry in the table, or say it is not supported here."""
+    """Return the answer of the operation the path names, by its entry in the table;
+    raise NotFound (not-supported) for one not answered there."""
     params = fhir.request.path_params
     name = params["operation"]
     level = _level(params)

@@ -45,8 +45,8 @@ def meta(fhir: FhirRequest) -> Response:
 
 
 def change_meta(fhir: FhirRequest, *, adding: bool) -> Response:
-    """Add ($meta-add) or remove ($meta-delete) what the body's meta holds; answer with
-    the resource's meta afterwards."""
+    """Return the resource's meta after adding ($meta-add) or removing ($meta-delete)
+    what the body's meta holds."""
     resource_type = resource_type_in_path(fhir)
     check_body_type(fhir.request)
     pairs = parameter_pairs(json_body(fhir))
