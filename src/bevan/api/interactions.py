@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from bevan.api.context import FhirRequest, json_body
 from bevan.api.negotiation import check_body_type
+from bevan.api.parameters import ignored_entry, operation_inputs, text, unknown_inputs
 from bevan.api.responses import fhir_json, not_modified, version_headers
 from bevan.fhir import json_text
 from bevan.fhir.bundles import bundle, entry_for
@@ -319,10 +320,16 @@ def _search_entry(
     return entry
 
 
+EVERYTHING_PARAMETERS = ("start", "end", "_since", "_type", "_count")
+
+
 def everything(fhir: FhirRequest) -> Response:
-    """GET /Patient/123/$everything: the patient's record, paged (_since, _type, _count)."""
-    params = fhir.request.query_params
-    types = tuple(t for t in params.get("_type", "").split(",") if t)
+    """GET or POST /Patient/123/$everything: the patient's record, paged (start, end,
+    _since, _type, _count; from the query or a Parameters body)."""
+    pairs = operation_inputs(fhir)
+    ignored = unknown_inputs(fhir, pairs, EVERYTHING_PARAMETERS, "Patient/$everything")
+    params = {name: text(pairs, name) for name in (*EVERYTHING_PARAMETERS, "_cursor")}
+    types = tuple(t for t in (params["_type"] or "").split(",") if t)
     unknown = [t for t in types if t not in RESOURCE_TYPES]
     if unknown:
         raise InvalidRequest(
@@ -330,19 +337,21 @@ def everything(fhir: FhirRequest) -> Response:
                 f"_type names unknown resource types: {', '.join(unknown)}", expression=("_type",)
             )
         )
-    count = parse_count(params.get("_count", "100"))
+    count = parse_count(params["_count"] or "100")
     fhir.allow("Patient", "read")
     fhir.allow_patient(fhir.path("id"))
     page = fhir.records.everything(
         fhir.path("id"),
-        since=params.get("_since"),
+        since=params["_since"],
         types=types,
         count=count,
-        cursor=params.get("_cursor"),
+        cursor=params["_cursor"],
         visible=fhir.may_see,
+        care_start=params["start"],
+        care_end=params["end"],
     )
     path = f"{fhir.base_url}/Patient/{fhir.path('id')}/$everything"
-    applied = [(k, v) for k in ("_since", "_type", "_count") if (v := params.get(k))]
+    applied = [(k, v) for k in EVERYTHING_PARAMETERS if (v := params[k])]
     links = [("self", f"{path}?{urlencode(applied)}" if applied else path)]
     if page.next_cursor is not None:
         links.append(("next", f"{path}?{urlencode([*applied, ('_cursor', page.next_cursor)])}"))
@@ -350,17 +359,19 @@ def everything(fhir: FhirRequest) -> Response:
         entry_for(f"{fhir.base_url}/{v.resource_type}/{v.id}", v.content, search={"mode": "match"})
         for v in page.versions
     ]
+    if ignored:
+        entries.append(ignored_entry(ignored, "Patient/$everything"))
     return fhir_json(
         bundle("searchset", entries, total=page.total, links=links), pretty=fhir.pretty
     )
 
 
 def everyone(fhir: FhirRequest) -> Response:
-    """GET /Patient/$everything: every patient, paged (each patient's record via its own $everything)."""
+    """GET or POST /Patient/$everything: every patient, paged (each patient's record via its own $everything)."""
     fhir.allow("Patient", "search-type")
     query = parse_search(
         "Patient",
-        [(k, v) for k, v in fhir.request.query_params.multi_items() if k in ("_count", "_cursor")],
+        [(k, v) for k, v in operation_inputs(fhir) if k in ("_count", "_cursor")],
     )
     return _searchset(fhir, query, f"{fhir.base_url}/Patient/$everything")
 

@@ -6,9 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bevan.api import audit_events, oversight
+from bevan.api import audit_events, operations, oversight
 from bevan.api import interactions as i
-from bevan.api.capability import capability_statement
+from bevan.api.capability import capability_text
 from bevan.api.context import (
     FhirRequest,
     audit_record,
@@ -23,7 +23,7 @@ from bevan.security.access import AccessContext
 
 
 def metadata(fhir: FhirRequest) -> Response:
-    return fhir_json(capability_statement(fhir.base_url), pretty=fhir.pretty)
+    return fhir_json(capability_text(fhir.base_url), pretty=fhir.pretty)
 
 
 # A search naming the resources it wants (by id, business identifier or patient) reads a
@@ -85,6 +85,13 @@ def fhir_routes(base_path: str) -> list[Route]:
     """
     b = base_path
     e = fhir_endpoint
+    # Every operation, at every level, is answered through the one table of them.
+    operation = e(
+        operations.dispatch,
+        interaction="operation",
+        offload=operations.offloaded,
+        writes=operations.writes,
+    )
     bundles = e(
         i.system_bundle,
         interaction="transaction",
@@ -99,11 +106,7 @@ def fhir_routes(base_path: str) -> list[Route]:
             e(i.system_history, interaction="history-system", offload=True),
             methods=["GET"],
         ),
-        Route(
-            f"{b}/$break-glass",
-            e(oversight.break_glass_queue, interaction="operation"),
-            methods=["GET"],
-        ),
+        Route(f"{b}/${{operation}}", operation, methods=["GET", "POST"]),
         # The audit trail, not the record store, answers for AuditEvent.
         Route(
             f"{b}/AuditEvent",
@@ -120,14 +123,10 @@ def fhir_routes(base_path: str) -> list[Route]:
             e(i.search, interaction="search-type", offload=broad_search),
             methods=["GET"],
         ),
+        Route(f"{b}/{{type}}/${{operation}}", operation, methods=["GET", "POST"]),
         Route(
             f"{b}/{{type}}/_history",
             e(i.type_history, interaction="history-type", offload=True),
-            methods=["GET"],
-        ),
-        Route(
-            f"{b}/Patient/$everything",
-            e(i.everyone, interaction="operation", offload=True),
             methods=["GET"],
         ),
         Route(
@@ -136,6 +135,14 @@ def fhir_routes(base_path: str) -> list[Route]:
             methods=["GET"],
         ),
         Route(f"{b}/{{type}}/{{id}}", e(i.read, interaction="read"), methods=["GET"]),
+        # $audit is in the table of operations too; its answer names patients without
+        # touching their records, so its audit entry does not list them.
+        Route(
+            f"{b}/Patient/{{id}}/$audit",
+            e(oversight.access_log, interaction="operation", names_patients=False),
+            methods=["GET"],
+        ),
+        Route(f"{b}/{{type}}/{{id}}/${{operation}}", operation, methods=["GET", "POST"]),
         Route(
             f"{b}/AuditEvent/_search",
             e(
@@ -150,16 +157,6 @@ def fhir_routes(base_path: str) -> list[Route]:
             f"{b}/{{type}}/_search",
             e(i.search, interaction="search-type", offload=True),
             methods=["POST"],
-        ),
-        Route(
-            f"{b}/Patient/{{id}}/$audit",
-            e(oversight.access_log, interaction="operation", names_patients=False),
-            methods=["GET"],
-        ),
-        Route(
-            f"{b}/Patient/{{id}}/$everything",
-            e(i.everything, interaction="operation", offload=True),
-            methods=["GET"],
         ),
         Route(
             f"{b}/{{type}}/{{id}}/_history/{{version}}",

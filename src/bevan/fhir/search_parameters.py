@@ -615,3 +615,18 @@ def compartment_parameters(compartment: str) -> dict[str, tuple[str, ...]]:
 def in_patient_compartment(resource_type: str) -> bool:
     """Return True if resources of this type hold patient data (the Patient compartment)."""
     return resource_type == "Patient" or resource_type in compartment_parameters("Patient")
+
+
+@cache
+def parameter_definitions(resource_type: str) -> dict[str, tuple[str, str]]:
+    """Return (canonical URL, FHIRPath expression) of each search parameter of a type."""
+    found: dict[str, tuple[str, str]] = {}
+    for row in _rows():
+        bases = row["base"]
+        generic = "Resource" in bases or "DomainResource" in bases
+        if (resource_type in bases or generic) and row.get("expression"):
+            expression = row["expression"]
+            if generic:
+                expression = expression.replace("Resource.", f"{resource_type}.")
+            found[row["code"]] = (row["url"], expression)
+    return found

@@ -12,6 +12,7 @@ import jsonpatch
 import orjson
 
 from bevan.fhir import json_text
+from bevan.fhir.care_dates import within_care_dates
 from bevan.fhir.dates import date_range, format_instant, now_instant
 from bevan.fhir.errors import (
     Conflict,
@@ -32,6 +33,7 @@ from bevan.fhir.limits import (
     stored_integer,
     too_deep_at,
 )
+from bevan.fhir.meta import with_meta_added, with_meta_removed
 from bevan.fhir.patient_references import patients_named
 from bevan.fhir.search import (
     AnyOf,
@@ -398,10 +400,15 @@ class RecordService:
         count: int = 100,
         cursor: str | None = None,
         visible: Callable[[StoredVersion], bool] | None = None,
+        care_start: str | None = None,
+        care_end: str | None = None,
     ) -> Page:
         """Return a page of Patient/id, everything in its compartment, and what those
-        reference (only what visible allows, if given)."""
+        reference (only what visible allows, if given; with care_start or care_end, only what
+        records care in that period, or no date of care at all)."""
         since_instant = self._since(since)
+        low = self._instant(care_start, "start", 0)
+        high = self._instant(care_end, "end", 1)
         with self.reading() as session:
             patient = self.read("Patient", patient_id, session)
             members: dict[tuple[str, str], StoredVersion] = {("Patient", patient.id): patient}
@@ -425,6 +432,12 @@ class RecordService:
             ordered = [v for v in ordered if v.resource_type != "Patient"]
         if since_instant is not None:
             ordered = [v for v in ordered if v.last_updated >= since_instant]
+        if low is not None or high is not None:
+            ordered = [
+                v
+                for v in ordered
+                if v.content is None or within_care_dates(json_text.loads(v.content), low, high)
+            ]
         if visible is not None:
             ordered = [v for v in ordered if visible(v)]
         start = int(cursor) if cursor and is_stored_integer(cursor) else 0
@@ -433,12 +446,17 @@ class RecordService:
         return Page(page, len(ordered), next_cursor)
 
     def _since(self, since: str | None) -> str | None:
-        if since is None:
+        return self._instant(since, "_since", 0)
+
+    @staticmethod
+    def _instant(text: str | None, name: str, bound: int) -> str | None:
+        """Return the lower (bound 0) or upper (1) instant of a date parameter's value."""
+        if text is None:
             return None
         try:
-            return format_instant(date_range(since)[0])
+            return format_instant(date_range(text)[bound])
         except ValueError as error:
-            raise InvalidRequest(Issue(str(error), expression=("_since",))) from None
+            raise InvalidRequest(Issue(str(error), expression=(name,))) from None
 
     # --- writes ---------------------------------------------------------------------
 
@@ -752,6 +770,37 @@ class RecordService:
             if not matches:
                 return WriteResult(204, None)
             return self.delete_in(session, resource_type, matches[0], guard=guard)
+
+    def change_meta(
+        self,
+        resource_type: str,
+        id: str,
+        *,
+        add: dict[str, list[Any]] | None = None,
+        remove: dict[str, list[Any]] | None = None,
+        guard: WriteGuard | None = None,
+    ) -> WriteResult:
+        """Add or remove tags, security labels and profiles ($meta-add, $meta-delete): a
+        new version if that changed anything, else the current one, unchanged."""
+        with self.writing() as session:
+            stored = self.read(resource_type, id, session)
+            current: dict[str, Any] = json_text.loads(stored.content or "{}")
+            meta = current.get("meta") or {}
+            changed = with_meta_added(meta, add or {})
+            changed = with_meta_removed(changed, remove or {})
+            if changed == meta:
+                if guard is not None:  # nothing to write, but the caller must be one who could
+                    guard("update", resource_type, current, current)
+                return WriteResult(200, stored)
+            updated = {**current, "meta": changed}
+            validate_resource(updated, resource_type)
+            row = session.current_row(resource_type, id)
+            return WriteResult(200, self._write(session, resource_type, id, updated, row, guard))
+
+    def meta_in_use(self, resource_type: str | None = None) -> dict[str, list[Any]]:
+        """Return the tags, security labels and profiles current resources carry."""
+        with self.reading() as session:
+            return session.meta_in_use(resource_type)
 
     @staticmethod
     def _content(session: ReadSession, resource_type: str, id: str) -> dict[str, Any] | None:

@@ -993,6 +993,31 @@ class ReadSession:
                 break
         return found
 
+    def meta_in_use(self, resource_type: str | None) -> dict[str, list[Any]]:
+        """Return the tags and security labels (as Codings) and the profiles that current
+        resources carry, of one type or of all."""
+        token, uri = INDEX_TABLES["token"], INDEX_TABLES["uri"]
+        found: dict[str, list[Any]] = {}
+        self._see_own_writes()
+        for part, param in (("tag", "_tag"), ("security", "_security")):
+            statement = select(token.c.system, token.c.code).where(token.c.param == param)
+            if resource_type is not None:
+                statement = statement.where(token.c.resource_type == resource_type)
+            rows = self.connection.execute(
+                statement.distinct().order_by(token.c.system, token.c.code)
+            )
+            found[part] = [
+                {k: v for k, v in (("system", row[0]), ("code", row[1])) if v is not None}
+                for row in rows
+            ]
+        statement = select(uri.c.value).where(uri.c.param == "_profile")
+        if resource_type is not None:
+            statement = statement.where(uri.c.resource_type == resource_type)
+        found["profile"] = [
+            row[0] for row in self.connection.execute(statement.distinct().order_by(uri.c.value))
+        ]
+        return found
+
     def resource_counts(self) -> dict[str, int]:
         """Return how many current (not deleted) resources of each type are stored."""
         statement = (
