@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import FhirError, InvalidRequest, Issue, PayloadTooLarge, Unauthorized
 from bevan.fhir.ids import is_valid_id
 from bevan.fhir.search import Criterion
+from bevan.fhir.search_parameters import patients_of
 from bevan.records.bundles import BundleAccess
 from bevan.records.service import RecordService, WriteGuard, parse_json
 from bevan.security.access import AccessContext, AccessPolicy
@@ -135,6 +136,14 @@ class FhirRequest:
 
     def allow_patient(self, patient_id: str) -> None:
         self.services.policy.check_patient(self.caller, patient_id)
+
+    def saw(self, found: Iterable[StoredVersion]) -> None:
+        """Note the patients whose records an answer shows, for its audit entry."""
+        caller = self.caller
+        base = self.records.base_url
+        for stored in found:
+            if stored.content is not None:
+                caller.patients |= patients_of(orjson.loads(stored.content), base)
 
     def may_see(self, stored: StoredVersion) -> bool:
         if stored.content is None:
@@ -346,6 +355,7 @@ def audit_record(
         resources=resources,
         query=request.scope.get("query_string", b"").decode("latin-1") or None,
         patient_id=patient_id,
+        patients=tuple(sorted(access.patients)) if access is not None else (),
         purpose_of_use="ETREAT" if broke_glass else "TREAT",
         break_glass_reason=access.break_glass_reason if broke_glass and access else None,
         request_id=request.headers.get("x-request-id"),

@@ -238,6 +238,7 @@ def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
             )
         )
     entries = [_search_entry(fhir, query, v, "match") for v in page.matches]
+    fhir.saw(page.matches)
     entries += [_search_entry(fhir, query, v, "include") for v in page.included if fhir.may_see(v)]
     if query.unknown:
         ignored = ", ".join(query.unknown)

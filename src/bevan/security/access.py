@@ -80,6 +80,9 @@ class AccessContext:
     break_glass_reason: str | None = None
     broke_glass_for: set[str] = field(default_factory=set)
     patients: set[str] = field(default_factory=set)
+    # The one patient this request broke the glass for: a reason opens one record, so
+    # one request cannot sweep up many patients under a single emergency.
+    opened_glass_for: str | None = None
 
     @property
     def role(self) -> str:
@@ -186,9 +189,18 @@ class AccessPolicy:
         )
 
     def open_break_glass(self, context: AccessContext, patient_id: str) -> None:
+        """Grant the caller this one patient for BREAK_GLASS_HOURS, or refuse a second
+        patient in the same request (the first grant stands)."""
         reason = (context.break_glass_reason or "").strip()
         if len(reason) < 5:
             raise _forbidden("breaking the glass needs a reason (at least a few words)")
+        opened = context.opened_glass_for
+        if opened is not None and opened != patient_id:
+            raise _forbidden(
+                f"breaking the glass opens one patient's record per request, and this request "
+                f"has opened patient {opened}'s; ask for patient {patient_id} in a request of "
+                "its own, with its own reason"
+            )
         now = datetime.now(UTC)
         self.break_glass.grant(
             context.principal.subject,
@@ -198,6 +210,7 @@ class AccessPolicy:
             format_instant(now + timedelta(hours=BREAK_GLASS_HOURS)),
         )
         context.broke_glass_for.add(patient_id)
+        context.opened_glass_for = patient_id
 
     def check_edit(
         self, context: AccessContext, old: dict[str, Any] | None, new: dict[str, Any] | None

@@ -68,6 +68,9 @@ class AuditRecord:
     resources: tuple[str, ...] = ()  # "Type/id" of each resource touched
     query: str | None = None  # the search or operation query string
     patient_id: str | None = None  # whose record this is, when it is one patient's
+    # Every patient whose record the request touched (a Bundle's entries, a search's
+    # results), each named as an entity, so no one's access goes unrecorded.
+    patients: tuple[str, ...] = ()
     purpose_of_use: str = "TREAT"  # "ETREAT" when the glass was broken
     break_glass_reason: str | None = None
     request_id: str | None = None
@@ -166,8 +169,8 @@ def _organisation_agent(ods_code: str) -> dict[str, Any]:
 
 def _entities(record: AuditRecord) -> list[dict[str, Any]]:
     entities: list[dict[str, Any]] = []
-    patient = f"Patient/{record.patient_id}" if record.patient_id else None
-    if patient:
+    named = [f"Patient/{p}" for p in dict.fromkeys((record.patient_id, *record.patients)) if p]
+    for patient in named:
         entities.append(
             {
                 "what": {"reference": patient},
@@ -176,7 +179,7 @@ def _entities(record: AuditRecord) -> list[dict[str, Any]]:
             }
         )
     for reference in record.resources:
-        if reference == patient:
+        if reference in named:
             continue  # already named as the patient
         entities.append(
             {
@@ -207,7 +210,7 @@ def audit_event(record: AuditRecord) -> dict[str, Any]:
     """Return the R4 AuditEvent resource (BALP-shaped) for an audit record."""
     event_type = (
         _coding(DCM, "110110", "Patient Record")
-        if record.patient_id
+        if record.patient_id or record.patients
         else _coding(AUDIT_EVENT_TYPE, "rest", "Restful Operation")
     )
     agents = [_user_agent(record), _server_agent(record)]
@@ -252,13 +255,14 @@ def audit_columns(event: dict[str, Any]) -> AuditColumns:
         if agent.get("requestor"):
             user_id = agent.get("who", {}).get("identifier", {}).get("value")
             break
-    patient_id = None
-    for entity in event.get("entity", ()):
-        role = entity.get("role", {})
-        if role.get("system") == OBJECT_ROLE and role.get("code") == "1":
-            reference = entity.get("what", {}).get("reference", "")
-            patient_id = reference.removeprefix("Patient/") or None
-            break
+    patients = [
+        entity.get("what", {}).get("reference", "").removeprefix("Patient/")
+        for entity in event.get("entity", ())
+        if entity.get("role", {}).get("system") == OBJECT_ROLE
+        and entity.get("role", {}).get("code") == "1"
+    ]
+    # Filed under a patient only when the event is one patient's record.
+    patient_id = (patients[0] or None) if len(patients) == 1 else None
     break_glass = any(
         coding.get("system") == ACT_REASON and coding.get("code") == "ETREAT"
         for purpose in event.get("purposeOfEvent", ())
