@@ -12,6 +12,7 @@ from bevan.api.responses import fhir_json
 from bevan.fhir.bundles import bundle, entry_for
 from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound
+from bevan.security.unconfirmed_relationships import confirm_relationships
 from bevan.store.access import BreakGlassLedger
 
 
@@ -33,7 +34,8 @@ def break_glass_queue(fhir: FhirRequest) -> Response:
 
 
 def review_break_glass(fhir: FhirRequest) -> Response:
-    """POST /fhir/$break-glass/{grant}: close a grant with {"outcome": "..."}."""
+    """POST /fhir/$break-glass/{grant}: close a grant with {"outcome": "..."}; with
+    "confirm": true, also confirm the relationships written under it."""
     _privacy_officer(fhir)
     grant = fhir.path("grant")
     try:
@@ -45,12 +47,31 @@ def review_break_glass(fhir: FhirRequest) -> Response:
         raise InvalidRequest(
             Issue('a review needs {"outcome": "what you found and did"}', expression=("outcome",))
         )
-    if not grant.isdigit() or not _ledger(fhir).review(
-        int(grant), fhir.caller.principal.subject, outcome, now_instant()
-    ):
+    confirm = body.get("confirm", False)
+    if not isinstance(confirm, bool):
+        raise InvalidRequest(Issue('"confirm" is true or false', expression=("confirm",)))
+    reviewer = fhir.caller.principal.subject
+    found = _ledger(fhir).get(int(grant)) if grant.isdigit() else None
+    if found is None or found.reviewed is not None:
         raise NotFound(f"there is no open break-glass grant {grant}")
+    if found.user_id == reviewer:
+        raise Forbidden(
+            Issue(
+                "a break-glass grant is reviewed by someone other than its user", code="forbidden"
+            )
+        )
+    if not _ledger(fhir).review(int(grant), reviewer, outcome, now_instant()):
+        raise NotFound(f"there is no open break-glass grant {grant}")
+    fhir.caller.patients.add(found.patient_id)
+    confirmed = confirm_relationships(fhir.records, found.patient_id) if confirm else []
+    fhir.services.policy.forget_relationships([found.patient_id])
     return fhir_json(
-        {"grant": int(grant), "outcome": outcome, "reviewed_by": fhir.caller.principal.subject}
+        {
+            "grant": int(grant),
+            "outcome": outcome,
+            "reviewed_by": reviewer,
+            "confirmed": confirmed,
+        }
     )
 
 

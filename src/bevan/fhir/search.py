@@ -171,6 +171,7 @@ class Has:
     source_type: str
     param: str
     inner: Criterion
+    also: tuple[Criterion, ...] = ()  # further criteria on the same Source (access rules)
 
 
 @dataclass(frozen=True)

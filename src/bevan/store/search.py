@@ -564,7 +564,9 @@ class SearchCompiler:
 
     def _has(self, alias: Alias, resource_type: str, has: Has) -> ColumnElement[bool]:
         source = resource.alias()
-        sources = select(source.c.rid).where(*self._where(source, has.source_type, (has.inner,)))
+        sources = select(source.c.rid).where(
+            *self._where(source, has.source_type, (has.inner, *has.also))
+        )
         pointed_at = select(index_reference.c.target_id).where(
             index_reference.c.resource_type == has.source_type,
             index_reference.c.param == has.param,
