@@ -40,6 +40,7 @@ from bevan.fhir.search import (
     parse_search,
 )
 from bevan.fhir.search_parameters import compartment_parameters, in_patient_compartment, patients_of
+from bevan.security.patient_writes import check_device_write, check_patient_write
 from bevan.security.scopes import parse_scopes, require_scope
 from bevan.security.tokens import Principal
 from bevan.security.unconfirmed_relationships import (
@@ -231,11 +232,16 @@ class AccessPolicy:
         self, context: AccessContext, old: dict[str, Any] | None, new: dict[str, Any] | None
     ) -> None:
         """Refuse a patient's change to their own Patient beyond their contact details,
-        and mark (or refuse) what a user under break-glass writes that would make a
-        relationship (see `unconfirmed_relationships`)."""
+        what patients and devices may not claim (see `patient_writes`), and mark (or
+        refuse) what a user under break-glass writes that would make a relationship
+        (see `unconfirmed_relationships`)."""
         if new is not None and context.role in CLINICAL_ROLES:
             reached_by_glass = patients_of(new, self.records.base_url) & context.broke_glass_for
             check_written_under_break_glass(old, new, bool(reached_by_glass))
+        if new is not None and context.role == "patient":
+            check_patient_write(context.principal, old, new)
+        if new is not None and context.role == "device":
+            check_device_write(context.principal, old, new)
         written = new or old
         if written is not None and written.get("resourceType") in RELATIONSHIP_TYPES:
             # A relationship made, confirmed or ended counts at once in this process.
