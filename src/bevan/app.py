@@ -17,6 +17,7 @@ from bevan.config import Settings
 from bevan.fhir.validation import warm_up
 from bevan.records.service import RecordService
 from bevan.security.access import AccessPolicy
+from bevan.security.disabled_accounts import DisabledAccounts
 from bevan.security.oauth import ClientRegistry, RevocationList, oauth_routes
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
@@ -39,7 +40,10 @@ def create_app(
     store = store or RecordStore.from_url(settings.resolved_database_url)
     records = RecordService(store, settings.base_url)
     revocations = RevocationList.on(store.engine)
-    tokens = TokenAuthority.in_directory(settings.data_dir, revocations.is_revoked)
+    disabled = DisabledAccounts.on(store.engine)
+    tokens = TokenAuthority.in_directory(
+        settings.data_dir, revocations.is_revoked, disabled.is_disabled
+    )
     services = Services(
         records=records,
         tokens=tokens,
@@ -71,6 +75,7 @@ def create_app(
                 ClientRegistry.on(store.engine),
                 revocations,
                 settings.base_url,
+                services.trail,
             ),
             *fhir_routes(settings.base_path),
         ],
