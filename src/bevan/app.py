@@ -25,6 +25,7 @@ from bevan.records.service import RecordService
 from bevan.security.access import AccessPolicy
 from bevan.security.audit_key import load_audit_key
 from bevan.security.client_address import ForwardedHeaders, TrustedProxies
+from bevan.security.disabled_accounts import DisabledAccounts
 from bevan.security.oauth import ClientRegistry, RevocationList, oauth_routes
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
@@ -47,7 +48,10 @@ def create_app(
     store = store or RecordStore.from_url(settings.resolved_database_url)
     records = RecordService(store, settings.base_url)
     revocations = RevocationList.on(store.engine)
-    tokens = TokenAuthority.in_directory(settings.data_dir, revocations.is_revoked)
+    disabled = DisabledAccounts.on(store.engine)
+    tokens = TokenAuthority.in_directory(
+        settings.data_dir, revocations.is_revoked, disabled.is_disabled
+    )
     proxies = TrustedProxies.parse(settings.trusted_proxies)
     services = Services(
         records=records,

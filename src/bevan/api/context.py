@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from bevan.fhir.errors import (
     Unauthorized,
 )
 from bevan.fhir.ids import is_valid_id
+from bevan.fhir.patient_references import patients_named
 from bevan.fhir.search import Criterion, SearchQuery
 from bevan.records.bundles import BundleAccess
 from bevan.records.service import RecordService, SearchLimit, WriteGuard, parse_json
@@ -172,6 +173,14 @@ class FhirRequest:
 
     def allow_patient(self, patient_id: str) -> None:
         self.services.policy.check_patient(self.caller, patient_id)
+
+    def saw(self, found: Iterable[StoredVersion]) -> None:
+        """Note the patients whose records an answer shows, for its audit entry."""
+        caller = self.caller
+        base = self.records.base_url
+        for stored in found:
+            if stored.content is not None:
+                caller.patients |= patients_named(orjson.loads(stored.content), base).ids
 
     def may_see(self, stored: StoredVersion) -> bool:
         """Return True if the caller may read this stored version (its type, scopes,

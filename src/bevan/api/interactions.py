@@ -261,6 +261,7 @@ def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
         )
     entries = [_search_entry(fhir, query, v, "match") for v in page.matches]
     entries += [_search_entry(fhir, query, v, "include") for v in page.included]
+    fhir.saw([*page.matches, *page.included])
     unreadable = _unreadable_includes(fhir, query)
     if unreadable:
         outcome = operation_outcome(

@@ -14,6 +14,7 @@ from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound
 from bevan.fhir.limits import stored_integer
 from bevan.fhir.search import parse_count
+from bevan.security.unconfirmed_relationships import confirm_relationships
 from bevan.store.access import BreakGlassLedger
 
 
@@ -35,7 +36,8 @@ def break_glass_queue(fhir: FhirRequest) -> Response:
 
 
 def review_break_glass(fhir: FhirRequest) -> Response:
-    """POST /fhir/$break-glass/{grant}: close a grant with {"outcome": "..."}."""
+    """POST /fhir/$break-glass/{grant}: close a grant with {"outcome": "..."}; with
+    "confirm": true, also confirm the relationships written under it."""
     _privacy_officer(fhir)
     grant = fhir.path("grant")
     try:
@@ -48,10 +50,31 @@ def review_break_glass(fhir: FhirRequest) -> Response:
             Issue('a review needs {"outcome": "what you found and did"}', expression=("outcome",))
         )
     number = stored_integer(grant, "$break-glass", "a break-glass grant number")
-    if not _ledger(fhir).review(number, fhir.caller.principal.subject, outcome, now_instant()):
+    confirm = body.get("confirm", False)
+    if not isinstance(confirm, bool):
+        raise InvalidRequest(Issue('"confirm" is true or false', expression=("confirm",)))
+    reviewer = fhir.caller.principal.subject
+    found = _ledger(fhir).get(number)
+    if found is None or found.reviewed is not None:
         raise NotFound(f"there is no open break-glass grant {grant}")
+    if found.user_id == reviewer:
+        raise Forbidden(
+            Issue(
+                "a break-glass grant is reviewed by someone other than its user", code="forbidden"
+            )
+        )
+    if not _ledger(fhir).review(number, reviewer, outcome, now_instant()):
+        raise NotFound(f"there is no open break-glass grant {grant}")
+    fhir.caller.patients.add(found.patient_id)
+    confirmed = confirm_relationships(fhir.records, found.patient_id) if confirm else []
+    fhir.services.policy.forget_relationships([found.patient_id])
     return fhir_json(
-        {"grant": number, "outcome": outcome, "reviewed_by": fhir.caller.principal.subject}
+        {
+            "grant": number,
+            "outcome": outcome,
+            "reviewed_by": reviewer,
+            "confirmed": confirmed,
+        }
     )
 
 

@@ -22,6 +22,12 @@ from bevan.security.client_address import client_address
 from bevan.security.tokens import Principal, TokenError
 
 USER_ID_LIMIT = 64  # the audit table's user_id column
+# Why the sign-in form refused, by the status it answered with.
+SIGN_IN_REFUSALS = {
+    200: "wrong username or password",
+    401: "wrong username or password",
+    429: "throttled after repeated failures",
+}
 
 
 def _interaction(route: Route, method: str) -> str:
@@ -65,7 +71,10 @@ def sign_in_record(request: Request, interaction: str, response: Response) -> Au
             text = f"signed in as {username!r}"
         else:
             outcome = outcome if outcome != "0" else "4"
-            text = f"sign-in failed for {username!r}" if username else "sign-in failed"
+            why = SIGN_IN_REFUSALS.get(status, f"HTTP {status}")
+            text = (
+                f"sign-in failed for {username!r}: {why}" if username else f"sign-in failed: {why}"
+            )
     elif interaction == "logout":
         text = "token revoked" if status == 200 else f"revocation refused (HTTP {status})"
     query, query_cut = bounded(request.scope.get("query_string", b"").decode("latin-1") or None)
@@ -85,8 +94,10 @@ def sign_in_record(request: Request, interaction: str, response: Response) -> Au
     user_id = None
     if principal is not None:
         user_id = principal.subject
-    elif interaction == "login" and outcome == "0":
-        user_id = bounded(_form_field(request, "username"), USER_ID_LIMIT)[0]
+    elif interaction == "login" and not request.url.path.endswith("/token"):
+        # Filed under the username as typed, signed in or not: an account that exists and
+        # one that does not are audited alike, and repeated guesses at one can be found.
+        user_id = bounded(_form_field(request, "username"), USER_ID_LIMIT)[0] or None
     return AuditRecord(
         recorded=now_instant(),
         user_id=user_id,

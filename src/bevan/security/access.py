@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from bevan.fhir.search import (
     AnyOf,
     Chain,
     Criterion,
+    Has,
     IdMatch,
     ReferenceMatch,
     ReferenceValue,
@@ -41,9 +43,15 @@ from bevan.fhir.search import (
     parse_search,
 )
 from bevan.fhir.search_parameters import compartment_parameters, in_patient_compartment
+from bevan.security.patient_writes import check_device_write, check_patient_write
 from bevan.security.record_patients import record_patients
 from bevan.security.scopes import parse_scopes, require_scope
 from bevan.security.tokens import Principal
+from bevan.security.unconfirmed_relationships import (
+    RELATIONSHIP_TYPES,
+    check_written_under_break_glass,
+    confirmed_only,
+)
 
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
@@ -90,6 +98,9 @@ class AccessContext:
     break_glass_reason: str | None = None
     broke_glass_for: set[str] = field(default_factory=set)
     patients: set[str] = field(default_factory=set)
+    # The one patient this request broke the glass for: a reason opens one record, so
+    # one request cannot sweep up many patients under a single emergency.
+    opened_glass_for: str | None = None
 
     @property
     def role(self) -> str:
@@ -193,7 +204,7 @@ class AccessPolicy:
             raise _forbidden(f"a {role} has no access to patient records through the clinical API")
         if self.related(principal.organisation, patient_id):
             return
-        if patient_id in self.break_glass.active_patients(principal.subject, now_instant()):
+        if patient_id in self._granted(principal):
             context.broke_glass_for.add(patient_id)
             return
         if context.break_glass_reason and role in CLINICAL_ROLES:
@@ -211,10 +222,26 @@ class AccessPolicy:
             f"with, referred to, booked with or under the care of your organisation.{hint}"
         )
 
+    def _granted(self, principal: Principal) -> frozenset[str]:
+        """Return the patients this user, acting for this organisation, holds grants on."""
+        granted: frozenset[str] = self.break_glass.active_patients(
+            principal.subject, now_instant(), principal.organisation
+        )
+        return granted
+
     def open_break_glass(self, context: AccessContext, patient_id: str) -> None:
+        """Grant the caller this one patient for BREAK_GLASS_HOURS, or refuse a second
+        patient in the same request (the first grant stands)."""
         reason = (context.break_glass_reason or "").strip()
         if len(reason) < 5:
             raise _forbidden("breaking the glass needs a reason (at least a few words)")
+        opened = context.opened_glass_for
+        if opened is not None and opened != patient_id:
+            raise _forbidden(
+                f"breaking the glass opens one patient's record per request, and this request "
+                f"has opened patient {opened}'s; ask for patient {patient_id} in a request of "
+                "its own, with its own reason"
+            )
         now = datetime.now(UTC)
         self.break_glass.grant(
             context.principal.subject,
@@ -222,13 +249,29 @@ class AccessPolicy:
             reason,
             format_instant(now),
             format_instant(now + timedelta(hours=BREAK_GLASS_HOURS)),
+            organisation=context.principal.organisation,
         )
         context.broke_glass_for.add(patient_id)
+        context.opened_glass_for = patient_id
 
     def check_edit(
         self, context: AccessContext, old: dict[str, Any] | None, new: dict[str, Any] | None
     ) -> None:
-        """Refuse a patient's change to their own Patient beyond their contact details."""
+        """Refuse a patient's change to their own Patient beyond their contact details,
+        what patients and devices may not claim (see `patient_writes`), and mark (or
+        refuse) what a user under break-glass writes that would make a relationship
+        (see `unconfirmed_relationships`)."""
+        if new is not None and context.role in CLINICAL_ROLES:
+            reached_by_glass = record_patients(self.records, new).ids & context.broke_glass_for
+            check_written_under_break_glass(old, new, bool(reached_by_glass))
+        if new is not None and context.role == "patient":
+            check_patient_write(context.principal, old, new)
+        if new is not None and context.role == "device":
+            check_device_write(context.principal, old, new)
+        written = new or old
+        if written is not None and written.get("resourceType") in RELATIONSHIP_TYPES:
+            # A relationship made, confirmed or ended counts at once in this process.
+            self.forget_relationships(record_patients(self.records, written).ids)
         if context.principal.role != "patient" or old is None or new is None:
             return
         if new.get("resourceType") != "Patient":
@@ -268,16 +311,32 @@ class AccessPolicy:
         if not orgs:
             return None
         refs = ",".join(f"Organization/{o}" for o in orgs)
+        # Relationships written under break-glass count only once confirmed.
+        confirmed = (confirmed_only(),)
         return AnyOf(
             (
                 parse_criterion("Patient", "general-practitioner", refs),
                 parse_criterion("Patient", "organization", refs),
-                parse_criterion("Patient", "_has:EpisodeOfCare:patient:organization", refs),
-                parse_criterion("Patient", "_has:CareTeam:patient:participant", refs),
-                parse_criterion("Patient", "_has:ServiceRequest:patient:performer", refs),
-                parse_criterion("Patient", "_has:Appointment:patient:actor", refs),
+                *(
+                    Has(source, "patient", parse_criterion(source, param, refs), limits=confirmed)
+                    for source, param in (
+                        ("EpisodeOfCare", "organization"),
+                        ("CareTeam", "participant"),
+                        ("ServiceRequest", "performer"),
+                        ("Appointment", "actor"),
+                    )
+                ),
             )
         )
+
+    def forget_relationships(self, patient_ids: Iterable[str]) -> None:
+        """Drop cached answers about these patients' relationships."""
+        patients = set(patient_ids)
+        if not patients:
+            return
+        with self._lock:
+            for key in [k for k in self._cache if k[1] in patients]:
+                del self._cache[key]
 
     def related(self, ods_code: str | None, patient_id: str) -> bool:
         """Return True if the patient has a legitimate relationship with the organisation."""
@@ -325,7 +384,7 @@ class AccessPolicy:
             out.append(Restriction(_compartment(resource_type, principal.patient_id or "", None)))
             return tuple(out)
         relation = self.relationship_criterion(principal.organisation)
-        granted = self.break_glass.active_patients(principal.subject, now_instant())
+        granted = self._granted(principal)
         alternatives: list[Criterion] = []
         if resource_type == "Patient":
             if relation is not None:

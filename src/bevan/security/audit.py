@@ -82,7 +82,9 @@ class AuditRecord:
     break_glass_reason: str | None = None
     request_id: str | None = None
     source: str = ""  # the server's base URL
-    other_patients: tuple[str, ...] = ()  # further patients whose records were touched
+    # Every further patient whose record the request touched (a Bundle's entries, a
+    # search's results), each named as an entity, so no one's access goes unrecorded.
+    other_patients: tuple[str, ...] = ()
     method: str | None = None  # the HTTP method
     path: str | None = None  # the path asked for
     user_agent: str | None = None

@@ -5,8 +5,12 @@
   PKCE S256 only, RFC 7636).
 - `POST /auth/token` exchanges a code, a refresh token or a confidential client's
   credentials for a short-lived access token (a JWT from `TokenAuthority`). Refresh tokens
-  rotate: each is good for one exchange. Codes and refresh tokens are stored only as
-  SHA-256 digests.
+  rotate: each is good for one exchange, and one presented again ends every refresh
+  token of that user and client (it may have been stolen). Codes and refresh tokens are
+  stored only as SHA-256 digests.
+- Failed sign-ins are counted per account and per client address; past the limits the
+  sign-in page answers 429 with Retry-After (`sign_in_throttle`), and each failure is
+  audited as one.
 - `POST /auth/revoke` ends a refresh token or an access token (RFC 7009).
 - `/.well-known/smart-configuration` describes all this to SMART applications.
 
@@ -40,9 +44,16 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from bevan.security.scopes import ResourceScope
+from bevan.security.sign_in_throttle import SignInThrottle, Throttled
 from bevan.security.tokens import TokenAuthority, TokenError
-from bevan.security.users import ROLE_SCOPES, SERVICE_ROLES, User, UserDirectory
+from bevan.security.users import (
+    ROLE_SCOPES,
+    SERVICE_ROLES,
+    User,
+    UserDirectory,
+)
 from bevan.store.identity import IdentityStore, OAuthClient, OAuthGrant
+from bevan.store.sign_in_failures import SignInFailures
 
 ACCESS_LIFETIME = 15 * 60
 REFRESH_LIFETIME = 8 * 3600  # a signed-in session lasts a working shift at most
@@ -431,6 +442,7 @@ class AuthorizationServer:
         clients: ClientRegistry,
         revocations: RevocationList,
         base_url: str,
+        throttle: SignInThrottle | None = None,
     ) -> None:
         self.authority = authority
         self.users = users
@@ -439,6 +451,7 @@ class AuthorizationServer:
         self.store = clients.store
         self.base_url = base_url.rstrip("/")
         self._purged_at = float("-inf")
+        self.throttle = throttle or SignInThrottle(SignInFailures(self.store.engine))
 
     # authorization endpoint ----------------------------------------------------------
 
@@ -490,11 +503,21 @@ class AuthorizationServer:
         carried = {k: parameters[k] for k in _AUTHORIZE_PARAMETERS if k in parameters}
         return AuthorizationRequest(client, redirect_uri, scope, state, challenge, carried)
 
-    def sign_in(self, request: AuthorizationRequest, username: str, password: str) -> str | None:
-        """Return the redirect carrying a new code if the user signs in, else None."""
+    def sign_in(
+        self,
+        request: AuthorizationRequest,
+        username: str,
+        password: str,
+        address: str | None = None,
+    ) -> str | None:
+        """Return the redirect carrying a new code if the user signs in, else None;
+        Throttled if the account or the address (the client's) has failed too often."""
+        self.throttle.check(username, address)
         user = self.users.authenticate(username, password)
         if user is None or not user.signs_in_with_password:
+            self.throttle.failed(username, address)
             return None
+        self.throttle.succeeded(username)
         scope = scope_for_role(request.scope, user)
         if not scope:
             raise RedirectedError(
@@ -608,6 +631,9 @@ class AuthorizationServer:
             raise OAuthError("invalid_grant", "the refresh token is not valid")
         grant = claimed.grant
         if not claimed.first_use:
+            # A refresh token presented twice may have been stolen: whoever holds its
+            # successor (the thief or the user) loses it too, and must sign in again.
+            self.store.end_grants(client.client_id, grant.user_id, "refresh")
             raise OAuthError("invalid_grant", "the refresh token has been used or revoked")
         if grant.expires < time.time():
             raise OAuthError("invalid_grant", "the refresh token has expired; sign in again")
@@ -802,7 +828,11 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 def sign_in_page(
-    request: AuthorizationRequest, *, username: str = "", error: str | None = None
+    request: AuthorizationRequest,
+    *,
+    username: str = "",
+    error: str | None = None,
+    status: int | None = None,
 ) -> HTMLResponse:
     """Return the sign-in form for an authorization request."""
     e = html.escape
@@ -832,7 +862,7 @@ def sign_in_page(
 <button class="sign-in" type="submit" name="action" value="sign-in">Sign in</button>
 <button class="cancel" type="submit" name="action" value="cancel" formnovalidate>Cancel</button>
 </form>"""
-    return _page(f"Sign in to {request.client.name}", body, 401 if error else 200)
+    return _page(f"Sign in to {request.client.name}", body, status or (401 if error else 200))
 
 
 def _untrusted_page(reason: str) -> HTMLResponse:
@@ -933,19 +963,25 @@ def oauth_routes(
                     checked.redirect_uri, checked.state, "access_denied", "the user cancelled"
                 )
             username = fields.get("username", "")
+            address = request.client.host if request.client else None
             redirect = await run_in_threadpool(
-                server.sign_in, checked, username, fields.get("password", "")
+                server.sign_in, checked, username, fields.get("password", ""), address
             )
         except UntrustedRequest as error:
             return _untrusted_page(str(error))
         except RedirectedError as error:
             return _error_redirect(error)
+        except Throttled as error:
+            page = sign_in_page(checked, username=username, error=str(error), status=429)
+            page.headers["Retry-After"] = str(error.retry_after)
+            return page
         if redirect is None:
-            return sign_in_page(
+            page = sign_in_page(
                 checked,
                 username=username,
                 error="The username or password is not right, or the account cannot sign in here.",
             )
+            return page
         return RedirectResponse(redirect, status_code=303, headers=_NO_STORE)
 
     async def token(request: Request) -> Response:

@@ -58,22 +58,32 @@ class TokenAuthority:
     """Issues and verifies the server's bearer tokens."""
 
     def __init__(
-        self, private_key: Ed25519PrivateKey, revoked: Callable[[str], bool] | None = None
+        self,
+        private_key: Ed25519PrivateKey,
+        revoked: Callable[[str], bool] | None = None,
+        disabled: Callable[[str], bool] | None = None,
     ) -> None:
         self._private = private_key
         # Asked for each newly seen token's jti: True means revoked.
         self.revoked: Callable[[str], bool] = revoked or (lambda jti: False)
+        # Asked on every request with the token's subject: True means the account is
+        # disabled, and its tokens stop working at once.
+        self.disabled: Callable[[str], bool] = disabled or (lambda subject: False)
         self._public: Ed25519PublicKey = private_key.public_key()
         self._cache: OrderedDict[str, Principal] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
     def in_directory(
-        cls, data_dir: Path, revoked: Callable[[str], bool] | None = None
+        cls,
+        data_dir: Path,
+        revoked: Callable[[str], bool] | None = None,
+        disabled: Callable[[str], bool] | None = None,
     ) -> TokenAuthority:
         """Load the key from data_dir, creating it (readable by its owner only) if absent.
 
-        revoked, if given, is asked whether a token's jti has been revoked.
+        revoked, if given, is asked whether a token's jti has been revoked; disabled,
+        whether the account a token names has been disabled.
         """
         path = data_dir / KEY_FILE
         if not path.exists():
@@ -99,7 +109,7 @@ class TokenAuthority:
         loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(loaded, Ed25519PrivateKey):
             raise TokenError(f"{path} does not hold an Ed25519 private key")
-        return cls(loaded, revoked)
+        return cls(loaded, revoked, disabled)
 
     def issue(
         self,
@@ -147,6 +157,8 @@ class TokenAuthority:
                 raise TokenError("the token has expired")
             if cached.token_id is not None and self.revoked(cached.token_id):
                 raise TokenError("the token has been revoked")
+            if self.disabled(cached.subject):
+                raise TokenError("the account has been disabled")
             return cached
         try:
             claims = jwt.decode(
@@ -171,6 +183,8 @@ class TokenAuthority:
         jti = claims.get("jti")
         if jti is not None and self.revoked(str(jti)):
             raise TokenError("the token has been revoked")
+        if self.disabled(str(claims["sub"])):
+            raise TokenError("the account has been disabled")
         principal = Principal(
             claims["sub"],
             role,

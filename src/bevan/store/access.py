@@ -1,4 +1,8 @@
-"""SQL for break-glass grants: who opened which record, why, until when, and the review."""
+"""SQL for break-glass grants: who opened which record, why, until when, and the review.
+
+A grant belongs to a user acting for an organisation: the same subject acting for
+another organisation holds none of its grants.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ class BreakGlassGrant:
     reviewed_by: str | None
     reviewed: str | None
     outcome: str | None
+    organisation: str | None = None  # ODS code the user acted for
 
 
 class BreakGlassLedger:
@@ -32,11 +37,21 @@ class BreakGlassLedger:
         self._transaction = store.transaction
         self._snapshot = store.snapshot
 
-    def grant(self, user_id: str, patient_id: str, reason: str, granted: str, expires: str) -> int:
+    def grant(
+        self,
+        user_id: str,
+        patient_id: str,
+        reason: str,
+        granted: str,
+        expires: str,
+        organisation: str | None = None,
+    ) -> int:
+        """Record a grant of patient_id to user_id acting for organisation; return its id."""
         with self._transaction() as connection:
             result = connection.execute(
                 insert(break_glass).values(
                     user_id=user_id,
+                    organisation=organisation,
                     patient_id=patient_id,
                     reason=reason,
                     granted=granted,
@@ -45,13 +60,27 @@ class BreakGlassLedger:
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
-    def active_patients(self, user_id: str, now: str) -> frozenset[str]:
-        """Return the patients user_id holds an unexpired break-glass grant for."""
+    def active_patients(
+        self, user_id: str, now: str, organisation: str | None = None
+    ) -> frozenset[str]:
+        """Return the patients user_id, acting for organisation, holds an unexpired
+        break-glass grant for."""
         statement = select(break_glass.c.patient_id).where(
-            break_glass.c.user_id == user_id, break_glass.c.expires > now
+            break_glass.c.user_id == user_id,
+            break_glass.c.expires > now,
+            break_glass.c.organisation.is_(None)
+            if organisation is None
+            else break_glass.c.organisation == organisation,
         )
         with self._snapshot() as connection:
             return frozenset(row[0] for row in connection.execute(statement))
+
+    def get(self, grant_id: int) -> BreakGlassGrant | None:
+        """Return one grant by id, reviewed or not."""
+        statement = select(break_glass).where(break_glass.c.id == grant_id)
+        with self._snapshot() as connection:
+            row = connection.execute(statement).first()
+        return BreakGlassGrant(*row) if row is not None else None
 
     def queue(self, open_only: bool = True, limit: int = 200) -> list[BreakGlassGrant]:
         """Return grants for review, oldest first (only those not yet reviewed by default)."""

@@ -213,6 +213,14 @@ class IdentityStore:
             )
         return result.rowcount == 1
 
+    def disabled_user_ids(self) -> set[str]:
+        """Return the ids of every disabled account."""
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(user_account.c.id).where(user_account.c.disabled.is_(True))
+            )
+            return {row.id for row in rows}
+
     def set_password_hash(self, user_id: str, password_hash: str | None) -> None:
         with self._writing() as connection:
             connection.execute(

@@ -289,6 +289,7 @@ break_glass = Table(
     Column("reviewed_by", String(64), nullable=True),
     Column("reviewed", String(24), nullable=True),
     Column("outcome", Text, nullable=True),
+    Column("organisation", String(16), nullable=True),  # ODS code the user acted for
 )
 Index(
     "ix_break_glass_user_patient",
@@ -296,6 +297,16 @@ Index(
     break_glass.c.patient_id,
     break_glass.c.expires,
 )
+
+sign_in_failure = Table(
+    "sign_in_failure",
+    metadata,
+    # One row per failed sign-in, under "account:<username>" and "address:<client>".
+    Column("id", Key, primary_key=True, autoincrement=True),
+    Column("subject", String(240), nullable=False),
+    Column("at", String(24), nullable=False),
+)
+Index("ix_sign_in_failure_subject", sign_in_failure.c.subject, sign_in_failure.c.at)
 
 audit_event = Table(
     "audit_event",
