@@ -192,7 +192,7 @@ def _resources() -> list[dict[str, Any]]:
             "readHistory": True,
             "updateCreate": True,
             "conditionalCreate": True,
-            "conditionalRead": "full-support",
+            "conditionalRead": "full-support",  # If-None-Match and If-Modified-Since: 304
             "conditionalUpdate": True,
             "conditionalDelete": "single",
             "searchInclude": ["*", *includes],

@@ -277,6 +277,12 @@ def test_conditional_and_versioning_claims_hold(
     )
     assert stale.status_code == 412
     assert fhir.get(f"/Patient/{first.json()['id']}/_history/1").status_code == 200
+    assert patient["conditionalRead"] == "full-support"
+    current = fhir.get(f"/Patient/{first.json()['id']}")
+    unchanged = {"If-None-Match": current.headers["etag"]}
+    assert fhir.get(f"/Patient/{first.json()['id']}", headers=unchanged).status_code == 304
+    since = {"If-Modified-Since": current.headers["last-modified"]}
+    assert fhir.get(f"/Patient/{first.json()['id']}", headers=since).status_code == 304
     fhir.post("/Patient", json=body, headers=FHIR_JSON).raise_for_status()
     assert fhir.delete("/Patient?identifier=urn:claims|1").status_code == 412  # single only
 
