@@ -20,6 +20,8 @@ EXPECTED_REFUSALS = {
     # resultsInterpreter.display contains a no-break space (U+00A0), which the R4 string
     # pattern [ \r\n\t\S]+ does not allow.
     "DiagnosticReport-gingival-mass": "DiagnosticReport.resultsInterpreter[0].display",
+    # Nested display items lack the linkId every Questionnaire.item must have (1..1).
+    "Questionnaire-qs1": "Questionnaire.item[0].item[0].linkId",
 }
 
 SERVER_FIELDS = ("versionId", "lastUpdated")
