@@ -18,7 +18,14 @@ from starlette.responses import Response
 from bevan.api.negotiation import Prefer, check_response_format, parse_prefer, wants_pretty
 from bevan.api.responses import error_response, internal_error_response
 from bevan.fhir.dates import now_instant
-from bevan.fhir.errors import FhirError, InvalidRequest, Issue, PayloadTooLarge, Unauthorized
+from bevan.fhir.errors import (
+    FhirError,
+    InvalidRequest,
+    Issue,
+    NhsNumberHeld,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from bevan.fhir.ids import is_valid_id
 from bevan.fhir.search import Criterion
 from bevan.records.bundles import BundleAccess
@@ -272,6 +279,8 @@ def fhir_endpoint(
             else:
                 response = handler(fhir_request)
         except FhirError as error:
+            if isinstance(error, NhsNumberHeld) and _may_read_holder(services, access, error):
+                error = error.naming_holder()
             problem = "; ".join(i.diagnostics for i in error.issues)
             response = error_response(error, pretty=pretty)
         except Exception:
@@ -302,6 +311,13 @@ def fhir_endpoint(
         return response
 
     return endpoint
+
+
+def _may_read_holder(services: Any, access: AccessContext | None, error: NhsNumberHeld) -> bool:
+    """Return True if the caller may read the Patient holding an NHS number they gave."""
+    if access is None or error.holder is None:
+        return False
+    return bool(services.policy.may_see(access, error.holder))
 
 
 def _applies(flag: bool | Callable[[Request], bool], request: Request) -> bool:

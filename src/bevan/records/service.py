@@ -11,6 +11,7 @@ from typing import Any
 import jsonpatch
 import orjson
 
+from bevan.clinical.nhs_number import NHS_NUMBER_SYSTEM, nhs_numbers_held
 from bevan.fhir import json_text
 from bevan.fhir.dates import date_range, format_instant, now_instant
 from bevan.fhir.errors import (
@@ -20,6 +21,7 @@ from bevan.fhir.errors import (
     InvalidResource,
     Issue,
     MultipleMatches,
+    NhsNumberHeld,
     NotFound,
     PreconditionFailed,
 )
@@ -580,6 +582,8 @@ class RecordService:
         if guard is not None:
             guard("delete", resource_type, self._content(session, resource_type, id), None)
         version = current.version_id + 1
+        if resource_type == "Patient":
+            session.release_nhs_numbers(id)
         session.write_version(
             resource_type,
             id,
@@ -656,6 +660,8 @@ class RecordService:
             exists = current is not None and not current.deleted
             old = self._content(session, resource_type, id) if exists else None
             guard("update" if exists else "create", resource_type, old, resource)
+        if resource_type == "Patient":
+            self._claim_nhs_numbers(session, id, resource)
         version = 1 if current is None else current.version_id + 1
         if prepared is None or (prepared.resource_type, prepared.id, prepared.version) != (
             resource_type,
@@ -679,6 +685,28 @@ class RecordService:
             raise Conflict(str(error)) from None
         return StoredVersion(
             resource_type, id, version, prepared.last_updated, False, prepared.content, seq
+        )
+
+    @staticmethod
+    def _claim_nhs_numbers(session: WriteSession, id: str, patient: dict[str, Any]) -> None:
+        """Refuse a Patient whose NHS number another active Patient holds (409)."""
+        holder_id = session.claim_nhs_numbers(id, nhs_numbers_held(patient))
+        if holder_id is None:
+            return
+        index = next(
+            i
+            for i, identifier in enumerate(patient.get("identifier") or ())
+            if isinstance(identifier, dict) and identifier.get("system") == NHS_NUMBER_SYSTEM
+        )
+        holder = session.current("Patient", holder_id)
+        raise NhsNumberHeld(
+            Issue(
+                "another record holds this NHS number; one Patient per NHS number",
+                code="duplicate",
+                expression=(f"Patient.identifier[{index}].value",),
+            ),
+            holder_id=holder_id,
+            holder=json_text.loads(holder.content) if holder and holder.content else None,
         )
 
 
