@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -118,11 +119,12 @@ class RunningServer:
         return RecordService(self.store)
 
 
-def start_server(url: str, data_dir: Path) -> Iterator[RunningServer]:
+def start_server(url: str, data_dir: Path, **options: Any) -> Iterator[RunningServer]:
+    """Serve a fresh database at url, with settings (e.g. referential_integrity=False)."""
     store = RecordStore.from_url(url)
     upgrade(store.engine)
     port = free_port()
-    settings = Settings(data_dir=data_dir, database_url=url, port=port)
+    settings = Settings(data_dir=data_dir, database_url=url, port=port, **options)
     app = create_app(settings, store)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)

@@ -20,6 +20,9 @@ class Settings:
     base_path: str = "/fhir"
 
     public_base_url: str | None = None
+    # References to this server must resolve (BEVAN_REFERENTIAL_INTEGRITY=off for bulk
+    # loads of partial data).
+    referential_integrity: bool = True
 
     @property
     def base_url(self) -> str:
@@ -41,6 +44,19 @@ class Settings:
             database_url=os.environ.get("BEVAN_DATABASE_URL") or None,
             max_body_bytes=int(os.environ.get("BEVAN_MAX_BODY_BYTES", DEFAULT_MAX_BODY)),
             public_base_url=os.environ.get("BEVAN_BASE_URL") or None,
+            referential_integrity=_switch(os.environ.get("BEVAN_REFERENTIAL_INTEGRITY"), True),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given)  # type: ignore[arg-type]
+
+
+def _switch(value: str | None, default: bool) -> bool:
+    """Return an on/off environment setting (on, off, true, false, 1, 0, yes, no)."""
+    if value is None or not value.strip():
+        return default
+    text = value.strip().lower()
+    if text in ("on", "true", "1", "yes"):
+        return True
+    if text in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(f"expected on or off, got {value!r}")

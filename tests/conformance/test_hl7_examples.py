@@ -4,6 +4,7 @@ precise OperationOutcome; the few refused are listed here with why."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import SHARED, RunningServer, database_url, start_server
 
 EXAMPLES = SHARED / "data" / "hl7-r4-examples"
 
@@ -25,6 +26,14 @@ EXPECTED_REFUSALS = {
 }
 
 SERVER_FIELDS = ("versionId", "lastUpdated")
+
+
+@pytest.fixture(scope="module")
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The examples refer to many resources the set does not hold: they are loaded as
+    partial data, with referential integrity switched off."""
+    tmp = tmp_path_factory.mktemp(f"bevan-examples-{backend}")
+    yield from start_server(database_url(backend, tmp), tmp, referential_integrity=False)
 
 
 def without_server_fields(resource: dict) -> dict:

@@ -12,7 +12,13 @@ from bevan.api.negotiation import check_body_type
 from bevan.api.responses import fhir_json, version_headers
 from bevan.fhir import json_text
 from bevan.fhir.bundles import bundle, entry_for
-from bevan.fhir.errors import InvalidRequest, Issue, NotFound, UnsupportedMediaType
+from bevan.fhir.errors import (
+    Forbidden,
+    InvalidRequest,
+    Issue,
+    NotFound,
+    UnsupportedMediaType,
+)
 from bevan.fhir.outcome import information, operation_outcome
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search import DEFAULT_COUNT, MAX_COUNT, SearchQuery, parse_search
@@ -112,9 +118,37 @@ def delete(fhir: FhirRequest) -> Response:
     resource_type = _type(fhir)
     fhir.allow(resource_type, "delete")
     fhir.records.delete(
-        resource_type, fhir.path("id"), if_match=_if_match(fhir), guard=fhir.write_guard()
+        resource_type,
+        fhir.path("id"),
+        if_match=_if_match(fhir),
+        guard=fhir.write_guard(),
+        cascade=_cascade(fhir),
     )
     return Response(status_code=204)
+
+
+def _cascade(fhir: FhirRequest) -> bool:
+    """Return True if the delete asks to take every resource referring to it along
+    (`_cascade=delete`), which only a system account may."""
+    asked = fhir.request.query_params.getlist("_cascade")
+    if not asked:
+        return False
+    if asked != ["delete"]:
+        raise InvalidRequest(
+            Issue(
+                f"_cascade takes the one value 'delete', not {', '.join(asked)!r}",
+                expression=("_cascade",),
+            )
+        )
+    if fhir.caller.role != "system":
+        raise Forbidden(
+            Issue(
+                "only a system account may delete with _cascade=delete: it deletes records "
+                "the caller might not be allowed to see",
+                code="forbidden",
+            )
+        )
+    return True
 
 
 def instance_history(fhir: FhirRequest) -> Response:

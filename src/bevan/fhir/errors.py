@@ -161,6 +161,13 @@ class PayloadTooLarge(FhirError):
     default_code = "too-costly"
 
 
+class TooCostly(FhirError):
+    """The request would do more work than the server takes on in one go."""
+
+    status = 400
+    default_code = "too-costly"
+
+
 class UnsupportedMediaType(FhirError):
     status = 415
     default_code = "not-supported"
