@@ -20,18 +20,21 @@ from bevan.api.responses import error_response, internal_error_response
 from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import (
     FhirError,
+    Gone,
     InvalidRequest,
     Issue,
     NhsNumberHeld,
+    NotFound,
     PayloadTooLarge,
     Unauthorized,
 )
 from bevan.fhir.ids import is_valid_id
-from bevan.fhir.search import Criterion
+from bevan.fhir.search import Criterion, SearchQuery
 from bevan.records.bundles import BundleAccess
-from bevan.records.service import RecordService, WriteGuard, parse_json
+from bevan.records.service import RecordService, SearchLimit, WriteGuard, parse_json
 from bevan.security.access import AccessContext, AccessPolicy
 from bevan.security.audit import AuditRecord, action_for, outcome_for
+from bevan.security.search_limits import limited_search
 from bevan.security.tokens import Principal, TokenAuthority, TokenError
 from bevan.security.trail import AuditNotRecorded, AuditTrail
 from bevan.store.budget import OverBudget, time_budget
@@ -144,12 +147,52 @@ class FhirRequest:
         self.services.policy.check_patient(self.caller, patient_id)
 
     def may_see(self, stored: StoredVersion) -> bool:
-        if stored.content is None:
+        """Return True if the caller may read this stored version (its type, scopes,
+        patients and sensitivity): what includes, $everything and history may show."""
+        if stored.content is None or self.unlimited():
             return True
         return self.services.policy.may_see(self.caller, orjson.loads(stored.content))
 
+    def may_see_version(self, stored: StoredVersion, current: StoredVersion | None) -> bool:
+        """Return True if the caller may see an old version: judged as itself, under the
+        current version's sensitivity labels (a record restricted now is restricted in
+        every version)."""
+        if stored.content is None or self.unlimited():
+            return True
+        return self.services.policy.may_see(
+            self.caller, self.services.policy.under_current_labels(stored, current)
+        )
+
+    def current(self, resource_type: str, id: str) -> StoredVersion | None:
+        """Return the live version of a resource, or None if it is deleted or unknown."""
+        try:
+            return self.records.read(resource_type, id)
+        except (NotFound, Gone):
+            return None
+
+    def allow_version(self, stored: StoredVersion, current: StoredVersion | None) -> None:
+        """Refuse (403) an old version the caller may not see (see may_see_version)."""
+        if stored.content is None or self.unlimited():
+            return
+        self.services.policy.check_resource(
+            self.caller, self.services.policy.under_current_labels(stored, current), "read"
+        )
+
     def restrictions(self, resource_type: str) -> tuple[Criterion, ...]:
         return self.services.policy.search_restrictions(self.caller, resource_type)
+
+    def visible(self, query: SearchQuery, interaction: str = "search-type") -> SearchQuery:
+        """Return query as the caller may run it for interaction: its type's restrictions
+        ANDed on and every chain and `_has` limited the same way (403 for a type they may
+        not search, or may not use for interaction)."""
+        if self.unlimited():
+            return query
+        return limited_search(self.services.policy, self.caller, query, interaction)
+
+    def search_limit(self) -> SearchLimit | None:
+        """Return what narrows conditional matches to what the caller may see (None for
+        an unlimited system account)."""
+        return None if self.unlimited() else self.visible
 
     def unlimited(self) -> bool:
         """Return True for a system account whose scopes allow everything."""
@@ -186,9 +229,10 @@ class FhirRequest:
 
         def read_check(stored: StoredVersion) -> None:
             self.allow(stored.resource_type, "read")
-            self.allow_stored(stored)
+            # The entry may be a vread: judged under the current version's labels too.
+            self.allow_version(stored, self.current(stored.resource_type, stored.id))
 
-        return BundleAccess(guard, read_check)
+        return BundleAccess(guard, read_check, self.search_limit())
 
     def path(self, name: str) -> str:
         value: str = self.request.path_params[name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -12,13 +13,7 @@ from bevan.api.negotiation import check_body_type
 from bevan.api.responses import fhir_json, version_headers
 from bevan.fhir import json_text
 from bevan.fhir.bundles import bundle, entry_for
-from bevan.fhir.errors import (
-    Forbidden,
-    InvalidRequest,
-    Issue,
-    NotFound,
-    UnsupportedMediaType,
-)
+from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound, UnsupportedMediaType
 from bevan.fhir.outcome import information, operation_outcome
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search import DEFAULT_COUNT, MAX_COUNT, SearchQuery, parse_search
@@ -84,7 +79,7 @@ def vread(fhir: FhirRequest) -> Response:
     resource_type = _type(fhir)
     fhir.allow(resource_type, "vread")
     stored = fhir.records.vread(resource_type, fhir.path("id"), fhir.path("version"))
-    fhir.allow_stored(stored)
+    fhir.allow_version(stored, fhir.current(resource_type, fhir.path("id")))
     return _stored_response(fhir, stored)
 
 
@@ -154,11 +149,20 @@ def _cascade(fhir: FhirRequest) -> bool:
 def instance_history(fhir: FhirRequest) -> Response:
     resource_type = _type(fhir)
     fhir.allow(resource_type, "history-instance")
-    if fhir.caller.role != "system":
+    current = fhir.current(resource_type, fhir.path("id"))
+    if current is not None:
+        fhir.allow_stored(current)
+    elif not fhir.unlimited():
+        # A deleted record's history is judged version by version, as if it were read.
         latest = fhir.records.history(resource_type, fhir.path("id"), count=2).versions
         for stored in latest:
-            fhir.allow_stored(stored)
-    return _history(fhir, resource_type, fhir.path("id"))
+            fhir.allow_version(stored, None)
+    return _history(
+        fhir,
+        resource_type,
+        fhir.path("id"),
+        visible=None if fhir.unlimited() else lambda v: fhir.may_see_version(v, current),
+    )
 
 
 # --- type level ---------------------------------------------------------------------------
@@ -175,6 +179,7 @@ def create(fhir: FhirRequest) -> Response:
         resource,
         if_none_exist=fhir.request.headers.get("if-none-exist"),
         guard=fhir.write_guard(),
+        visible=fhir.search_limit(),
     )
     if result.status == 200 and result.stored is not None:  # an existing match
         fhir.allow_stored(result.stored)
@@ -192,7 +197,12 @@ def conditional_update(fhir: FhirRequest) -> Response:
     resource = json_body(fhir)
     fhir.allow(resource_type, "update")
     result = fhir.records.conditional_update(
-        resource_type, query, resource, if_match=_if_match(fhir), guard=fhir.write_guard()
+        resource_type,
+        query,
+        resource,
+        if_match=_if_match(fhir),
+        guard=fhir.write_guard(),
+        visible=fhir.search_limit(),
     )
     return _written(fhir, result)
 
@@ -203,7 +213,9 @@ def conditional_delete(fhir: FhirRequest) -> Response:
     if not query:
         raise InvalidRequest(Issue("DELETE of a whole type is not allowed; give a search or an id"))
     fhir.allow(resource_type, "delete")
-    fhir.records.conditional_delete(resource_type, query, guard=fhir.write_guard())
+    fhir.records.conditional_delete(
+        resource_type, query, guard=fhir.write_guard(), visible=fhir.search_limit()
+    )
     return Response(status_code=204)
 
 
@@ -252,9 +264,9 @@ def _search_pairs(fhir: FhirRequest) -> list[tuple[str, str]]:
 
 
 def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
-    # Restrictions join the criteria, so results, totals and pages all respect them;
-    # they stay out of query.applied, so links do not show them.
-    page = fhir.records.search(query.with_criteria(*fhir.restrictions(query.resource_type)))
+    # Restrictions join the criteria (and every chain and _has), so results, totals and
+    # pages all respect them; they stay out of query.applied, so links do not show them.
+    page = fhir.records.search(fhir.visible(query), visible=fhir.may_see)
     self_link = f"{base}?{urlencode(query.applied)}" if query.applied else base
     links = [("self", self_link)]
     if page.next_cursor is not None:
@@ -272,7 +284,19 @@ def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
             )
         )
     entries = [_search_entry(fhir, query, v, "match") for v in page.matches]
-    entries += [_search_entry(fhir, query, v, "include") for v in page.included if fhir.may_see(v)]
+    entries += [_search_entry(fhir, query, v, "include") for v in page.included]
+    unreadable = _unreadable_includes(fhir, query)
+    if unreadable:
+        outcome = operation_outcome(
+            Issue(
+                "you may not read the resources these name, so they were left out: "
+                + ", ".join(name for name, _ in unreadable),
+                code="forbidden",
+                severity="warning",
+                expression=tuple(expression for _, expression in unreadable),
+            )
+        )
+        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
     if query.unknown:
         ignored = ", ".join(query.unknown)
         outcome = operation_outcome(
@@ -287,6 +311,24 @@ def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
     return fhir_json(
         bundle("searchset", entries, total=page.total, links=links), pretty=fhir.pretty
     )
+
+
+def _unreadable_includes(fhir: FhirRequest, query: SearchQuery) -> list[tuple[str, str]]:
+    """Return (name, expression) for each _include and _revinclude bringing in a type the
+    caller may not read at all (role or scopes): those are left out, and said so."""
+    found: list[tuple[str, str]] = []
+    for parameter, specs, kinds in (
+        ("_include", query.include, lambda s: (s.target_type,) if s.target_type else ()),
+        ("_revinclude", query.revinclude, lambda s: (s.source_type,)),
+    ):
+        for spec in specs:
+            for kind in kinds(spec):
+                try:
+                    fhir.allow(kind, "read")
+                except Forbidden:
+                    name = f"{parameter}={spec.source_type}:{spec.param or '*'}"
+                    found.append((name, f"{query.resource_type}?{parameter}"))
+    return found
 
 
 def _search_entry(
@@ -322,7 +364,7 @@ def everything(fhir: FhirRequest) -> Response:
         types=types,
         count=count,
         cursor=params.get("_cursor"),
-        visible=None if fhir.caller.role == "system" else fhir.may_see,
+        visible=fhir.may_see,
     )
     path = f"{fhir.base_url}/Patient/{fhir.path('id')}/$everything"
     applied = [(k, v) for k in ("_since", "_type", "_count") if (v := params.get(k))]
@@ -377,7 +419,12 @@ def system_history(fhir: FhirRequest) -> Response:
     return _history(fhir, None, None)
 
 
-def _history(fhir: FhirRequest, resource_type: str | None, id: str | None) -> Response:
+def _history(
+    fhir: FhirRequest,
+    resource_type: str | None,
+    id: str | None,
+    visible: Callable[[StoredVersion], bool] | None = None,
+) -> Response:
     params = fhir.request.query_params
     count_text = params.get("_count", str(DEFAULT_COUNT))
     if not count_text.isdigit():
@@ -387,7 +434,7 @@ def _history(fhir: FhirRequest, resource_type: str | None, id: str | None) -> Re
     count = min(int(count_text), MAX_COUNT)
     since = params.get("_since")
     page = fhir.records.history(
-        resource_type, id, since=since, count=count, cursor=params.get("_cursor")
+        resource_type, id, since=since, count=count, cursor=params.get("_cursor"), visible=visible
     )
     path = "/".join(p for p in (fhir.base_url, resource_type, id, "_history") if p)
     applied = [(k, v) for k, v in (("_since", since), ("_count", params.get("_count"))) if v]

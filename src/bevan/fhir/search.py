@@ -162,6 +162,9 @@ class Chain:
     param: str
     target_types: tuple[str, ...]
     inner: Criterion
+    # What the caller may see of the targets (Restrictions), checked per target as a
+    # direct search of their type would check them.
+    limits: tuple[Criterion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,9 @@ class Has:
     source_type: str
     param: str
     inner: Criterion
+    # What the caller may see of the sources (Restrictions), checked per source as a
+    # direct search of their type would check them.
+    limits: tuple[Criterion, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -593,26 +593,6 @@ def compartment_parameters(compartment: str) -> dict[str, tuple[str, ...]]:
     }
 
 
-def patients_of(resource: dict[str, Any], local_base: str | None = None) -> frozenset[str]:
-    """Return the ids of the patients whose compartment resource is in (itself for a Patient)."""
-    resource_type = resource.get("resourceType", "")
-    if resource_type == "Patient":
-        return frozenset({resource["id"]}) if resource.get("id") else frozenset()
-    codes = compartment_parameters("Patient").get(resource_type, ())
-    params = search_parameters(resource_type)
-    found: set[str] = set()
-    for code in codes:
-        param = params.get(code)
-        if param is None or not param.compiled:
-            continue
-        for path in param.paths:
-            for value, value_type in evaluate(resource, path.steps):
-                for target_type, target_id, _, _ in reference_values(value, value_type, local_base):
-                    if target_type == "Patient" and target_id:
-                        found.add(target_id)
-    return frozenset(found)
-
-
 def in_patient_compartment(resource_type: str) -> bool:
     """Return True if resources of this type hold patient data (the Patient compartment)."""
     return resource_type == "Patient" or resource_type in compartment_parameters("Patient")

@@ -24,7 +24,14 @@ from bevan.fhir.references import conditional_reference, iter_references, rewrit
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search import parse_search
 from bevan.fhir.validation import validate_resource
-from bevan.records.service import PreparedVersion, RecordService, WriteGuard, WriteResult
+from bevan.records.service import (
+    PreparedVersion,
+    RecordService,
+    SearchLimit,
+    WriteGuard,
+    WriteResult,
+    conditional_matches,
+)
 from bevan.store.records import ReadSession, StoredVersion, WriteSession
 
 T = TypeVar("T")
@@ -65,10 +72,12 @@ class Entry:
 @dataclass(frozen=True)
 class BundleAccess:
     """The caller's rights, applied to every entry: writes through guard, reads through
-    read_check; searches inside Bundles only for callers with no restrictions (None)."""
+    read_check, ifNoneExist, conditional references and conditional writes through
+    visible; searches inside Bundles only for callers with no restrictions (None)."""
 
     guard: WriteGuard
     read_check: Callable[[StoredVersion], None]
+    visible: SearchLimit | None = None
 
 
 def process_bundle(
@@ -206,15 +215,16 @@ def _transaction(
     has changed in between, the entries are prepared once more inside the transaction.
     """
     entries = _checked_entries(service, raw_entries, base_url)
+    visible = access.visible if access is not None else None
     with service.reading() as snapshot:
-        answers = _plan(service, snapshot, entries)
+        answers = _plan(service, snapshot, entries, visible)
 
     def write() -> dict[str, Any]:
         nonlocal entries
         with service.writing() as session:
-            if not _still_holds(session, entries, answers):
+            if not _still_holds(session, entries, answers, visible):
                 entries = _checked_entries(service, raw_entries, base_url)
-                _plan(service, session, entries)
+                _plan(service, session, entries, visible)
             _write_entries(service, session, entries, base_url, access)
         return bundle("transaction-response", [e.response for e in entries])
 
@@ -248,16 +258,21 @@ class _Answers:
     conditional: dict[str, str]
 
 
-def _plan(service: RecordService, session: ReadSession, entries: list[Entry]) -> _Answers:
+def _plan(
+    service: RecordService,
+    session: ReadSession,
+    entries: list[Entry],
+    visible: SearchLimit | None = None,
+) -> _Answers:
     """Give each new resource its id, answer ifNoneExist, rewrite references and
     prepare every version to be written; return what was read to decide it."""
-    resolver = _References(session)
+    resolver = _References(session, visible)
     matches: dict[int, str | None] = {}
     for entry in entries:
         if entry.method == "POST":
             if entry.if_none_exist:
                 match = _conditional_match(
-                    session, entry.resource_type, entry.if_none_exist, entry.where
+                    session, entry.resource_type, entry.if_none_exist, entry.where, visible
                 )
                 matches[entry.index] = match.id if match is not None else None
                 if match is not None:
@@ -289,19 +304,24 @@ def _plan(service: RecordService, session: ReadSession, entries: list[Entry]) ->
     return _Answers(matches, dict(resolver.conditional))
 
 
-def _still_holds(session: WriteSession, entries: list[Entry], answers: _Answers) -> bool:
+def _still_holds(
+    session: WriteSession,
+    entries: list[Entry],
+    answers: _Answers,
+    visible: SearchLimit | None = None,
+) -> bool:
     """Return True if every ifNoneExist and conditional reference still answers as
     when the entries were prepared (asked again under the write lock)."""
     for entry in entries:
         if entry.index in answers.matches:
             assert entry.if_none_exist is not None
             match = _conditional_match(
-                session, entry.resource_type, entry.if_none_exist, entry.where
+                session, entry.resource_type, entry.if_none_exist, entry.where, visible
             )
             if (match.id if match is not None else None) != answers.matches[entry.index]:
                 return False
             entry.matched = match
-    resolver = _References(session)
+    resolver = _References(session, visible)
     return all(resolver.replace(text) == target for text, target in answers.conditional.items())
 
 
@@ -366,12 +386,19 @@ def _refuse_duplicates(entries: list[Entry]) -> None:
 
 
 def _conditional_match(
-    session: ReadSession, resource_type: str, query: str, where: str
+    session: ReadSession,
+    resource_type: str,
+    query: str,
+    where: str,
+    visible: SearchLimit | None = None,
 ) -> StoredVersion | None:
     parsed = parse_search(resource_type, query, strict=True)
     if isinstance(session, WriteSession):
         session.lock(f"{resource_type}?{query}")
-    ids = session.search_ids(parsed, limit=2)
+    try:
+        ids = conditional_matches(session, parsed, visible, "create")
+    except FhirError as error:
+        raise error.at(f"{where}.request.ifNoneExist") if not _has_place(error) else error from None
     if len(ids) > 1:
         raise MultipleMatches(
             Issue(
@@ -386,8 +413,9 @@ def _conditional_match(
 class _References:
     """Rewrites urn:uuid / fullUrl references and resolves conditional references."""
 
-    def __init__(self, session: ReadSession) -> None:
+    def __init__(self, session: ReadSession, visible: SearchLimit | None = None) -> None:
         self.session = session
+        self.visible = visible
         self.targets: dict[str, str] = {}
         self.conditional: dict[str, str] = {}
         self.failed: str | None = None
@@ -417,7 +445,8 @@ class _References:
         self.failed = text
         resource_type, query = conditional
         parsed = parse_search(resource_type, query, strict=True)
-        ids = self.session.search_ids(parsed, limit=2)
+        # A conditional reference searches its type, as the caller might have directly.
+        ids = conditional_matches(self.session, parsed, self.visible, "search-type")
         if not ids:
             raise NotFound(
                 Issue(f"the conditional reference {text!r} matches no resource", code="not-found")
@@ -452,6 +481,7 @@ def _perform(
 ) -> dict[str, Any]:
     """Carry out one entry inside session and return its response entry."""
     guard = access.guard if access is not None else None
+    visible = access.visible if access is not None else None
     if entry.method == "POST":
         assert entry.resource is not None
         result = service.create_in(
@@ -462,6 +492,7 @@ def _perform(
             id=entry.id if in_transaction else None,
             guard=guard,
             prepared=entry.prepared,
+            visible=visible,
         )
         return _response(result, base_url)
     if entry.method == "PUT":
@@ -478,7 +509,13 @@ def _perform(
             )
         elif entry.query:
             result = service.conditional_update_in(
-                session, entry.resource_type, entry.query, entry.resource, entry.if_match, guard
+                session,
+                entry.resource_type,
+                entry.query,
+                entry.resource,
+                entry.if_match,
+                guard,
+                visible,
             )
         else:
             raise InvalidRequest(
@@ -515,7 +552,7 @@ def _perform(
             )
         elif entry.query:
             parsed = parse_search(entry.resource_type, entry.query, strict=True)
-            ids = session.search_ids(parsed, limit=2)
+            ids = conditional_matches(session, parsed, visible, "delete")
             if len(ids) > 1:
                 raise MultipleMatches(
                     Issue(
@@ -613,7 +650,7 @@ def _batch(
 ) -> dict[str, Any]:
     responses: list[dict[str, Any]] = []
     with service.writing() as session:
-        resolver = _References(session)
+        resolver = _References(session, access.visible if access is not None else None)
         for index, raw in enumerate(raw_entries):
             try:
                 entry = _parse_entry(index, raw, base_url)

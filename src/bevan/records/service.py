@@ -27,6 +27,7 @@ from bevan.fhir.errors import (
     TooCostly,
 )
 from bevan.fhir.ids import is_valid_id, new_id
+from bevan.fhir.patient_references import patients_named
 from bevan.fhir.references import local_references
 from bevan.fhir.search import (
     AnyOf,
@@ -61,6 +62,22 @@ CASCADE_LIMIT = 1000
 # Asked before every write: (interaction, resource type, current content, new content);
 # raises to refuse. The API passes one that applies the caller's access rights.
 WriteGuard = Callable[[str, str, dict[str, Any] | None, dict[str, Any] | None], None]
+
+# Narrows a conditional match to what the caller may see: (the search, the interaction
+# it serves, checked against the searched type) -> the search as the caller may run it.
+# The API passes one for every caller but an unlimited system account, so a match the
+# caller may not see is no match at all.
+SearchLimit = Callable[[SearchQuery, str], SearchQuery]
+
+
+def conditional_matches(
+    session: ReadSession, query: SearchQuery, visible: SearchLimit | None, interaction: str
+) -> list[str]:
+    """Return the ids of up to two matches of a conditional search among what the
+    caller may see (the one place every conditional interaction matches)."""
+    if visible is not None:
+        query = visible(query, interaction)
+    return session.search_ids(query, limit=2)
 
 
 @dataclass(frozen=True)
@@ -216,8 +233,11 @@ class RecordService:
         since: str | None = None,
         count: int = 20,
         cursor: str | None = None,
+        visible: Callable[[StoredVersion], bool] | None = None,
     ) -> Page:
-        """Return a page of versions, newest first; cursor continues a previous page."""
+        """Return a page of versions, newest first; cursor continues a previous page.
+        Versions visible refuses are left out, and a total then given only if it can
+        leave them out too."""
         since_instant = None
         if since is not None:
             try:
@@ -243,16 +263,34 @@ class RecordService:
                 session.history_total(resource_type, id, since_instant) if cursor is None else None
             )
         next_cursor = str(versions[count - 1].seq) if len(versions) > count else None
-        return Page(versions[:count], total, next_cursor)
+        page = versions[:count]
+        if visible is not None:
+            shown = [v for v in page if visible(v)]
+            if len(shown) < len(page) and total is not None:
+                total = total - (len(page) - len(shown)) if next_cursor is None else None
+            page = shown
+        return Page(page, total, next_cursor)
 
-    def search(self, query: SearchQuery, session: ReadSession | None = None) -> SearchPage:
-        """Return a page of current resources matching query, with what it includes."""
+    def search(
+        self,
+        query: SearchQuery,
+        session: ReadSession | None = None,
+        *,
+        visible: Callable[[StoredVersion], bool] | None = None,
+    ) -> SearchPage:
+        """Return a page of current resources matching query, with what it includes (only
+        what visible allows, if given)."""
         if session is None:
             with self.reading() as session:
-                return self._search(query, session)
-        return self._search(query, session)
+                return self._search(query, session, visible)
+        return self._search(query, session, visible)
 
-    def _search(self, query: SearchQuery, session: ReadSession) -> SearchPage:
+    def _search(
+        self,
+        query: SearchQuery,
+        session: ReadSession,
+        visible: Callable[[StoredVersion], bool] | None = None,
+    ) -> SearchPage:
         # Counting every match costs as much as finding them all, so without _total a
         # total is given only when the first page already holds every match.
         counted = (
@@ -275,13 +313,27 @@ class RecordService:
         if hits and query.cursor is not None and (not backwards or more):
             first = hits[0]
             previous_cursor = Cursor(first.sort_values, first.rid, before=True)
-        included = self._included(session, query, list(hits))
-        return SearchPage(list(hits), included, total, next_cursor, previous_cursor)
+        shown: list[StoredVersion] = (
+            list(hits) if visible is None else [v for v in hits if visible(v)]
+        )
+        if len(shown) < len(hits) and total is not None:
+            # A total must not count what the caller may not see; it can be corrected
+            # only when this page holds every match.
+            whole = query.cursor is None and not more
+            total = total - (len(hits) - len(shown)) if whole else None
+        included = self._included(session, query, shown, visible)
+        return SearchPage(shown, included, total, next_cursor, previous_cursor)
 
     def _included(
-        self, session: ReadSession, query: SearchQuery, matches: list[StoredVersion]
+        self,
+        session: ReadSession,
+        query: SearchQuery,
+        matches: list[StoredVersion],
+        visible: Callable[[StoredVersion], bool] | None = None,
     ) -> list[StoredVersion]:
-        """Return the resources _include and _revinclude bring in (with :iterate)."""
+        """Return the resources _include and _revinclude bring in (with :iterate); what
+        visible refuses is left out as if it did not exist, so :iterate never goes on
+        from it either."""
         if not query.include and not query.revinclude:
             return []
         seen = {(m.resource_type, m.id) for m in matches}
@@ -313,7 +365,8 @@ class RecordService:
                 key = (version.resource_type, version.id)
                 if key not in seen:
                     seen.add(key)
-                    fresh.append(version)
+                    if visible is None or visible(version):
+                        fresh.append(version)
             included.extend(fresh)
             if not fresh or len(included) >= MAX_INCLUDED:
                 break
@@ -386,13 +439,23 @@ class RecordService:
     # --- writes ---------------------------------------------------------------------
 
     def create(
-        self, resource: Any, *, if_none_exist: str | None = None, guard: WriteGuard | None = None
+        self,
+        resource: Any,
+        *,
+        if_none_exist: str | None = None,
+        guard: WriteGuard | None = None,
+        visible: SearchLimit | None = None,
     ) -> WriteResult:
         """Create with a server-assigned id (or return the one match of if_none_exist)."""
         resource_type = validate_resource(resource)
         with self.writing() as session:
             return self.create_in(
-                session, resource_type, resource, if_none_exist=if_none_exist, guard=guard
+                session,
+                resource_type,
+                resource,
+                if_none_exist=if_none_exist,
+                guard=guard,
+                visible=visible,
             )
 
     def create_in(
@@ -405,12 +468,13 @@ class RecordService:
         id: str | None = None,
         guard: WriteGuard | None = None,
         prepared: PreparedVersion | None = None,
+        visible: SearchLimit | None = None,
     ) -> WriteResult:
         """Create inside session; the resource is already validated (and may be prepared)."""
         if if_none_exist:
             query = parse_search(resource_type, if_none_exist, strict=True)
             session.lock(f"{resource_type}?{if_none_exist}")
-            matches = session.search_ids(query, limit=2)
+            matches = conditional_matches(session, query, visible, "create")
             if len(matches) > 1:
                 raise MultipleMatches(
                     f"If-None-Exist {if_none_exist!r} matches more than one {resource_type}"
@@ -480,9 +544,32 @@ class RecordService:
                     f"{resource_type}/{id} is at version {current.version_id}, not {if_match}: "
                     "someone else changed it; read it again and reapply your change"
                 )
+        if current is not None and current.deleted and guard is not None:
+            # Unlimited system accounts (no guard) restore and migrate records as they are.
+            self._check_reuse(session, resource_type, id, current.version_id, resource)
         stored = self._write(session, resource_type, id, resource, current, guard, prepared)
         created = current is None or current.deleted
         return WriteResult(201 if created else 200, stored)
+
+    def _check_reuse(
+        self, session: ReadSession, resource_type: str, id: str, tombstone: int, new: dict[str, Any]
+    ) -> None:
+        """Refuse to bring a deleted id back as another patient's record: its history
+        (still read through vread and _history) would then show in that patient's record."""
+        last = session.version(resource_type, id, tombstone - 1) if tombstone > 1 else None
+        if last is None or last.content is None:
+            return
+        before = patients_named(json_text.loads(last.content), self.base_url)
+        after = patients_named(new, self.base_url)
+        if (before.ids, before.nhs_numbers) != (after.ids, after.nhs_numbers):
+            raise Conflict(
+                Issue(
+                    f"{resource_type}/{id} was deleted, and its id cannot be reused for a record "
+                    "about a different patient; create the new record with a new id",
+                    code="conflict",
+                    expression=(f"{resource_type}.id",),
+                )
+            )
 
     def conditional_update(
         self,
@@ -492,12 +579,14 @@ class RecordService:
         *,
         if_match: int | None = None,
         guard: WriteGuard | None = None,
+        visible: SearchLimit | None = None,
     ) -> WriteResult:
-        """Update the one match of search, or create if none (spec: conditional update)."""
+        """Update the one match of search, or create if none (spec: conditional update).
+        A match the caller may not see (visible) counts as none."""
         validate_resource(resource, resource_type)
         with self.writing() as session:
             return self.conditional_update_in(
-                session, resource_type, search, resource, if_match, guard
+                session, resource_type, search, resource, if_match, guard, visible
             )
 
     def conditional_update_in(
@@ -508,10 +597,11 @@ class RecordService:
         resource: dict[str, Any],
         if_match: int | None = None,
         guard: WriteGuard | None = None,
+        visible: SearchLimit | None = None,
     ) -> WriteResult:
         query = parse_search(resource_type, search, strict=True)
         session.lock(f"{resource_type}?{search}")
-        matches = session.search_ids(query, limit=2)
+        matches = conditional_matches(session, query, visible, "update")
         if len(matches) > 1:
             raise MultipleMatches(f"{resource_type}?{search} matches more than one resource")
         body_id = resource.get("id")
@@ -672,14 +762,20 @@ class RecordService:
         return WriteResult(204, session.current(resource_type, id))
 
     def conditional_delete(
-        self, resource_type: str, search: str, *, guard: WriteGuard | None = None
+        self,
+        resource_type: str,
+        search: str,
+        *,
+        guard: WriteGuard | None = None,
+        visible: SearchLimit | None = None,
     ) -> WriteResult:
-        """Delete the one match of search (more than one: 412)."""
+        """Delete the one match of search (more than one: 412; one the caller may not
+        see, by visible, counts as none)."""
         query = parse_search(resource_type, search, strict=True)
         if not query.criteria:
             raise InvalidRequest(Issue("a conditional delete needs at least one search parameter"))
         with self.writing() as session:
-            matches = session.search_ids(query, limit=2)
+            matches = conditional_matches(session, query, visible, "delete")
             if len(matches) > 1:
                 raise MultipleMatches(f"{resource_type}?{search} matches more than one resource")
             if not matches:

@@ -21,8 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from bevan.fhir.dates import format_instant, now_instant
 from bevan.fhir.errors import Forbidden, Issue
+from bevan.fhir.patient_references import holds_patient_data
 from bevan.fhir.search import (
     AnyOf,
     Chain,
@@ -37,7 +40,8 @@ from bevan.fhir.search import (
     parse_criterion,
     parse_search,
 )
-from bevan.fhir.search_parameters import compartment_parameters, in_patient_compartment, patients_of
+from bevan.fhir.search_parameters import compartment_parameters, in_patient_compartment
+from bevan.security.record_patients import record_patients
 from bevan.security.scopes import parse_scopes, require_scope
 from bevan.security.tokens import Principal
 
@@ -69,6 +73,12 @@ PATIENT_WRITES = {
 }
 DEVICE_WRITES = {"Observation": {"create"}}
 NO_PATIENT_DATA = frozenset({"analyst", "privacy-officer"})
+# Search parameters naming the patient of types outside the Patient compartment that
+# still carry patient data (Binary and Bundle have none: their matches are filtered).
+PATIENT_PARAMETERS = {"Task": ("patient",)}
+# Types whose search no criterion can keep to the caller's patients: only a system
+# account searches them (a count would otherwise include what others may not see).
+UNRESTRICTED_SEARCH_TYPES = frozenset({"Binary", "Bundle"})
 PATIENT_EDITABLE = frozenset({"telecom", "address", "contact", "meta", "text"})
 
 
@@ -107,9 +117,13 @@ class AccessPolicy:
             return
         patient_data = in_patient_compartment(resource_type)
         writing = interaction in ("create", "update", "patch", "delete")
-        if role in NO_PATIENT_DATA and patient_data:
+        if role in NO_PATIENT_DATA and holds_patient_data(resource_type):
             raise _forbidden(f"a {role} has no access to patient records through the clinical API")
-        if role == "receptionist" and patient_data and resource_type not in RECEPTION_TYPES:
+        if (
+            role == "receptionist"
+            and holds_patient_data(resource_type)
+            and resource_type not in RECEPTION_TYPES
+        ):
             raise _forbidden(f"a receptionist may not see {resource_type} records")
         if (
             role == "patient"
@@ -125,6 +139,10 @@ class AccessPolicy:
             raise _forbidden("a device may only send readings")
         if writing and not patient_data and role not in ("system",):
             raise _forbidden(f"only system accounts change {resource_type} resources")
+        if interaction == "search-type" and resource_type in UNRESTRICTED_SEARCH_TYPES:
+            raise _forbidden(
+                f"searching {resource_type} resources is for system accounts; read one by its id"
+            )
         if interaction in ("history-type", "history-system"):
             raise _forbidden("history across many records is for system accounts")
 
@@ -133,7 +151,8 @@ class AccessPolicy:
     def check_resource(
         self, context: AccessContext, resource: dict[str, Any], interaction: str
     ) -> None:
-        """Refuse access to this resource (its patients, its sensitivity) if not allowed."""
+        """Refuse access to this resource (its patients, its sensitivity) if not allowed:
+        every patient it names, anywhere and however, must be one the caller may see."""
         role = context.principal.role
         labels = _confidentiality(resource)
         for code in labels:
@@ -142,20 +161,26 @@ class AccessPolicy:
                 raise _forbidden(
                     f"this record is marked {code} (restricted) and a {role} may not open it"
                 )
+        named = record_patients(self.records, resource)
         if role == "system":
-            context.patients |= set(patients_of(resource, self.records.base_url))
+            context.patients |= set(named.ids)
             return
-        patients = patients_of(resource, self.records.base_url)
-        if not patients:
-            if in_patient_compartment(resource["resourceType"]) and role in ("patient", "device"):
+        if named.unknown:
+            raise _forbidden("this record names a patient you may not see")
+        if not named.ids:
+            if holds_patient_data(resource["resourceType"]) and role in ("patient", "device"):
                 raise _forbidden("this record belongs to no patient you may see")
             return
-        context.patients |= set(patients)
-        for patient_id in patients:
-            self.check_patient(context, patient_id)
+        context.patients |= set(named.ids)
+        # Only a Patient is named in the refusal: anything else would tell the caller
+        # whose record a resource they may not see belongs to.
+        shown = resource["resourceType"] == "Patient"
+        for patient_id in sorted(named.ids):
+            self.check_patient(context, patient_id, shown=shown)
 
-    def check_patient(self, context: AccessContext, patient_id: str) -> None:
-        """Refuse unless the caller may open this patient's record (break-glass may grant it)."""
+    def check_patient(self, context: AccessContext, patient_id: str, *, shown: bool = True) -> None:
+        """Refuse unless the caller may open this patient's record (break-glass may grant it);
+        the refusal names the patient only when shown."""
         principal = context.principal
         role = principal.role
         if role == "system":
@@ -180,8 +205,9 @@ class AccessPolicy:
             if role in CLINICAL_ROLES
             else ""
         )
+        whom = f"patient {patient_id}" if shown else "the patient this record belongs to"
         raise _forbidden(
-            f"you have no legitimate relationship with patient {patient_id}: they are not registered "
+            f"you have no legitimate relationship with {whom}: they are not registered "
             f"with, referred to, booked with or under the care of your organisation.{hint}"
         )
 
@@ -290,8 +316,11 @@ class AccessPolicy:
         if hidden:
             values = tuple(TokenValue(code, CONFIDENTIALITY) for code in hidden)
             out.append(Restriction(TokenMatch("_security", values, "not")))
-        if role == "system" or not in_patient_compartment(resource_type):
+        if role == "system" or not holds_patient_data(resource_type):
             return tuple(out)
+        params = _patient_parameters(resource_type)
+        if resource_type != "Patient" and not params:
+            return tuple(out)  # no parameter names the patient: matches are filtered one by one
         if role in ("patient", "device"):
             out.append(Restriction(_compartment(resource_type, principal.patient_id or "", None)))
             return tuple(out)
@@ -304,7 +333,7 @@ class AccessPolicy:
             if granted:
                 alternatives.append(IdMatch(tuple(sorted(granted))))
         else:
-            for param in compartment_parameters("Patient").get(resource_type, ()):
+            for param in params:
                 if relation is not None:
                     alternatives.append(Chain(param, ("Patient",), relation))
                 if granted:
@@ -317,9 +346,26 @@ class AccessPolicy:
         out.append(Restriction(AnyOf(tuple(alternatives))))
         return tuple(out)
 
+    @staticmethod
+    def under_current_labels(stored: Any, current: Any) -> dict[str, Any]:
+        """Return a stored version's content carrying the current version's
+        confidentiality labels as well as its own."""
+        resource: dict[str, Any] = orjson.loads(stored.content)
+        if current is None or current.content is None or current is stored:
+            return resource
+        now = (orjson.loads(current.content).get("meta") or {}).get("security") or []
+        labels = [label for label in now if label.get("system") == CONFIDENTIALITY]
+        if labels:
+            meta = dict(resource.get("meta") or {})
+            meta["security"] = [*(meta.get("security") or []), *labels]
+            resource["meta"] = meta
+        return resource
+
     def may_see(self, context: AccessContext, resource: dict[str, Any]) -> bool:
-        """Return True if the caller may see this resource (included resources, history)."""
+        """Return True if the caller may read this resource: its type (role and scopes),
+        its patients and its sensitivity (included resources, $everything, history)."""
         try:
+            self.check_type(context, resource["resourceType"], "read")
             self.check_resource(_without_break_glass(context), resource, "read")
         except Forbidden:
             return False
@@ -329,9 +375,14 @@ class AccessPolicy:
 def _compartment(resource_type: str, patient_id: str, relation: Criterion | None) -> Criterion:
     if resource_type == "Patient":
         return IdMatch((patient_id,))
-    params = compartment_parameters("Patient").get(resource_type, ())
+    params = _patient_parameters(resource_type)
     reference = (ReferenceValue(id=patient_id, resource_type="Patient"),)
     return AnyOf(tuple(ReferenceMatch(p, reference) for p in params)) if params else IdMatch(("-",))
+
+
+def _patient_parameters(resource_type: str) -> tuple[str, ...]:
+    found = compartment_parameters("Patient").get(resource_type)
+    return found if found else PATIENT_PARAMETERS.get(resource_type, ())
 
 
 def _without_break_glass(context: AccessContext) -> AccessContext:

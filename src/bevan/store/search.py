@@ -549,7 +549,7 @@ class SearchCompiler:
             # to the next, so the compiled statement is reused.
             target = resource.alias()
             matching_ids = select(target.c.id).where(
-                *self._where(target, target_type, (chain.inner,))
+                *self._where(target, target_type, (chain.inner, *chain.limits))
             )
             targets.append(
                 and_(
@@ -564,7 +564,9 @@ class SearchCompiler:
 
     def _has(self, alias: Alias, resource_type: str, has: Has) -> ColumnElement[bool]:
         source = resource.alias()
-        sources = select(source.c.rid).where(*self._where(source, has.source_type, (has.inner,)))
+        sources = select(source.c.rid).where(
+            *self._where(source, has.source_type, (has.inner, *has.limits))
+        )
         pointed_at = select(index_reference.c.target_id).where(
             index_reference.c.resource_type == has.source_type,
             index_reference.c.param == has.param,
@@ -616,7 +618,7 @@ class SearchCompiler:
             pointing.c.target_id == target.c.id,
         ]
         conditions = self._where(alias, query.resource_type, others, dense=True)
-        conditions += self._where(target, target_type, (chain.inner,))
+        conditions += self._where(target, target_type, (chain.inner, *chain.limits))
         pointer: Any
         if self.postgres:
             # Looked up target by target, in their order, and only until the page is
@@ -639,7 +641,7 @@ class SearchCompiler:
             earlier_target.c.resource_type == target_type,
             earlier_target.c.id == earlier.c.target_id,
             earlier_target.c.rid < target.c.rid,
-            *self._where(earlier_target, target_type, (chain.inner,)),
+            *self._where(earlier_target, target_type, (chain.inner, *chain.limits)),
         )
         conditions.append(self._checked(listed_before, False))
         return target.c.rid, conditions
