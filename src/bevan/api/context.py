@@ -361,7 +361,10 @@ def _may_read_holder(services: Any, access: AccessContext | None, error: NhsNumb
     """Return True if the caller may read the Patient holding an NHS number they gave."""
     if access is None or error.holder is None:
         return False
-    return bool(services.policy.may_see(access, error.holder))
+    try:
+        return bool(services.policy.may_see(access, error.holder))
+    except FhirError:  # any refusal while asking means no
+        return False
 
 
 def _applies(flag: bool | Callable[[Request], bool], request: Request) -> bool:

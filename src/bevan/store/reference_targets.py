@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, not_, select, tuple_
+from sqlalchemy import Connection, not_, select
 
 from bevan.store.schema import index_reference, resource
 
@@ -18,17 +18,22 @@ _CHUNK = 400
 
 def live(connection: Connection, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
     """Return those of keys (resource_type, id) that exist and are not deleted."""
-    wanted = sorted(set(keys))
+    by_type: dict[str, list[str]] = {}
+    for resource_type, id in set(keys):
+        by_type.setdefault(resource_type, []).append(id)
     found: set[tuple[str, str]] = set()
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        rows = connection.execute(
-            select(resource.c.resource_type, resource.c.id).where(
-                tuple_(resource.c.resource_type, resource.c.id).in_(chunk),
-                not_(resource.c.deleted),
+    # One type at a time, so that each lookup is a plain probe of the (type, id) key.
+    for resource_type, ids in sorted(by_type.items()):
+        ids.sort()
+        for start in range(0, len(ids), _CHUNK):
+            rows = connection.execute(
+                select(resource.c.id).where(
+                    resource.c.resource_type == resource_type,
+                    resource.c.id.in_(ids[start : start + _CHUNK]),
+                    not_(resource.c.deleted),
+                )
             )
-        )
-        found.update((row[0], row[1]) for row in rows)
+            found.update((resource_type, row[0]) for row in rows)
     return found
 
 
