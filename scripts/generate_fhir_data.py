@@ -8,6 +8,12 @@ Writes into src/bevan/fhir/data/:
   expression and targets (facts only).
 - compartments.json: for each compartment (Patient, Encounter, ...), the parameters that
   put a resource of each type in it.
+- cardinality.json: from the StructureDefinitions (profiles-resources.json,
+  profiles-types.json), for each resource and complex data type, the elements the
+  validator must look at: {path: [min, max, [types]]} for every element that is required
+  or that leads to one that is (a backbone element, a data type with required parts, a
+  contentReference written "#Type.path"). Extensions are left out: the validator checks
+  every `extension` it meets, wherever it is.
 
 Run: python scripts/generate_fhir_data.py [--shared ../shared]
 """
@@ -118,6 +124,82 @@ def build_compartments(shared: Path) -> dict[str, dict[str, list[str]]]:
     return out
 
 
+_SYSTEM_TYPE = "http://hl7.org/fhirpath/System."
+_EXTENSIONS = ("extension", "modifierExtension")
+
+
+def _element_rows(definition: dict[str, Any]) -> dict[str, tuple[int, str, list[str]]]:
+    """Return {path below the type: (min, max, types)} from a snapshot."""
+    rows: dict[str, tuple[int, str, list[str]]] = {}
+    root = definition["type"]
+    for element in definition["snapshot"]["element"]:
+        path = element["path"]
+        if path == root:
+            continue
+        relative = path[len(root) + 1 :]
+        if relative.rsplit(".", 1)[-1] in _EXTENSIONS or relative == "id":
+            continue
+        if "contentReference" in element:
+            types = [element["contentReference"]]
+        else:
+            types = [t["code"] for t in element.get("type", [])]
+            types = ["string" if t.startswith(_SYSTEM_TYPE) else t for t in types]
+        rows[relative] = (int(element["min"]), str(element["max"]), types)
+    return rows
+
+
+def build_cardinality(shared: Path) -> dict[str, dict[str, list[Any]]]:
+    """Return, per resource and complex data type, the rows the validator walks."""
+    all_rows: dict[str, dict[str, tuple[int, str, list[str]]]] = {}
+    for name in ("profiles-types.json", "profiles-resources.json"):
+        bundle = json.loads((shared / "fhir-r4" / name).read_text())
+        for entry in bundle["entry"]:
+            definition = entry["resource"]
+            if definition.get("resourceType") != "StructureDefinition":
+                continue
+            if definition["kind"] not in ("resource", "complex-type"):
+                continue
+            if definition.get("derivation") == "constraint" or definition.get("abstract"):
+                continue
+            all_rows[definition["type"]] = _element_rows(definition)
+
+    def kept_paths(rows: dict[str, tuple[int, str, list[str]]], walked: set[str]) -> set[str]:
+        keep = {p for p, (low, _, types) in rows.items() if low > 0 or set(types) & walked}
+        # A contentReference leads wherever its target does; a backbone element is kept
+        # when anything below it is, and so are its ancestors.
+        changed = True
+        while changed:
+            changed = False
+            for path, (_, _, types) in rows.items():
+                if path in keep:
+                    continue
+                target = types[0][1:].split(".", 1)[1] if types and types[0][:1] == "#" else None
+                below = any(k.startswith(path + ".") for k in keep)
+                if below or (target is not None and target in keep):
+                    keep.add(path)
+                    changed = True
+        for path in list(keep):
+            parts = path.split(".")
+            keep.update(".".join(parts[:i]) for i in range(1, len(parts)))
+        return keep
+
+    # A data type is walked when it has required parts, directly or through another type.
+    walked: set[str] = set()
+    while True:
+        found = {t for t, rows in all_rows.items() if t[:1].isupper() and kept_paths(rows, walked)}
+        found -= {t for t in found if t[:1].islower()}
+        if found == walked:
+            break
+        walked = found
+    walked.add("Resource")  # contained and Bundle resources are validated by their own type
+    out: dict[str, dict[str, list[Any]]] = {}
+    for type_name, rows in all_rows.items():
+        keep = kept_paths(rows, walked)
+        if keep:
+            out[type_name] = {p: list(rows[p]) for p in rows if p in keep}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -133,6 +215,10 @@ def main() -> None:
     compartments = build_compartments(args.shared)
     (OUT / "compartments.json").write_text(
         json.dumps(compartments, indent=1, sort_keys=True) + "\n"
+    )
+    cardinality = build_cardinality(args.shared)
+    (OUT / "cardinality.json").write_text(
+        json.dumps(cardinality, separators=(",", ":"), sort_keys=True)
     )
     print(
         f"{len(types)} resource types, {len(schema['definitions'])} definitions, "

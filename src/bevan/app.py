@@ -46,7 +46,9 @@ def create_app(
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = store or RecordStore.from_url(settings.resolved_database_url)
-    records = RecordService(store, settings.base_url)
+    records = RecordService(
+        store, settings.base_url, referential_integrity=settings.referential_integrity
+    )
     revocations = RevocationList.on(store.engine)
     disabled = DisabledAccounts.on(store.engine)
     tokens = TokenAuthority.in_directory(

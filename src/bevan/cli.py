@@ -128,7 +128,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     store = _open_store(settings)
     settle_heap()
-    service = RecordService(store, settings.base_url)
+    service = RecordService(
+        store, settings.base_url, referential_integrity=settings.referential_integrity
+    )
     with service.reading() as session:
         existing = session.resource_counts().get("Patient", 0)
     if existing == 0:
@@ -197,7 +199,13 @@ def cmd_load(args: argparse.Namespace) -> int:
     if missing:
         print(f"bevan load: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    report = _load_with_progress(RecordService(store, settings.base_url), files, "Loading")
+    report = _load_with_progress(
+        RecordService(
+            store, settings.base_url, referential_integrity=settings.referential_integrity
+        ),
+        files,
+        "Loading",
+    )
     store.analyse()
     for line in report.refused:
         print(f"refused: {line}", file=sys.stderr)
@@ -227,7 +235,12 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = _open_store(settings)
     with tqdm(desc="Reindexing", unit=" resources", file=sys.stderr) as bar:
-        done = reindex(RecordService(store, settings.base_url), bar.update)
+        done = reindex(
+            RecordService(
+                store, settings.base_url, referential_integrity=settings.referential_integrity
+            ),
+            bar.update,
+        )
     store.analyse()
     print(f"Reindexed {done} resources.")
     return 0

@@ -33,6 +33,9 @@ class Settings:
     metrics_allow: tuple[str, ...] = ()
     # One JSON line per request on stdout; `bevan serve` turns it on unless told not to.
     request_log: bool = False
+    # References to this server must resolve (BEVAN_REFERENTIAL_INTEGRITY=off for bulk
+    # loads of partial data).
+    referential_integrity: bool = True
 
     @property
     def base_url(self) -> str:
@@ -60,7 +63,8 @@ class Settings:
             trusted_proxies=_listed(os.environ.get("BEVAN_TRUSTED_PROXIES", "")),
             cors_origins=_listed(os.environ.get("BEVAN_CORS_ORIGINS", "")),
             metrics_allow=_listed(os.environ.get("BEVAN_METRICS_ALLOW", "")),
-            request_log=_switch(os.environ.get("BEVAN_REQUEST_LOG", "on")),
+            request_log=_switch(os.environ.get("BEVAN_REQUEST_LOG"), True),
+            referential_integrity=_switch(os.environ.get("BEVAN_REFERENTIAL_INTEGRITY"), True),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given)  # type: ignore[arg-type]
@@ -71,6 +75,13 @@ def _listed(value: str) -> tuple[str, ...]:
     return tuple(item for item in value.replace(",", " ").split() if item)
 
 
-def _switch(value: str) -> bool:
-    """Return False for off, false, no or 0 (any case), True for anything else."""
-    return value.strip().lower() not in ("off", "false", "no", "0")
+def _switch(value: str | None, default: bool) -> bool:
+    """Return an on/off environment setting (on, off, true, false, 1, 0, yes, no)."""
+    if value is None or not value.strip():
+        return default
+    text = value.strip().lower()
+    if text in ("on", "true", "1", "yes"):
+        return True
+    if text in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(f"expected on or off, got {value!r}")

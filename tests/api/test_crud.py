@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import itertools
+
 import httpx
+
+from bevan.clinical.nhs_number import nhs_check_digit
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
+_SERIAL = itertools.count(943_476_600)
 
 
-def patient(nhs_number: str = "9434765919", family: str = "Jones", **extra: object) -> dict:
+def fresh_nhs_number() -> str:
+    """Return a valid NHS number no other Patient here holds (one Patient per number)."""
+    while (check := nhs_check_digit(first_nine := str(next(_SERIAL)))) is None:
+        pass
+    return f"{first_nine}{check}"
+
+
+def patient(nhs_number: str | None = None, family: str = "Jones", **extra: object) -> dict:
     return {
         "resourceType": "Patient",
-        "identifier": [{"system": NHS, "value": nhs_number}],
+        "identifier": [{"system": NHS, "value": nhs_number or fresh_nhs_number()}],
         "name": [{"family": family, "given": ["Aneurin"]}],
         **extra,
     }

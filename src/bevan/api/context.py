@@ -24,6 +24,7 @@ from bevan.fhir.errors import (
     Gone,
     InvalidRequest,
     Issue,
+    NhsNumberHeld,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
@@ -368,6 +369,8 @@ def fhir_endpoint(
             else:
                 response = handler(fhir_request)
         except FhirError as error:
+            if isinstance(error, NhsNumberHeld) and _may_read_holder(services, access, error):
+                error = error.naming_holder()
             problem = "; ".join(i.diagnostics for i in error.issues)
             response = error_response(error, pretty=pretty)
         except Exception:
@@ -403,6 +406,16 @@ async def audited(request: Request, record: AuditRecord, response: Response) -> 
             )
         )
     return response
+
+
+def _may_read_holder(services: Any, access: AccessContext | None, error: NhsNumberHeld) -> bool:
+    """Return True if the caller may read the Patient holding an NHS number they gave."""
+    if access is None or error.holder is None:
+        return False
+    try:
+        return bool(services.policy.may_see(access, error.holder))
+    except FhirError:  # any refusal while asking means no
+        return False
 
 
 def _applies(flag: bool | Callable[[Request], bool], request: Request) -> bool:

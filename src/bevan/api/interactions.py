@@ -117,9 +117,37 @@ def delete(fhir: FhirRequest) -> Response:
     resource_type = _type(fhir)
     fhir.allow(resource_type, "delete")
     fhir.records.delete(
-        resource_type, fhir.path("id"), if_match=_if_match(fhir), guard=fhir.write_guard()
+        resource_type,
+        fhir.path("id"),
+        if_match=_if_match(fhir),
+        guard=fhir.write_guard(),
+        cascade=_cascade(fhir),
     )
     return Response(status_code=204)
+
+
+def _cascade(fhir: FhirRequest) -> bool:
+    """Return True if the delete asks to take every resource referring to it along
+    (`_cascade=delete`), which only a system account may."""
+    asked = fhir.request.query_params.getlist("_cascade")
+    if not asked:
+        return False
+    if asked != ["delete"]:
+        raise InvalidRequest(
+            Issue(
+                f"_cascade takes the one value 'delete', not {', '.join(asked)!r}",
+                expression=("_cascade",),
+            )
+        )
+    if fhir.caller.role != "system":
+        raise Forbidden(
+            Issue(
+                "only a system account may delete with _cascade=delete: it deletes records "
+                "the caller might not be allowed to see",
+                code="forbidden",
+            )
+        )
+    return True
 
 
 def instance_history(fhir: FhirRequest) -> Response:

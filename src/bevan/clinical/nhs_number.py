@@ -6,6 +6,8 @@ where 11 becomes 0 and 10 means the number is invalid (never issued).
 
 from __future__ import annotations
 
+from typing import Any
+
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 
@@ -46,3 +48,16 @@ def is_valid_nhs_number(value: str) -> bool:
 def format_nhs_number(value: str) -> str:
     """Return the number in the 3-3-4 form people read and say (e.g. 943 476 5919)."""
     return f"{value[:3]} {value[3:6]} {value[6:]}"
+
+
+def nhs_numbers_held(patient: dict[str, Any]) -> tuple[str, ...]:
+    """Return the NHS numbers a Patient holds: none when it is marked inactive."""
+    if patient.get("active") is False:
+        return ()
+    found: list[str] = []
+    for identifier in patient.get("identifier") or ():
+        if isinstance(identifier, dict) and identifier.get("system") == NHS_NUMBER_SYSTEM:
+            value = identifier.get("value")
+            if isinstance(value, str) and value not in found:
+                found.append(value)
+    return tuple(found)

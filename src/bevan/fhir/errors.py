@@ -84,6 +84,46 @@ class Conflict(FhirError):
     default_code = "conflict"
 
 
+class NhsNumberHeld(Conflict):
+    """Another active Patient holds this NHS number. Says only that, unless the API,
+    knowing the caller may read the holder, asks for naming_holder()."""
+
+    def __init__(
+        self,
+        *issues: Issue | str,
+        status: int | None = None,
+        holder_id: str = "",
+        holder: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(*issues, status=status)
+        self.holder_id = holder_id
+        self.holder = holder
+
+    def at(self, prefix: str) -> NhsNumberHeld:
+        moved = NhsNumberHeld(
+            *(i.at(prefix) for i in self.issues),
+            status=self.status,
+            holder_id=self.holder_id,
+            holder=self.holder,
+        )
+        return moved
+
+    def naming_holder(self) -> Conflict:
+        """Return the same refusal, naming the Patient that holds the number."""
+        return Conflict(
+            *(
+                Issue(
+                    f"{i.diagnostics}: Patient/{self.holder_id}",
+                    i.code,
+                    i.severity,
+                    i.expression,
+                )
+                for i in self.issues
+            ),
+            status=self.status,
+        )
+
+
 class PreconditionFailed(FhirError):
     status = 412
     default_code = "conflict"
@@ -118,6 +158,13 @@ class NotAcceptable(FhirError):
 
 class PayloadTooLarge(FhirError):
     status = 413
+    default_code = "too-costly"
+
+
+class TooCostly(FhirError):
+    """The request would do more work than the server takes on in one go."""
+
+    status = 400
     default_code = "too-costly"
 
 

@@ -61,11 +61,13 @@ def patients_named(resource: dict[str, Any], local_base: str | None = None) -> N
             carried = entry.get("resource") if isinstance(entry, dict) else None
             if isinstance(carried, dict) and carried.get("resourceType") == "Patient":
                 ids.update(i for i in (carried.get("id"),) if isinstance(i, str))
-    _walk(resource, local_base, ids, nhs_numbers)
+    _walk(resource, local_base, ids, nhs_numbers, top=True)
     return NamedPatients(frozenset(ids), frozenset(nhs_numbers), frozenset(contexts))
 
 
-def _walk(node: Any, local_base: str | None, ids: set[str], nhs_numbers: set[str]) -> None:
+def _walk(
+    node: Any, local_base: str | None, ids: set[str], nhs_numbers: set[str], top: bool = False
+) -> None:
     if isinstance(node, list):
         for item in node:
             if isinstance(item, dict | list):
@@ -81,7 +83,9 @@ def _walk(node: Any, local_base: str | None, ids: set[str], nhs_numbers: set[str
         number = _nhs_number(identifier)
         if number:
             nhs_numbers.add(number)
-    if node.get("resourceType") == "Patient":  # carried in a Bundle, or contained
+    # A Patient carried in a Bundle, or contained, names whoever holds its NHS number; a
+    # Patient's own NHS number is itself (a second holder is refused as a duplicate).
+    if node.get("resourceType") == "Patient" and not top:
         for each in node.get("identifier") or []:
             number = _nhs_number(each) if isinstance(each, dict) else None
             if number:

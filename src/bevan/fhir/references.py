@@ -96,3 +96,39 @@ def iter_references(node: Any) -> Iterator[dict[str, Any]]:
         for item in node:
             if isinstance(item, dict | list):
                 yield from iter_references(item)
+
+
+def local_references(
+    resource: dict[str, Any], base_url: str | None
+) -> list[tuple[str, str, LiteralReference]]:
+    """Return (FHIRPath, text, target) of each reference in resource to this server: a
+    relative Type/id, or an absolute URL under base_url.
+
+    Not included: contained (#id), urn: and conditional references, references to other
+    servers, and everything inside a Bundle (its entries refer to one another by fullUrl).
+    """
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str) or resource_type == "Bundle":
+        return []
+    base = base_url.rstrip("/") if base_url else None
+    found: list[tuple[str, str, LiteralReference]] = []
+    for path, text in _references_with_paths(resource, resource_type):
+        target = parse_reference(text)
+        if target is None or (target.base is not None and target.base != base):
+            continue
+        found.append((path, text, target))
+    return found
+
+
+def _references_with_paths(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        reference = node.get("reference")
+        if isinstance(reference, str):
+            yield f"{path}.reference", reference
+        for key, value in node.items():
+            if isinstance(value, dict | list):
+                yield from _references_with_paths(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            if isinstance(item, dict | list):
+                yield from _references_with_paths(item, f"{path}[{index}]")

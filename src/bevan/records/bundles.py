@@ -369,15 +369,31 @@ def _write_entries(
             if access is not None:
                 access.read_check(entry.matched)
             entry.response = _response(WriteResult(200, entry.matched), base_url)
-    for entry in sorted(entries, key=lambda e: _ORDER[e.method]):
-        if entry.response:
-            continue
-        try:
-            entry.response = _perform(
-                service, session, entry, base_url, in_transaction=True, access=access
-            )
-        except FhirError as error:
-            raise error.at(entry.where) if not _has_place(error) else error from None
+    # Each entry's references are checked with all the others' at the end: an entry may
+    # refer to one written after it, or delete something along with all that refers to it.
+    written: dict[tuple[str, str], str] = {}
+    with service.checks_at_end(session, written.get):
+        for entry in sorted(entries, key=lambda e: _ORDER[e.method]):
+            if entry.response:
+                continue
+            try:
+                entry.response = _perform(
+                    service, session, entry, base_url, in_transaction=True, access=access
+                )
+            except FhirError as error:
+                raise error.at(entry.where) if not _has_place(error) else error from None
+            written.update(_written_by(entry))
+
+
+def _written_by(entry: Entry) -> dict[tuple[str, str], str]:
+    """Return {(type, id): where} for what an entry wrote, to place issues found later."""
+    if entry.method == "DELETE" and entry.id:
+        return {(entry.resource_type, entry.id): f"{entry.where}.request.url"}
+    location = (entry.response or {}).get("response", {}).get("location", "")
+    parts = location.split("/")
+    if len(parts) >= 2:
+        return {(parts[0], parts[1]): f"{entry.where}.resource"}
+    return {}
 
 
 def _has_place(error: FhirError) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 import jsonpatch
 import orjson
 
+from bevan.clinical.nhs_number import NHS_NUMBER_SYSTEM, nhs_numbers_held
 from bevan.fhir import json_text
 from bevan.fhir.care_dates import within_care_dates
 from bevan.fhir.dates import date_range, format_instant, now_instant
@@ -22,8 +23,10 @@ from bevan.fhir.errors import (
     Issue,
     MethodNotAllowed,
     MultipleMatches,
+    NhsNumberHeld,
     NotFound,
     PreconditionFailed,
+    TooCostly,
 )
 from bevan.fhir.ids import is_valid_id, new_id
 from bevan.fhir.limits import (
@@ -35,6 +38,7 @@ from bevan.fhir.limits import (
 )
 from bevan.fhir.meta import with_meta_added, with_meta_removed
 from bevan.fhir.patient_references import patients_named
+from bevan.fhir.references import local_references
 from bevan.fhir.search import (
     AnyOf,
     Criterion,
@@ -46,6 +50,12 @@ from bevan.fhir.search import (
 )
 from bevan.fhir.search_parameters import IndexRows, compartment_parameters, index_rows
 from bevan.fhir.validation import validate_resource
+from bevan.records.referential_integrity import (
+    PendingChecks,
+    Reference,
+    check_deletes,
+    check_references,
+)
 from bevan.store.records import (
     CurrentRow,
     ReadSession,
@@ -56,6 +66,8 @@ from bevan.store.records import (
 )
 
 _EMPTY_ROWS = IndexRows()
+# A cascading delete goes no further than this many resources in one transaction.
+CASCADE_LIMIT = 1000
 
 # Asked before every write: (interaction, resource type, current content, new content);
 # raises to refuse. The API passes one that applies the caller's access rights.
@@ -165,10 +177,39 @@ HISTORY_PAGE_BYTES = 1024 * 1024
 class RecordService:
     """The record's FHIR interactions over a RecordStore."""
 
-    def __init__(self, store: RecordStore, base_url: str | None = None) -> None:
+    def __init__(
+        self,
+        store: RecordStore,
+        base_url: str | None = None,
+        *,
+        referential_integrity: bool = True,
+    ) -> None:
         self.store = store
         # This server's FHIR base: absolute references under it are indexed as local.
         self.base_url = base_url.rstrip("/") if base_url else None
+        self.referential_integrity = referential_integrity
+        self._pending: dict[int, PendingChecks] = {}  # by id() of a session checking at its end
+
+    @contextmanager
+    def checks_at_end(
+        self,
+        session: WriteSession,
+        where: Callable[[tuple[str, str]], str | None] = lambda source: None,
+    ) -> Iterator[None]:
+        """Check the references and deletes of the writes in the block together, when it
+        ends without error; where(source) places each issue (a Bundle entry)."""
+        key = _session_key(session)
+        if not self.referential_integrity or key in self._pending:
+            yield
+            return
+        pending = PendingChecks()
+        self._pending[key] = pending
+        try:
+            yield
+        finally:
+            del self._pending[key]
+        check_references(session, pending.references, where)
+        check_deletes(session, pending.deleted, where)
 
     # --- sessions -------------------------------------------------------------------
 
@@ -712,11 +753,42 @@ class RecordService:
         *,
         if_match: int | None = None,
         guard: WriteGuard | None = None,
+        cascade: bool = False,
     ) -> WriteResult:
-        """Delete (write a tombstone); deleting what is absent or deleted is a no-op."""
+        """Delete (write a tombstone); deleting what is absent or deleted is a no-op.
+
+        cascade deletes, in the same transaction, every current resource that refers to it
+        (and what refers to those); without it, a resource still referred to is kept (409).
+        """
         _check_id(resource_type, id)
         with self.writing() as session:
-            return self.delete_in(session, resource_type, id, if_match=if_match, guard=guard)
+            if not cascade:
+                return self.delete_in(session, resource_type, id, if_match=if_match, guard=guard)
+            with self.checks_at_end(session):
+                result = self.delete_in(session, resource_type, id, if_match=if_match, guard=guard)
+                for referrer in self._referrers_closure(session, resource_type, id):
+                    self.delete_in(session, *referrer, guard=guard)
+            return result
+
+    @staticmethod
+    def _referrers_closure(
+        session: WriteSession, resource_type: str, id: str
+    ) -> list[tuple[str, str]]:
+        """Return every current resource that refers to resource_type/id, directly or
+        through others that do, up to CASCADE_LIMIT (more is refused as too costly)."""
+        found: dict[tuple[str, str], None] = {}
+        queue = [(resource_type, id)]
+        while queue:
+            for referrer in session.referrers(*queue.pop()):
+                if referrer not in found and referrer != (resource_type, id):
+                    found[referrer] = None
+                    queue.append(referrer)
+                    if len(found) > CASCADE_LIMIT:
+                        raise TooCostly(
+                            f"deleting {resource_type}/{id} would cascade to more than "
+                            f"{CASCADE_LIMIT} resources; delete them in smaller steps"
+                        )
+        return list(found)
 
     def delete_in(
         self,
@@ -738,6 +810,8 @@ class RecordService:
         if guard is not None:
             guard("delete", resource_type, self._content(session, resource_type, id), None)
         version = current.version_id + 1
+        if resource_type == "Patient":
+            session.release_nhs_numbers(id)
         session.write_version(
             resource_type,
             id,
@@ -747,6 +821,12 @@ class RecordService:
             rows=_EMPTY_ROWS,
             current=current,
         )
+        if self.referential_integrity:
+            pending = self._pending.get(_session_key(session))
+            if pending is not None:
+                pending.deleted.append((resource_type, id))
+            else:
+                check_deletes(session, [(resource_type, id)])
         return WriteResult(204, session.current(resource_type, id))
 
     def conditional_delete(
@@ -853,6 +933,8 @@ class RecordService:
             exists = current is not None and not current.deleted
             old = self._content(session, resource_type, id) if exists else None
             guard("update" if exists else "create", resource_type, old, resource)
+        if resource_type == "Patient":
+            self._claim_nhs_numbers(session, id, resource)
         version = 1 if current is None else current.version_id + 1
         if prepared is None or (prepared.resource_type, prepared.id, prepared.version) != (
             resource_type,
@@ -874,9 +956,52 @@ class RecordService:
             )
         except StoreConflict as error:
             raise Conflict(str(error)) from None
+        if self.referential_integrity:
+            self._check_references(session, resource_type, id, prepared.resource)
         return StoredVersion(
             resource_type, id, version, prepared.last_updated, False, prepared.content, seq
         )
+
+    def _check_references(
+        self, session: WriteSession, resource_type: str, id: str, resource: dict[str, Any]
+    ) -> None:
+        """Refuse (422) a reference to a resource of this server that does not exist."""
+        references = [
+            Reference((resource_type, id), path, text, target)
+            for path, text, target in local_references(resource, self.base_url)
+        ]
+        pending = self._pending.get(_session_key(session))
+        if pending is not None:
+            pending.references.extend(references)
+        else:
+            check_references(session, references)
+
+    @staticmethod
+    def _claim_nhs_numbers(session: WriteSession, id: str, patient: dict[str, Any]) -> None:
+        """Refuse a Patient whose NHS number another active Patient holds (409)."""
+        holder_id = session.claim_nhs_numbers(id, nhs_numbers_held(patient))
+        if holder_id is None:
+            return
+        index = next(
+            i
+            for i, identifier in enumerate(patient.get("identifier") or ())
+            if isinstance(identifier, dict) and identifier.get("system") == NHS_NUMBER_SYSTEM
+        )
+        holder = session.current("Patient", holder_id)
+        raise NhsNumberHeld(
+            Issue(
+                "another record holds this NHS number; one Patient per NHS number",
+                code="duplicate",
+                expression=(f"Patient.identifier[{index}].value",),
+            ),
+            holder_id=holder_id,
+            holder=json_text.loads(holder.content) if holder and holder.content else None,
+        )
+
+
+def _session_key(session: WriteSession) -> int:
+    """Return the key a session's pending checks are kept under while it is open."""
+    return id(session)
 
 
 def reindex(

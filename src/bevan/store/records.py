@@ -47,6 +47,7 @@ from bevan.fhir.search import (
     StringMatch,
 )
 from bevan.fhir.search_parameters import IndexRows
+from bevan.store import nhs_number_holders, reference_targets
 from bevan.store.budget import budgeted, learning, statement_budget, within_budget
 from bevan.store.engine import WalCheckpointer, WriterLock, is_sqlite, make_engine, reads_engine
 from bevan.store.raw import (
@@ -1095,6 +1096,24 @@ class WriteSession(ReadSession):
         """Return the current row, locked against concurrent writers until commit."""
         row = self.raw.first(self.hot.select_row_for_update, {"t": resource_type, "i": id})
         return CurrentRow(row[0], row[1], bool(row[2])) if row else None
+
+    def live_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Return those of keys (type, id) that exist now, counting this session's writes."""
+        self.store_held_rows()
+        return reference_targets.live(self.connection, keys)
+
+    def referrers(self, resource_type: str, id: str) -> set[tuple[str, str]]:
+        """Return (type, id) of the current resources that reference resource_type/id."""
+        self.store_held_rows()
+        return reference_targets.referrers(self.connection, resource_type, id)
+
+    def claim_nhs_numbers(self, patient_id: str, numbers: tuple[str, ...]) -> str | None:
+        """Make patient_id the one holder of numbers; return another holder's id instead."""
+        return nhs_number_holders.claim(self.connection, patient_id, numbers)
+
+    def release_nhs_numbers(self, patient_id: str) -> None:
+        """Let go of the NHS numbers a deleted Patient held."""
+        nhs_number_holders.release(self.connection, patient_id)
 
     def lock(self, key: str) -> None:
         """Serialise writers that share key until commit (conditional creates)."""

@@ -7,6 +7,8 @@
   a tombstone flag after delete. `rid` is the surrogate key index rows use.
 - index_*: search index rows for the current version only, replaced on every write in
   the same transaction.
+- patient_nhs_number: which active Patient holds each NHS number; its primary key is
+  what makes "one Patient per NHS number" hold when two writers race.
 """
 
 from __future__ import annotations
@@ -70,6 +72,15 @@ Index(
     unique=True,
 )
 Index("ix_version_type_seq", resource_version.c.resource_type, resource_version.c.seq)
+
+
+patient_nhs_number = Table(
+    "patient_nhs_number",
+    metadata,
+    Column("nhs_number", String(16), primary_key=True),
+    Column("patient_id", String(64), nullable=False),
+)
+Index("ix_patient_nhs_number_patient", patient_nhs_number.c.patient_id)
 
 
 def _index_table(name: str, *columns: Column[Any]) -> Table:
