@@ -62,7 +62,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
         "implementation": {"description": "Bevan FHIR R4 server", "url": base_url},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [
             {
                 "mode": "server",
