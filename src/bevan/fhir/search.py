@@ -3,8 +3,8 @@
 Every parameter type (number, date, string, token, reference, quantity, uri, composite,
 and Location's special `near`), their modifiers and prefixes, chaining, reverse chaining
 (`_has`), and the result parameters (`_sort`, `_count`, `_total`, `_summary`,
-`_elements`, `_include`, `_revinclude`). Values are parsed here, once, into ranges and normalised forms; the
-store compiles the result to SQL for its dialect.
+`_elements`, `_include`, `_revinclude`). Values are parsed here, once, into ranges and
+normalised forms; the store compiles the result to SQL for its dialect.
 """
 
 from __future__ import annotations
