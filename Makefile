@@ -9,13 +9,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-install: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# Installed once, and again only when pyproject.toml changes: the stamp's date says when.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "Installing Bevan and its dependencies into $(VENV) (once; again only when pyproject.toml changes) ..."
+	$(BIN)/pip install --progress-bar on -e .
+	@touch $@
 
-install-test: $(BIN)/python
+install: $(VENV)/.installed
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+install-test: $(VENV)/.installed-test
 
 demo: install
+	@echo "Starting the demo (Ctrl-C stops it; the data stays in ./bevan-data) ..."
 	$(BIN)/bevan demo
 
 lint: install-test

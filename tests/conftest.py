@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -108,6 +109,7 @@ class RunningServer:
     token: str
     store: RecordStore
     data_dir: Path
+    app: Any = None
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.token}"}
@@ -118,13 +120,16 @@ class RunningServer:
         return RecordService(self.store)
 
 
-def start_server(url: str, data_dir: Path) -> Iterator[RunningServer]:
+def start_server(url: str, data_dir: Path, **settings_given: Any) -> Iterator[RunningServer]:
+    """Serve url's database on a free port (settings_given: further Settings fields)."""
     store = RecordStore.from_url(url)
     upgrade(store.engine)
     port = free_port()
-    settings = Settings(data_dir=data_dir, database_url=url, port=port)
+    settings = Settings(data_dir=data_dir, database_url=url, port=port, **settings_given)
     app = create_app(settings, store)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", proxy_headers=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -135,7 +140,7 @@ def start_server(url: str, data_dir: Path) -> Iterator[RunningServer]:
         time.sleep(0.02)
     token = TokenAuthority.in_directory(data_dir).issue("test-system", "system")
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}/fhir", token, store, data_dir)
+        yield RunningServer(f"http://127.0.0.1:{port}/fhir", token, store, data_dir, app)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

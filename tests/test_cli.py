@@ -102,3 +102,50 @@ def test_reindex_rebuilds_the_index_rows(tmp_path: Path) -> None:
     assert "Reindexed" in result.stdout
     assert service.search(query).total == before
     store.close()
+
+
+def test_serve_refuses_a_port_in_use_in_one_line_before_creating_anything(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data_dir = tmp_path / "never-made"
+        result = bevan("serve", "--data-dir", str(data_dir), "--port", str(port))
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert not data_dir.exists()
+
+
+def test_serve_logs_one_json_line_per_request_by_default(tmp_path: Path) -> None:
+    import time
+
+    import httpx
+
+    from tests.conftest import free_port, serve_command
+
+    port = free_port()
+    server = subprocess.Popen(
+        serve_command(tmp_path, port), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz?probe=1", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        assert answer.status_code == 200
+    finally:
+        server.terminate()
+        stdout, _ = server.communicate(timeout=30)
+    lines = [orjson.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    [probe] = [line for line in lines if line["path"] == "/healthz"]
+    assert probe["status"] == 200 and probe["query"] == ["probe"]
+    assert probe["request_id"] == answer.headers["x-request-id"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bevan.app import create_app, settle_heap
 
     settings = _settings(args)
+    in_use = port_in_use(settings.host, settings.port)
+    if in_use is not None:
+        print(
+            f"bevan serve: cannot listen on {settings.host}:{settings.port}: {in_use}",
+            file=sys.stderr,
+        )
+        return 1
     store = _open_store(settings)
     print(
         f"Bevan FHIR API at http://{settings.host}:{settings.port}{settings.base_path}", flush=True
@@ -59,6 +67,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "port": settings.port,
         "log_level": args.log_level,
         "access_log": False,
+        # The app reads forwarded headers itself, from trusted proxies only
+        # (BEVAN_TRUSTED_PROXIES); uvicorn would believe any local peer's.
+        "proxy_headers": False,
     }
     if args.workers > 1:
         from bevan.workers import serve
@@ -77,6 +88,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def port_in_use(host: str, port: int) -> str | None:
+    """Return why host:port cannot be listened on (in use, say), or None if it can.
+
+    Asked before anything is created, so a second server on a busy port stops in one
+    line instead of after opening (or making) a database.
+    """
+    import socket
+
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, protocol) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -87,7 +118,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bevan.security.tokens import TokenAuthority
     from bevan.synth import write_population
 
-    settings = _settings(args)
+    settings = replace(_settings(args), request_log=False)  # keep the demo's advice in view
+    in_use = port_in_use(settings.host, settings.port)
+    if in_use is not None:
+        print(
+            f"bevan demo: cannot listen on {settings.host}:{settings.port}: {in_use}",
+            file=sys.stderr,
+        )
+        return 1
     store = _open_store(settings)
     settle_heap()
     service = RecordService(store, settings.base_url)
@@ -126,7 +164,14 @@ Try:
     )
     app = create_app(settings, store)
     settle_heap()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+    )
     return 0
 
 
@@ -301,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bevan.cli_security import register as register_security
 
     register_security(commands)
+
+    from bevan.cli_backup import register as register_backup
+
+    register_backup(commands)
     return parser
 
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("bevan-data")
 DEFAULT_MAX_BODY = 50 * 1024 * 1024  # a large Synthea patient bundle is about 5 MB
+# What a patient's or a device's request may carry: a questionnaire answered, a day of
+# readings, never a record's worth. Staff and systems have max_body_bytes.
+DEFAULT_MAX_PATIENT_BODY = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -17,9 +20,19 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = DEFAULT_MAX_BODY
+    max_patient_body_bytes: int = DEFAULT_MAX_PATIENT_BODY
     base_path: str = "/fhir"
 
     public_base_url: str | None = None
+    # Proxies (addresses or CIDR networks) whose X-Forwarded-For / Forwarded headers are
+    # believed; by default none, and the socket's peer is the client.
+    trusted_proxies: tuple[str, ...] = ()
+    # Origins whose browser apps may call the API (CORS); none unless the operator names them.
+    cors_origins: tuple[str, ...] = ()
+    # Addresses or networks that may read /metrics without a system token (a scraper's).
+    metrics_allow: tuple[str, ...] = ()
+    # One JSON line per request on stdout; `bevan serve` turns it on unless told not to.
+    request_log: bool = False
 
     @property
     def base_url(self) -> str:
@@ -40,7 +53,24 @@ class Settings:
             data_dir=Path(os.environ.get("BEVAN_DATA_DIR", str(DEFAULT_DATA_DIR))),
             database_url=os.environ.get("BEVAN_DATABASE_URL") or None,
             max_body_bytes=int(os.environ.get("BEVAN_MAX_BODY_BYTES", DEFAULT_MAX_BODY)),
+            max_patient_body_bytes=int(
+                os.environ.get("BEVAN_MAX_PATIENT_BODY_BYTES", DEFAULT_MAX_PATIENT_BODY)
+            ),
             public_base_url=os.environ.get("BEVAN_BASE_URL") or None,
+            trusted_proxies=_listed(os.environ.get("BEVAN_TRUSTED_PROXIES", "")),
+            cors_origins=_listed(os.environ.get("BEVAN_CORS_ORIGINS", "")),
+            metrics_allow=_listed(os.environ.get("BEVAN_METRICS_ALLOW", "")),
+            request_log=_switch(os.environ.get("BEVAN_REQUEST_LOG", "on")),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given)  # type: ignore[arg-type]
+
+
+def _listed(value: str) -> tuple[str, ...]:
+    """Return the comma- or space-separated items of a setting."""
+    return tuple(item for item in value.replace(",", " ").split() if item)
+
+
+def _switch(value: str) -> bool:
+    """Return False for off, false, no or 0 (any case), True for anything else."""
+    return value.strip().lower() not in ("off", "false", "no", "0")

@@ -26,13 +26,28 @@ def route_table() -> list[tuple[str, str]]:
     }
     found = []
     for route in fhir_routes("/fhir"):
-        path = route.path.removeprefix("/fhir")
-        for name, value in examples.items():
-            path = path.replace("{" + name + "}", value)
-        for method in sorted(route.methods or ()):
-            if method != "HEAD":
-                found.append((method, path))
+        for path, methods in _with_operations(route.path.removeprefix("/fhir"), route.methods):
+            for name, value in examples.items():
+                path = path.replace("{" + name + "}", value)
+            for method in sorted(methods or ()):
+                if method != "HEAD":
+                    found.append((method, path))
     return found
+
+
+def _with_operations(path: str, methods: set[str] | None) -> list[tuple[str, set[str] | None]]:
+    """A route answering operations, once for each operation it answers."""
+    from bevan.api.operations import OPERATIONS
+
+    if "{operation}" not in path:
+        return [(path, methods)]
+    level = {0: "system", 1: "type", 2: "instance"}[path.count("/") - 1]
+    out = []
+    for operation in OPERATIONS:
+        if level in operation.handlers:
+            typed = path.replace("{type}", operation.types[0]) if operation.types else path
+            out.append((typed.replace("{operation}", operation.name), set(operation.methods)))
+    return out
 
 
 ROUTES = [(m, p) for m, p in route_table() if p != "/metadata"]

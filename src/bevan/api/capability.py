@@ -1,15 +1,22 @@
-"""The CapabilityStatement: only what this server really does."""
+"""The CapabilityStatement: what this server does, generated from the same tables that
+route requests (operations) and compile searches (search parameters)."""
 
 from __future__ import annotations
 
-from functools import cache
+import importlib.metadata
+from datetime import UTC, datetime
+from functools import cache, lru_cache
+from pathlib import Path
 from typing import Any
 
 from bevan import __version__
+from bevan.api.operations import OPERATIONS, Operation
+from bevan.fhir import json_text
 from bevan.fhir.resource_types import RESOURCE_TYPES
-from bevan.fhir.search_parameters import search_parameters
+from bevan.fhir.search_parameters import parameter_definitions, search_parameters
 
-_TYPE_INTERACTIONS = (
+# What every resource type answers (api/routes.py): the test of this statement tries each.
+TYPE_INTERACTIONS = (
     "read",
     "vread",
     "update",
@@ -20,34 +27,146 @@ _TYPE_INTERACTIONS = (
     "create",
     "search-type",
 )
+SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system")
+PATCH_FORMATS = ("application/json-patch+json", "application/fhir+json")
+# Searches by the resource row, not by index rows: every type has them.
+COLUMN_PARAMETERS = (
+    ("_id", "token", "http://hl7.org/fhir/SearchParameter/Resource-id", "Resource.id"),
+    (
+        "_lastUpdated",
+        "date",
+        "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+        "Resource.meta.lastUpdated",
+    ),
+)
+
+
+@cache
+def build_date() -> str:
+    """Return when this installation of Bevan was built (its package metadata's date)."""
+    try:
+        distribution = importlib.metadata.distribution("bevan")
+        found = [f.locate() for f in distribution.files or () if f.name == "METADATA"]
+        path = Path(str(found[0])) if found else Path(__file__)
+    except importlib.metadata.PackageNotFoundError:
+        path = Path(__file__)
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@cache
+def software_version() -> str:
+    """Return the installed package's version (the source's, when not installed)."""
+    try:
+        return importlib.metadata.version("bevan")
+    except importlib.metadata.PackageNotFoundError:
+        return __version__
+
+
+def _documentation(resource_type: str, expression: str) -> str:
+    own = [p for p in expression.split(" | ") if p.strip("( ").startswith(f"{resource_type}.")]
+    return f"matches {' | '.join(own) or expression}"
+
+
+def _search_params(resource_type: str) -> list[dict[str, Any]]:
+    definitions = parameter_definitions(resource_type)
+    params = [
+        {
+            "name": code,
+            "definition": url,
+            "type": kind,
+            "documentation": _documentation(
+                resource_type, path.replace("Resource.", f"{resource_type}.")
+            ),
+        }
+        for code, kind, url, path in COLUMN_PARAMETERS
+    ]
+    for code, param in sorted(search_parameters(resource_type).items()):
+        # A special parameter is listed only where it has a search of its own (near).
+        if not param.compiled or (param.type == "special" and param.special is None):
+            continue
+        url, expression = definitions[code]
+        params.append(
+            {
+                "name": code,
+                "definition": url,
+                "type": param.type,
+                "documentation": _documentation(resource_type, expression),
+            }
+        )
+    return params
+
+
+@cache
+def _references_to() -> dict[str, list[str]]:
+    """Return, by target type, the Source:parameter references that can point at it."""
+    found: dict[str, list[str]] = {t: [] for t in RESOURCE_TYPES}
+    for source in sorted(RESOURCE_TYPES):
+        for code, param in sorted(search_parameters(source).items()):
+            if param.type != "reference" or not param.compiled:
+                continue
+            for target in param.targets or sorted(RESOURCE_TYPES):
+                if target in found:
+                    found[target].append(f"{source}:{code}")
+    return found
+
+
+def _operations(
+    operation_levels: tuple[str, ...], resource_type: str | None
+) -> list[dict[str, Any]]:
+    return [
+        _operation_entry(operation)
+        for operation in OPERATIONS
+        if any(level in operation.handlers for level in operation_levels)
+        and (resource_type is None or operation.applies_to(resource_type))
+    ]
+
+
+def _operation_entry(operation: Operation) -> dict[str, Any]:
+    text = operation.documentation
+    if operation.parameters:
+        text += " Parameters: " + "; ".join(f"{n}: {d}" for n, d in operation.parameters) + "."
+    text += f" Answered to {' and '.join(operation.methods)}."
+    return {"name": operation.name, "definition": operation.definition, "documentation": text}
 
 
 @cache
 def _resources() -> list[dict[str, Any]]:
     out = []
+    references_to = _references_to()
     for resource_type in sorted(RESOURCE_TYPES):
-        params = [
-            {"name": "_id", "type": "token"},
-            {"name": "_lastUpdated", "type": "date"},
-        ] + [
-            {"name": code, "type": p.type}
-            for code, p in sorted(search_parameters(resource_type).items())
-            if p.compiled
-        ]
-        out.append(
-            {
-                "type": resource_type,
-                "interaction": [{"code": code} for code in _TYPE_INTERACTIONS],
-                "versioning": "versioned-update",
-                "readHistory": True,
-                "updateCreate": True,
-                "conditionalCreate": True,
-                "conditionalUpdate": True,
-                "conditionalDelete": "single",
-                "searchParam": params,
-            }
+        includes = sorted(
+            f"{resource_type}:{code}"
+            for code, p in search_parameters(resource_type).items()
+            if p.type == "reference" and p.compiled
         )
+        entry: dict[str, Any] = {
+            "type": resource_type,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+            "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "not-supported",
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+            "searchInclude": ["*", *includes],
+            "searchRevInclude": references_to[resource_type],
+            "searchParam": _search_params(resource_type),
+        }
+        operations = _operations(("type", "instance"), resource_type)
+        if operations:
+            entry["operation"] = operations
+        out.append(entry)
     return out
+
+
+@lru_cache(maxsize=16)
+def capability_text(base_url: str) -> str:
+    """Return the CapabilityStatement as JSON text, kept for the few base URLs clients
+    use: it lists every type's parameters, and building it anew for each request would
+    make an unauthenticated GET cost the server far more than it costs the client."""
+    return json_text.dumps(capability_statement(base_url)).decode()
 
 
 def capability_statement(base_url: str) -> dict[str, Any]:
@@ -56,13 +175,14 @@ def capability_statement(base_url: str) -> dict[str, Any]:
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": "2026-11-24",
+        "date": build_date(),
+        "publisher": "Bevan",
         "kind": "instance",
-        "software": {"name": "Bevan", "version": __version__},
+        "software": {"name": "Bevan", "version": software_version(), "releaseDate": build_date()},
         "implementation": {"description": "Bevan FHIR R4 server", "url": base_url},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
-        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+        "patchFormat": list(PATCH_FORMATS),
         "rest": [
             {
                 "mode": "server",
@@ -93,11 +213,8 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                     ".well-known/smart-configuration). Every access is audited.",
                 },
                 "resource": _resources(),
-                "interaction": [
-                    {"code": "transaction"},
-                    {"code": "batch"},
-                    {"code": "history-system"},
-                ],
+                "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+                "operation": _operations(("system",), None),
             }
         ],
     }

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from bevan.api.negotiation import Prefer, check_response_format, parse_prefer, wants_pretty
 from bevan.api.responses import error_response, internal_error_response
+from bevan.config import DEFAULT_MAX_PATIENT_BODY
 from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import (
     FhirError,
@@ -32,7 +33,14 @@ from bevan.fhir.search import Criterion, SearchQuery
 from bevan.records.bundles import BundleAccess
 from bevan.records.service import RecordService, SearchLimit, WriteGuard, parse_json
 from bevan.security.access import AccessContext, AccessPolicy
-from bevan.security.audit import AuditRecord, action_for, outcome_for
+from bevan.security.audit import (
+    AuditRecord,
+    action_for,
+    bounded,
+    outcome_for,
+    patients_in,
+)
+from bevan.security.client_address import TrustedProxies, client_address
 from bevan.security.search_limits import limited_search
 from bevan.security.tokens import Principal, TokenAuthority, TokenError
 from bevan.security.trail import AuditNotRecorded, AuditTrail
@@ -86,6 +94,15 @@ _slow_reads: dict[tuple[Any, ...], float] = {}
 _loop_tries: dict[tuple[Any, ...], list[int]] = {}
 
 
+# A write whose body is larger than this does not join the group commit: it is parsed,
+# validated and written on a thread of its own, in its own transaction, so the small
+# writes queued behind it are not held while one writer thread works through it (see
+# benchmarks/RESULTS.md: a 5 MB write held every other write for seconds).
+LARGE_WRITE_BYTES = 128 * 1024
+# Roles acting for one person, whose bodies are held to max_patient_body_bytes.
+PERSONAL_ROLES = frozenset({"patient", "device"})
+
+
 @dataclass(frozen=True)
 class Services:
     """What the app factory wires together for the handlers."""
@@ -96,12 +113,23 @@ class Services:
     trail: AuditTrail
     writer: GroupWriter
     max_body_bytes: int
+    max_patient_body_bytes: int = DEFAULT_MAX_PATIENT_BODY
     offload_limiter: CapacityLimiter = field(
         default_factory=lambda: CapacityLimiter(OFFLOAD_THREADS)
     )
-    # Offloaded Bundles run one at a time: two on one interpreter only take turns, and
-    # the one writing would wait on the other at every database call.
+    # Offloaded Bundles and large writes run one at a time: two on one interpreter only
+    # take turns, and the one writing would wait on the other at every database call.
     bundle_limiter: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(1))
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    # The server's own base URL, named as the audit source (not the client's Host header).
+    source: str = ""
+
+    def body_limit(self, principal: Principal | None) -> int:
+        """Return the largest body principal may send: a patient's or a device's is
+        bounded more tightly than staff's and systems'."""
+        if principal is not None and principal.role in PERSONAL_ROLES:
+            return min(self.max_patient_body_bytes, self.max_body_bytes)
+        return self.max_body_bytes
 
 
 @dataclass(frozen=True)
@@ -273,6 +301,7 @@ def fhir_endpoint(
     offload: bool | Callable[[Request], bool] = False,
     writes: bool | Callable[[Request], bool] = False,
     one_at_a_time: bool = False,
+    names_patients: bool = True,
 ) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a synchronous handler: authenticate, read the body, run it, audit it, and
     answer every failure with an OperationOutcome (never a bare 500).
@@ -283,8 +312,10 @@ def fhir_endpoint(
     history, $everything) is offloaded to the thread pool so it does not hold up everyone
     else; a read of that kind is first given LOOP_BUDGET_SECONDS on the loop.
 
-    Every request but the public ones, allowed or refused, is audited before its answer
-    is sent; if the audit entry cannot be written, the answer is an error instead.
+    Every request, allowed or refused, is audited before its answer is sent; if the
+    audit entry cannot be written, the answer is an error instead. The entry names every
+    patient the request's body or answer names, unless names_patients is False (the
+    audit trail's own listings, which name patients without touching their records).
     """
 
     async def endpoint(request: Request) -> Response:
@@ -292,12 +323,14 @@ def fhir_endpoint(
         services: Services = request.app.state.services
         access: AccessContext | None = None
         problem: str | None = None
+        body = b""
         try:
             principal = None if public else authenticate(request, services.tokens)
             if principal is not None:
+                request.state.user_id = principal.subject  # for the request log
                 access = AccessContext(principal, request.headers.get("x-bevan-break-glass"))
             check_response_format(request)
-            body = await read_body(request, services.max_body_bytes)
+            body = await read_body(request, services.body_limit(principal))
             fhir_request = FhirRequest(
                 request,
                 principal,
@@ -308,7 +341,11 @@ def fhir_endpoint(
                 services,
                 access,
             )
-            if _applies(writes, request):
+            if _applies(writes, request) and len(body) > LARGE_WRITE_BYTES:
+                response = await anyio.to_thread.run_sync(
+                    handler, fhir_request, limiter=services.bundle_limiter
+                )
+            elif _applies(writes, request):
                 response = await services.writer.run(lambda: handler(fhir_request))
             elif _applies(offload, request):
                 quick = _tried_on_the_loop(handler, fhir_request)
@@ -331,27 +368,32 @@ def fhir_endpoint(
             )
             problem = f"server error, reference {reference}"
             response = internal_error_response(reference)
-        if public:
-            return response
-        try:
-            await services.trail.record(
-                audit_record(request, interaction, access, response, problem)
-            )
-        except AuditNotRecorded:
-            log.exception("request %s %s could not be audited", request.method, request.url.path)
-            return error_response(
-                FhirError(
-                    Issue(
-                        "the request could not be audited, so its answer is withheld; try again",
-                        code="transient",
-                        severity="fatal",
-                    ),
-                    status=503,
-                )
-            )
-        return response
+        record = audit_record(
+            request, interaction, access, response, problem, body, names_patients=names_patients
+        )
+        return await audited(request, record, response)
 
     return endpoint
+
+
+async def audited(request: Request, record: AuditRecord, response: Response) -> Response:
+    """Return response once its audit record is committed, else a 503 withholding it."""
+    services: Services = request.app.state.services
+    try:
+        await services.trail.record(record)
+    except AuditNotRecorded:
+        log.exception("request %s %s could not be audited", request.method, request.url.path)
+        return error_response(
+            FhirError(
+                Issue(
+                    "the request could not be audited, so its answer is withheld; try again",
+                    code="transient",
+                    severity="fatal",
+                ),
+                status=503,
+            )
+        )
+    return response
 
 
 def _applies(flag: bool | Callable[[Request], bool], request: Request) -> bool:
@@ -365,8 +407,18 @@ def audit_record(
     access: AccessContext | None,
     response: Response,
     problem: str | None,
+    body: bytes = b"",
+    *,
+    names_patients: bool = True,
 ) -> AuditRecord:
-    """Return the audit entry for one answered request."""
+    """Return the audit entry for one answered request.
+
+    What a caller chose (the query, the path, the user agent, the request id, the
+    diagnostics that echo them) is cut short when the caller is not authenticated or was
+    refused, and the entry says so: a stranger's requests cannot grow the trail by more
+    than a little each.
+    """
+    services: Services = request.app.state.services
     status = response.status_code
     principal = access.principal if access is not None else None
     params = request.path_params
@@ -376,30 +428,57 @@ def audit_record(
         resources = (location.split("/fhir/", 1)[1].split("/_history", 1)[0],)
     elif "type" in params and is_valid_id(params.get("id", "")):
         resources = (f"{params['type']}/{params['id']}",)
-    patient_id = None
-    if access is not None and len(access.patients) == 1:
-        patient_id = next(iter(access.patients))
-    elif params.get("type") == "Patient" and is_valid_id(params.get("id", "")):
-        patient_id = params["id"]
+    patients = set(access.patients) if access is not None else set()
+    if params.get("type") == "Patient" and is_valid_id(params.get("id", "")):
+        patients.add(params["id"])
+    if names_patients and status < 400:
+        patients |= patients_in(body)
+        patients |= patients_in(getattr(response, "body", b"") or b"")
+    patient_id = next(iter(patients)) if len(patients) == 1 else None
     broke_glass = bool(access and access.broke_glass_for)
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    if request.method == "POST" and request.scope.get("path", "").endswith("/_search") and body:
+        query = (
+            f"{query}&{body.decode('utf-8', 'replace')}"
+            if query
+            else body.decode("utf-8", "replace")
+        )
+    texts: dict[str, str | None] = {
+        "query": query or None,
+        "path": request.scope.get("path"),
+        "user-agent": request.headers.get("user-agent"),
+        "request-id": request.headers.get("x-request-id"),
+        "outcome": problem or "",
+    }
+    truncated: list[str] = []
+    if principal is None or status in (401, 403, 404, 405, 413, 414):
+        for name, text in texts.items():
+            texts[name], cut = bounded(text)
+            if cut:
+                truncated.append(name)
     return AuditRecord(
         recorded=now_instant(),
         user_id=principal.subject if principal else None,
         role=principal.role if principal else None,
         organisation=principal.organisation if principal else None,
-        client_address=request.client.host if request.client else None,
+        client_address=client_address(request.scope, services.proxies),
         action=action_for(interaction),
         interaction=interaction,
         outcome=outcome_for(status),
-        outcome_text=problem or "",
+        outcome_text=texts["outcome"] or "",
         http_status=status,
         resources=resources,
-        query=request.scope.get("query_string", b"").decode("latin-1") or None,
+        query=texts["query"],
         patient_id=patient_id,
+        other_patients=tuple(sorted(patients)) if patient_id is None else (),
         purpose_of_use="ETREAT" if broke_glass else "TREAT",
         break_glass_reason=access.break_glass_reason if broke_glass and access else None,
-        request_id=request.headers.get("x-request-id"),
-        source=base_url_of(request),
+        request_id=texts["request-id"],
+        source=services.source or base_url_of(request),
+        method=request.method,
+        path=texts["path"],
+        user_agent=texts["user-agent"],
+        truncated=tuple(truncated),
     )
 
 
@@ -421,7 +500,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     if request.method in ("GET", "HEAD", "DELETE"):
         return b""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(_too_large(limit))
     chunks: list[bytes] = []
     size = 0
@@ -434,7 +513,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> str:
-    return f"the body is larger than this server accepts ({limit // (1024 * 1024)} MB); split it into smaller Bundles"
+    size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
+    return f"the body is larger than this server accepts from you ({size}); split it into smaller requests"
 
 
 def json_body(fhir: FhirRequest) -> Any:

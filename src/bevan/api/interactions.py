@@ -10,13 +10,14 @@ from starlette.responses import Response
 
 from bevan.api.context import FhirRequest, json_body
 from bevan.api.negotiation import JSON_PATCH, check_body_type
-from bevan.api.responses import fhir_json, version_headers
+from bevan.api.parameters import ignored_entry, operation_inputs, text, unknown_inputs
+from bevan.api.responses import fhir_json, not_modified, version_headers
 from bevan.fhir import json_text
 from bevan.fhir.bundles import bundle, entry_for
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound, UnsupportedMediaType
 from bevan.fhir.outcome import information, operation_outcome
 from bevan.fhir.resource_types import RESOURCE_TYPES
-from bevan.fhir.search import DEFAULT_COUNT, MAX_COUNT, SearchQuery, parse_search
+from bevan.fhir.search import DEFAULT_COUNT, SearchQuery, parse_count, parse_search
 from bevan.fhir.subsetting import select_elements, summarise
 from bevan.fhir.validation import check_resource_type
 from bevan.records.bundles import parse_etag, process_bundle
@@ -59,6 +60,9 @@ def _written(fhir: FhirRequest, result: WriteResult) -> Response:
 
 
 def _stored_response(fhir: FhirRequest, stored: StoredVersion) -> Response:
+    # Judged after the access decision: a 304 says as much as the resource's ETag.
+    if not_modified(fhir.request.headers, stored):
+        return Response(status_code=304, headers=version_headers(stored, fhir.base_url))
     return fhir_json(
         stored.content, 200, pretty=fhir.pretty, headers=version_headers(stored, fhir.base_url)
     )
@@ -328,10 +332,16 @@ def _search_entry(
     return entry
 
 
+EVERYTHING_PARAMETERS = ("start", "end", "_since", "_type", "_count")
+
+
 def everything(fhir: FhirRequest) -> Response:
-    """GET /Patient/123/$everything: the patient's record, paged (_since, _type, _count)."""
-    params = fhir.request.query_params
-    types = tuple(t for t in params.get("_type", "").split(",") if t)
+    """GET or POST /Patient/123/$everything: the patient's record, paged (start, end,
+    _since, _type, _count; from the query or a Parameters body)."""
+    pairs = operation_inputs(fhir)
+    ignored = unknown_inputs(fhir, pairs, EVERYTHING_PARAMETERS, "Patient/$everything")
+    params = {name: text(pairs, name) for name in (*EVERYTHING_PARAMETERS, "_cursor")}
+    types = tuple(t for t in (params["_type"] or "").split(",") if t)
     unknown = [t for t in types if t not in RESOURCE_TYPES]
     if unknown:
         raise InvalidRequest(
@@ -339,19 +349,21 @@ def everything(fhir: FhirRequest) -> Response:
                 f"_type names unknown resource types: {', '.join(unknown)}", expression=("_type",)
             )
         )
-    count = _count(params.get("_count", "100"))
+    count = parse_count(params["_count"] or "100")
     fhir.allow("Patient", "read")
     fhir.allow_patient(fhir.path("id"))
     page = fhir.records.everything(
         fhir.path("id"),
-        since=params.get("_since"),
+        since=params["_since"],
         types=types,
         count=count,
-        cursor=params.get("_cursor"),
+        cursor=params["_cursor"],
         visible=fhir.may_see,
+        care_start=params["start"],
+        care_end=params["end"],
     )
     path = f"{fhir.base_url}/Patient/{fhir.path('id')}/$everything"
-    applied = [(k, v) for k in ("_since", "_type", "_count") if (v := params.get(k))]
+    applied = [(k, v) for k in EVERYTHING_PARAMETERS if (v := params[k])]
     links = [("self", f"{path}?{urlencode(applied)}" if applied else path)]
     if page.next_cursor is not None:
         links.append(("next", f"{path}?{urlencode([*applied, ('_cursor', page.next_cursor)])}"))
@@ -359,27 +371,21 @@ def everything(fhir: FhirRequest) -> Response:
         entry_for(f"{fhir.base_url}/{v.resource_type}/{v.id}", v.content, search={"mode": "match"})
         for v in page.versions
     ]
+    if ignored:
+        entries.append(ignored_entry(ignored, "Patient/$everything"))
     return fhir_json(
         bundle("searchset", entries, total=page.total, links=links), pretty=fhir.pretty
     )
 
 
 def everyone(fhir: FhirRequest) -> Response:
-    """GET /Patient/$everything: every patient, paged (each patient's record via its own $everything)."""
+    """GET or POST /Patient/$everything: every patient, paged (each patient's record via its own $everything)."""
     fhir.allow("Patient", "search-type")
     query = parse_search(
         "Patient",
-        [(k, v) for k, v in fhir.request.query_params.multi_items() if k in ("_count", "_cursor")],
+        [(k, v) for k, v in operation_inputs(fhir) if k in ("_count", "_cursor")],
     )
     return _searchset(fhir, query, f"{fhir.base_url}/Patient/$everything")
-
-
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise InvalidRequest(
-            Issue(f"_count must be a whole number, not {text!r}", expression=("_count",))
-        )
-    return min(int(text), MAX_COUNT)
 
 
 def type_history(fhir: FhirRequest) -> Response:
@@ -410,12 +416,7 @@ def _history(
     visible: Callable[[StoredVersion], bool] | None = None,
 ) -> Response:
     params = fhir.request.query_params
-    count_text = params.get("_count", str(DEFAULT_COUNT))
-    if not count_text.isdigit():
-        raise InvalidRequest(
-            Issue(f"_count must be a whole number, not {count_text!r}", expression=("_count",))
-        )
-    count = min(int(count_text), MAX_COUNT)
+    count = parse_count(params.get("_count", str(DEFAULT_COUNT)))
     since = params.get("_since")
     page = fhir.records.history(
         resource_type, id, since=since, count=count, cursor=params.get("_cursor"), visible=visible

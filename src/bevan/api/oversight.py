@@ -7,11 +7,13 @@ from dataclasses import asdict
 import orjson
 from starlette.responses import Response
 
+from bevan.api.audit_events import audit_entries_bundle
 from bevan.api.context import FhirRequest
 from bevan.api.responses import fhir_json
-from bevan.fhir.bundles import bundle, entry_for
 from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound
+from bevan.fhir.limits import stored_integer
+from bevan.fhir.search import parse_count
 from bevan.store.access import BreakGlassLedger
 
 
@@ -45,18 +47,17 @@ def review_break_glass(fhir: FhirRequest) -> Response:
         raise InvalidRequest(
             Issue('a review needs {"outcome": "what you found and did"}', expression=("outcome",))
         )
-    if not grant.isdigit() or not _ledger(fhir).review(
-        int(grant), fhir.caller.principal.subject, outcome, now_instant()
-    ):
+    number = stored_integer(grant, "$break-glass", "a break-glass grant number")
+    if not _ledger(fhir).review(number, fhir.caller.principal.subject, outcome, now_instant()):
         raise NotFound(f"there is no open break-glass grant {grant}")
     return fhir_json(
-        {"grant": int(grant), "outcome": outcome, "reviewed_by": fhir.caller.principal.subject}
+        {"grant": number, "outcome": outcome, "reviewed_by": fhir.caller.principal.subject}
     )
 
 
 def access_log(fhir: FhirRequest) -> Response:
-    """GET /fhir/Patient/{id}/$audit: who accessed this patient's record, newest first
-    (the patient themselves, or a privacy officer for anyone)."""
+    """GET /fhir/Patient/{id}/$audit: every access to this patient's record, newest first
+    (the patient themselves, who see no other patient named, or a privacy officer)."""
     patient_id = fhir.path("id")
     caller = fhir.caller
     own = caller.role == "patient" and caller.principal.patient_id == patient_id
@@ -66,16 +67,15 @@ def access_log(fhir: FhirRequest) -> Response:
         )
     caller.patients.add(patient_id)
     params = fhir.request.query_params
-    count = min(int(params["_count"]), 1000) if params.get("_count", "").isdigit() else 100
-    before = int(params["_before"]) if params.get("_before", "").isdigit() else None
+    count = parse_count(params["_count"]) if "_count" in params else 100
+    before = stored_integer(params["_before"], "_before", "a page") if "_before" in params else None
     entries = fhir.services.trail.log.for_patient(patient_id, limit=count + 1, before_seq=before)
-    path = f"{fhir.base_url}/Patient/{patient_id}/$audit"
-    links = [("self", path)]
-    if len(entries) > count:
-        entries = entries[:count]
-        links.append(("next", f"{path}?_count={count}&_before={entries[-1].seq}"))
-    found = [
-        entry_for(f"{fhir.base_url}/AuditEvent/{e.seq}", e.content, search={"mode": "match"})
-        for e in entries
-    ]
-    return fhir_json(bundle("searchset", found, links=links), pretty=fhir.pretty)
+    applied = [(k, params[k]) for k in ("_count", "_before") if k in params]
+    return audit_entries_bundle(
+        fhir,
+        entries,
+        count,
+        f"{fhir.base_url}/Patient/{patient_id}/$audit",
+        applied,
+        patient_id=patient_id if own else None,
+    )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 from starlette.responses import Response
@@ -45,6 +46,26 @@ def version_headers(
             f"{base_url}/{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
         )
     return headers
+
+
+def not_modified(headers: Mapping[str, str], stored: StoredVersion) -> bool:
+    """Return True if the client's copy is this version: If-None-Match names its ETag
+    (or is *), or, without If-None-Match, If-Modified-Since is not before its change."""
+    tags = headers.get("if-none-match")
+    if tags is not None:
+        wanted = {tag.strip().removeprefix("W/") for tag in tags.split(",")}
+        return "*" in wanted or f'"{stored.version_id}"' in wanted
+    since = headers.get("if-modified-since")
+    if since is None:
+        return False
+    try:
+        client = parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False  # an unreadable date is ignored, as HTTP says
+    if client.tzinfo is None:
+        return False
+    changed = datetime.fromisoformat(stored.last_updated.replace("Z", "+00:00"))
+    return changed.replace(microsecond=0) <= client
 
 
 def http_date(instant: str) -> str:

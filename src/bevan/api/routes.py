@@ -6,16 +6,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bevan.api import audit_events, operations, oversight
 from bevan.api import interactions as i
-from bevan.api import oversight
-from bevan.api.capability import capability_statement
-from bevan.api.context import FhirRequest, base_url_of, fhir_endpoint
+from bevan.api.capability import capability_text
+from bevan.api.context import (
+    FhirRequest,
+    audit_record,
+    audited,
+    authenticate,
+    base_url_of,
+    fhir_endpoint,
+)
 from bevan.api.responses import error_response, fhir_json
-from bevan.fhir.errors import MethodNotAllowed, NotFound
+from bevan.fhir.errors import FhirError, MethodNotAllowed, NotFound
+from bevan.security.access import AccessContext
 
 
 def metadata(fhir: FhirRequest) -> Response:
-    return fhir_json(capability_statement(fhir.base_url), pretty=fhir.pretty)
+    return fhir_json(capability_text(fhir.base_url), pretty=fhir.pretty)
 
 
 # A search naming the resources it wants (by id, business identifier or patient) reads a
@@ -62,7 +70,7 @@ SMALL_BUNDLE_BYTES = 128 * 1024
 
 def small_bundle(request: Request) -> bool:
     declared = request.headers.get("content-length", "")
-    return declared.isdigit() and int(declared) <= SMALL_BUNDLE_BYTES
+    return declared.isascii() and declared.isdigit() and int(declared) <= SMALL_BUNDLE_BYTES
 
 
 def fhir_routes(base_path: str) -> list[Route]:
@@ -77,6 +85,13 @@ def fhir_routes(base_path: str) -> list[Route]:
     """
     b = base_path
     e = fhir_endpoint
+    # Every operation, at every level, is answered through the one table of them.
+    operation = e(
+        operations.dispatch,
+        interaction="operation",
+        offload=operations.offloaded,
+        writes=operations.writes,
+    )
     bundles = e(
         i.system_bundle,
         interaction="transaction",
@@ -91,9 +106,16 @@ def fhir_routes(base_path: str) -> list[Route]:
             e(i.system_history, interaction="history-system", offload=True),
             methods=["GET"],
         ),
+        Route(f"{b}/${{operation}}", operation, methods=["GET", "POST"]),
+        # The audit trail, not the record store, answers for AuditEvent.
         Route(
-            f"{b}/$break-glass",
-            e(oversight.break_glass_queue, interaction="operation"),
+            f"{b}/AuditEvent",
+            e(
+                audit_events.search_audit_events,
+                interaction="search-type",
+                offload=True,
+                names_patients=False,
+            ),
             methods=["GET"],
         ),
         Route(
@@ -101,31 +123,40 @@ def fhir_routes(base_path: str) -> list[Route]:
             e(i.search, interaction="search-type", offload=broad_search),
             methods=["GET"],
         ),
+        Route(f"{b}/{{type}}/${{operation}}", operation, methods=["GET", "POST"]),
         Route(
             f"{b}/{{type}}/_history",
             e(i.type_history, interaction="history-type", offload=True),
             methods=["GET"],
         ),
         Route(
-            f"{b}/Patient/$everything",
-            e(i.everyone, interaction="operation", offload=True),
+            f"{b}/AuditEvent/{{id}}",
+            e(audit_events.read_audit_event, interaction="read", names_patients=False),
             methods=["GET"],
         ),
         Route(f"{b}/{{type}}/{{id}}", e(i.read, interaction="read"), methods=["GET"]),
+        # $audit is in the table of operations too; its answer names patients without
+        # touching their records, so its audit entry does not list them.
+        Route(
+            f"{b}/Patient/{{id}}/$audit",
+            e(oversight.access_log, interaction="operation", names_patients=False),
+            methods=["GET"],
+        ),
+        Route(f"{b}/{{type}}/{{id}}/${{operation}}", operation, methods=["GET", "POST"]),
+        Route(
+            f"{b}/AuditEvent/_search",
+            e(
+                audit_events.search_audit_events,
+                interaction="search-type",
+                offload=True,
+                names_patients=False,
+            ),
+            methods=["POST"],
+        ),
         Route(
             f"{b}/{{type}}/_search",
             e(i.search, interaction="search-type", offload=True),
             methods=["POST"],
-        ),
-        Route(
-            f"{b}/Patient/{{id}}/$audit",
-            e(oversight.access_log, interaction="operation"),
-            methods=["GET"],
-        ),
-        Route(
-            f"{b}/Patient/{{id}}/$everything",
-            e(i.everything, interaction="operation", offload=True),
-            methods=["GET"],
         ),
         Route(
             f"{b}/{{type}}/{{id}}/_history/{{version}}",
@@ -134,7 +165,7 @@ def fhir_routes(base_path: str) -> list[Route]:
         ),
         Route(
             f"{b}/{{type}}/{{id}}/_history",
-            e(i.instance_history, interaction="history-instance"),
+            e(i.instance_history, interaction="history-instance", offload=True),
             methods=["GET"],
         ),
         Route(
@@ -174,15 +205,38 @@ def fhir_routes(base_path: str) -> list[Route]:
     ]
 
 
+# What a request to no route was attempting, by its method, for its audit entry.
+_ATTEMPTED = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+async def _audited_unrouted(request: Request, error: FhirError) -> Response:
+    """Return the answer to a request no route took, once it is audited like any other."""
+    response = error_response(error)
+    try:
+        access = AccessContext(authenticate(request, request.app.state.services.tokens))
+    except FhirError:
+        access = None
+    record = audit_record(
+        request,
+        _ATTEMPTED.get(request.method, "read"),
+        access,
+        response,
+        "; ".join(i.diagnostics for i in error.issues),
+        names_patients=False,
+    )
+    return await audited(request, record, response)
+
+
 async def not_found(request: Request, exc: Exception) -> Response:
-    return error_response(
+    return await _audited_unrouted(
+        request,
         NotFound(
             f"there is nothing at {request.url.path}; the FHIR API is at {base_url_of(request)}"
-        )
+        ),
     )
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:
-    return error_response(
-        MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+    return await _audited_unrouted(
+        request, MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
     )

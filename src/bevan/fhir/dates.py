@@ -13,6 +13,9 @@ _DATE = re.compile(
 )
 
 
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
+
 # The last instant formatted, by its millisecond: a Bundle's entries mostly share one.
 _LAST_NOW: tuple[int, str] = (-1, "")
 
@@ -60,22 +63,35 @@ def date_range(text: str) -> tuple[datetime, datetime]:
         sign = 1 if tz[0] == "+" else -1
         offset = sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
     try:
-        low = datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC) - offset
+        local = datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
     except ValueError as error:
         raise ValueError(f"{text!r} is not a real date: {error}") from None
-    if match["m"] is None:
-        high = low.replace(year=low.year + 1)
-    elif match["d"] is None:
-        high = (low.replace(day=28) + timedelta(days=4)).replace(day=1)
-    elif match["H"] is None:
-        high = low + timedelta(days=1)
-    elif match["S"] is None:
-        high = low + timedelta(minutes=1)
-    elif not fraction:
-        high = low + timedelta(seconds=1)
-    else:
-        high = low + timedelta(microseconds=10 ** (6 - min(len(fraction) - 1, 6)))
+    low = shifted(local, -offset)
+    try:
+        if match["m"] is None:
+            high = low.replace(year=low.year + 1)
+        elif match["d"] is None:
+            high = (low.replace(day=28) + timedelta(days=4)).replace(day=1)
+        elif match["H"] is None:
+            high = low + timedelta(days=1)
+        elif match["S"] is None:
+            high = low + timedelta(minutes=1)
+        elif not fraction:
+            high = low + timedelta(seconds=1)
+        else:
+            high = low + timedelta(microseconds=10 ** (6 - min(len(fraction) - 1, 6)))
+    except (OverflowError, ValueError):
+        high = LATEST  # the end of the year 9999 is past the last moment a datetime holds
     return low, high
+
+
+def shifted(moment: datetime, by: timedelta) -> datetime:
+    """Return moment + by, held between the first moment of the year 1 and the last of
+    the year 9999 (the range every FHIR date falls in)."""
+    try:
+        return moment + by
+    except OverflowError:
+        return LATEST if by > timedelta(0) else EARLIEST
 
 
 @lru_cache(maxsize=65_536)

@@ -19,7 +19,18 @@ from typing import Any
 
 import orjson
 
+from bevan.fhir.limits import too_deep
+
 JSONDecodeError = orjson.JSONDecodeError
+
+
+class TooDeep(ValueError):
+    """The JSON nests arrays and objects deeper than the reader allows."""
+
+    def __init__(self, message: str, value: Any) -> None:
+        super().__init__(message)
+        self.value = value
+
 
 _NOT_DIGITS = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
 
@@ -51,16 +62,31 @@ def _number(text: str) -> float:
     return value if repr(value) == text else Decimal(text)
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | str, max_depth: int | None = None) -> Any:
     """Return the JSON value of data; numbers a float would shorten come back as Decimal.
 
-    Raises JSONDecodeError (with line and column) for text that is not JSON.
+    Raises JSONDecodeError (with line and column) for text that is not JSON, and TooDeep
+    for JSON nested more than max_depth deep (checked before anything else walks it).
     """
     value = orjson.loads(data)
+    if max_depth is not None and too_deep(value, max_depth):
+        raise TooDeep(f"it nests arrays and objects more than {max_depth} deep", value)
     raw = data.encode() if isinstance(data, str) else data
-    if _same_digits(raw, value):
+    try:
+        same = _same_digits(raw, value)
+    except TypeError:  # an integer beyond 64 bits, which orjson does not write
+        same = False
+    if same:
         return value
-    return json.loads(raw, parse_float=_number)
+    return json.loads(raw, parse_float=_number, parse_int=_integer)
+
+
+def _integer(text: str) -> int | float:
+    # Beyond 64 bits a number is kept as its text, as a decimal is: orjson writes no
+    # larger integer, and Python will not read one of thousands of digits as an int.
+    if len(text.lstrip("-")) <= 18:
+        return int(text)
+    return Decimal(text)
 
 
 def _fragment(value: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -18,14 +19,21 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from bevan.clinical.units import canonical_quantity
-from bevan.fhir.dates import date_range, format_instant
+from bevan.fhir.dates import date_range, format_instant, shifted
 from bevan.fhir.errors import InvalidRequest, Issue
+from bevan.fhir.limits import (
+    MAX_OR_VALUES,
+    MAX_SEARCH_PARAMETERS,
+    MAX_SEARCH_VALUES,
+    MAX_STORED_INTEGER,
+)
 from bevan.fhir.references import parse_reference
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search_parameters import (
     NEAR_LATITUDE,
     NOT_SUPPORTED,
     SearchParameter,
+    indexed_text,
     normalise,
     search_parameters,
 )
@@ -34,6 +42,9 @@ DEFAULT_COUNT = 20
 MAX_COUNT = 1000
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MAX_CHAIN = 4
+# Numbers are indexed as 64-bit floats: a search value beyond their range matches
+# nothing any stored number could be, and its arithmetic would overflow.
+MAX_EXPONENT = 308
 
 _MODIFIERS = {
     "string": {"exact", "contains", "missing"},
@@ -266,17 +277,50 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
+        """Return the cursor a page link carries; raise InvalidRequest for one this
+        server did not make (a link edited by hand, or cut short)."""
         try:
             padded = text + "=" * (-len(text) % 4)
             values, rid, before = json.loads(base64.urlsafe_b64decode(padded))
-            return cls(tuple(values), int(rid), bool(before))
+            if not isinstance(values, list) or not all(map(_cursor_value, values)):
+                raise ValueError("its sort values are not those of a page")
+            if type(rid) is not int or not 0 <= rid <= MAX_STORED_INTEGER:
+                raise ValueError("its row key is not a stored row's")
+            if not isinstance(before, bool):
+                raise ValueError("its direction is not true or false")
+            return cls(tuple(values), rid, before)
         except (ValueError, TypeError) as error:
+            shown = text if len(text) <= 60 else text[:60] + "..."
             raise InvalidRequest(
                 Issue(
-                    f"_cursor {text!r} is not a page of this search: {error}",
+                    f"_cursor {shown!r} is not a page of this search: {error}",
                     expression=("_cursor",),
                 )
             ) from None
+
+    def fits(self, sort: tuple[SortKey, ...]) -> bool:
+        """Return True if the cursor's sort values are of the kinds sort orders by (no
+        sort: none, or one row key of the resource a chain orders the page by)."""
+        if not sort:
+            return all(type(v) is int for v in self.values) and len(self.values) <= 1
+        if len(self.values) != len(sort):
+            return False
+        for key, value in zip(sort, self.values, strict=True):
+            numeric = key.table in ("number", "quantity", "near")
+            if value is not None and isinstance(value, str) == numeric:
+                return False
+        return True
+
+
+def _cursor_value(value: Any) -> bool:
+    """Return True for a sort value a page of this server could end on."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return "\x00" not in value
+    if type(value) is int:
+        return -MAX_STORED_INTEGER - 1 <= value <= MAX_STORED_INTEGER
+    return type(value) is float and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -317,6 +361,34 @@ def parse_search(
             Issue(f"{resource_type!r} is not an R4 resource type", "not-supported")
         )
     pairs = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else list(query)
+    if len(pairs) > MAX_SEARCH_PARAMETERS:
+        raise InvalidRequest(
+            Issue(
+                f"a search may have at most {MAX_SEARCH_PARAMETERS} parameters, "
+                f"this one has {len(pairs)}; narrow it, or split it into several searches",
+                code="too-costly",
+                expression=(f"{resource_type}?",),
+            )
+        )
+    values = sum(value.count(",") + 1 for _, value in pairs)
+    if values > MAX_SEARCH_VALUES:
+        raise InvalidRequest(
+            Issue(
+                f"a search may have at most {MAX_SEARCH_VALUES} values in all its parameters, "
+                f"this one has {values}; split it into several searches",
+                code="too-costly",
+                expression=(f"{resource_type}?",),
+            )
+        )
+    for name, value in pairs:
+        if "\x00" in name or "\x00" in value:
+            raise InvalidRequest(
+                Issue(
+                    "a search parameter may not hold the NUL character (U+0000, %00)",
+                    code="value",
+                    expression=(f"{resource_type}?{name.replace(chr(0), '')}",),
+                )
+            )
     parser = _Parser(resource_type, strict, base_url)
     for name, value in pairs:
         parser.add(name, value)
@@ -351,6 +423,13 @@ class _Parser:
                         expression=(f"{self.resource_type}?{n}",),
                     )
                     for n in self.unknown
+                )
+            )
+        if self.cursor is not None and not self.cursor.fits(self.sort):
+            raise InvalidRequest(
+                Issue(
+                    "_cursor is not a page of this search (it was made for another _sort)",
+                    expression=("_cursor",),
                 )
             )
         return SearchQuery(
@@ -408,11 +487,7 @@ class _Parser:
 
     def _result_parameter(self, name: str, value: str) -> bool:
         if name == "_count":
-            if not value.isdigit():
-                raise InvalidRequest(
-                    Issue(f"_count must be a whole number, not {value!r}", expression=("_count",))
-                )
-            self.count = min(int(value), MAX_COUNT)
+            self.count = parse_count(value)
         elif name == "_total":
             if value not in ("none", "estimate", "accurate"):
                 raise InvalidRequest(
@@ -448,6 +523,18 @@ class _Parser:
         else:
             return False
         return True
+
+
+def parse_count(text: str) -> int:
+    """Return the page size _count asks for, at most MAX_COUNT; raise InvalidRequest
+    for anything but a whole number in the digits 0-9."""
+    if not text.isascii() or not text.isdigit():
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise InvalidRequest(
+            Issue(f"_count must be a whole number, not {shown!r}", expression=("_count",))
+        )
+    # More digits than MAX_COUNT has is more than it, however many there are.
+    return MAX_COUNT if len(text) > len(str(MAX_COUNT)) else min(int(text), MAX_COUNT)
 
 
 def _placed(issue: Issue, expression: tuple[str]) -> Issue:
@@ -529,7 +616,9 @@ def _criterion(
     if kind == "string":
         if modifier == "exact":
             return StringMatch(param.code, tuple(values), "exact")
-        return StringMatch(param.code, tuple(normalise(v) for v in values), modifier or None)
+        return StringMatch(
+            param.code, tuple(indexed_text(normalise(v)) for v in values), modifier or None
+        )
     if kind == "date":
         return DateMatch(param.code, tuple(_date_bound(v) for v in values))
     if kind == "number":
@@ -546,7 +635,7 @@ def _criterion(
             param.code, tuple(_reference(v, type_modifier, param, base_url) for v in values)
         )
     if kind == "uri":
-        return UriMatch(param.code, tuple(values), modifier or None)
+        return UriMatch(param.code, tuple(indexed_text(v) for v in values), modifier or None)
     if kind == "composite":
         return CompositeMatch(param.code, tuple(_composite(param, v, base_url) for v in values))
     raise UnknownParameter(param.code)
@@ -701,21 +790,30 @@ def _split(value: str) -> list[str]:
         else:
             current += char
     parts.append(current)
-    return [p for p in parts if p != ""]
+    values = [p for p in parts if p != ""]
+    if len(values) > MAX_OR_VALUES:
+        raise InvalidRequest(
+            Issue(
+                f"a search parameter may have at most {MAX_OR_VALUES} values separated by "
+                f"commas, this one has {len(values)}; split it into several searches",
+                code="too-costly",
+            )
+        )
+    return values
 
 
 def _token(value: str) -> TokenValue:
     if "|" not in value:
-        return TokenValue(code=value, system=None)
+        return TokenValue(code=indexed_text(value), system=None)
     system, _, code = value.partition("|")
-    return TokenValue(code=code or None, system=system)
+    return TokenValue(code=indexed_text(code) or None, system=indexed_text(system))
 
 
 def _of_type(value: str) -> TokenValue:
     parts = value.split("|")
     if len(parts) != 3 or not all(parts):
         raise InvalidRequest(Issue(f":of-type takes type-system|type-code|value, not {value!r}"))
-    return TokenValue(code=f"{parts[1]}|{parts[2]}", system=parts[0])
+    return TokenValue(code=indexed_text(f"{parts[1]}|{parts[2]}"), system=indexed_text(parts[0]))
 
 
 def _identifier(value: str) -> tuple[str | None, str | None]:
@@ -737,7 +835,7 @@ def _reference(
             raise InvalidRequest(Issue(f"{value!r} is not a {type_modifier}"))
         return ReferenceValue(id=literal.id, resource_type=literal.resource_type)
     if "://" in text or text.startswith("urn:"):
-        return ReferenceValue(url=text)
+        return ReferenceValue(url=indexed_text(text))
     if "/" in text:
         raise InvalidRequest(
             Issue(f"{value!r} is not a reference: use an id, Type/id or an absolute URL")
@@ -759,7 +857,7 @@ def _date_bound(value: str) -> Bound:
         raise InvalidRequest(Issue(str(error))) from None
     if prefix == "ap":  # approximately: widen by a tenth of the gap to now
         gap = abs((datetime.now(UTC) - low).total_seconds()) * 0.1
-        low, high = low - timedelta(seconds=gap), high + timedelta(seconds=gap)
+        low, high = shifted(low, -timedelta(seconds=gap)), shifted(high, timedelta(seconds=gap))
     return Bound(prefix, format_instant(low), format_instant(high))
 
 
@@ -770,6 +868,16 @@ def _decimal(text: str) -> Decimal:
         raise InvalidRequest(Issue(f"{text!r} is not a number")) from None
     if not number.is_finite():
         raise InvalidRequest(Issue(f"{text!r} is not a finite number"))
+    exponent = number.as_tuple().exponent
+    digits = len(number.as_tuple().digits)
+    if (
+        not isinstance(exponent, int)
+        or abs(exponent) > MAX_EXPONENT + digits
+        or (number and not -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT)
+    ):
+        raise InvalidRequest(
+            Issue(f"{text!r} is beyond the numbers this server holds (about 1e{MAX_EXPONENT})")
+        )
     return number
 
 

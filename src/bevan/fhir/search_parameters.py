@@ -426,6 +426,22 @@ def _primitive_type(value: Any) -> str:
     return "boolean" if isinstance(value, bool) else "string"
 
 
+# Indexed text is cut to this many characters: a database index entry has a bounded
+# size (PostgreSQL refuses a B-tree row over a third of a page), and a client may send a
+# name or a code megabytes long. Searches cut their values the same way (indexed_text),
+# so a value is found by its first MAX_INDEXED_CHARS characters.
+MAX_INDEXED_CHARS = 256
+
+
+def indexed_text(text: str) -> str:
+    """Return text as it is indexed and searched: its first MAX_INDEXED_CHARS characters."""
+    return text if len(text) <= MAX_INDEXED_CHARS else text[:MAX_INDEXED_CHARS]
+
+
+def _cut(text: str | None) -> str | None:
+    return None if text is None else indexed_text(text)
+
+
 def _add(
     rows: IndexRows,
     param_type: str,
@@ -437,23 +453,25 @@ def _add(
 ) -> None:
     if param_type == "token":
         if isinstance(value, str):  # a code, id or uri: most token rows
-            rows.token.append((code, None, value, None, group))
+            rows.token.append((code, None, indexed_text(value), None, group))
             return
         rows.token.extend(
             [
-                (code, s, c, t, group)
+                (code, _cut(s), _cut(c), t, group)
                 for s, c, t in token_values(value, value_type)
                 if c is not None or t is not None
             ]
         )
         if value_type == "Identifier" and isinstance(value, dict):
             rows.token.extend(
-                (f"{code}:of-type", s, f"{c}|{value.get('value')}", None, group)
+                (f"{code}:of-type", _cut(s), indexed_text(f"{c}|{value.get('value')}"), None, group)
                 for s, c, _ in token_values(value.get("type"), "CodeableConcept")
                 if c is not None
             )
     elif param_type == "string":
-        rows.string.extend((code, normalise(v), v, group) for v in string_values(value, value_type))
+        rows.string.extend(
+            (code, indexed_text(normalise(v)), v, group) for v in string_values(value, value_type)
+        )
     elif param_type == "date":
         span = date_span(value, value_type)
         if span is not None:
@@ -467,10 +485,11 @@ def _add(
             rows.quantity.append((code, *quantity, group))
     elif param_type == "reference":
         rows.reference.extend(
-            (code, *r, group) for r in reference_values(value, value_type, local_base)
+            (code, kind, _cut(target), system, identifier, group)
+            for kind, target, system, identifier in reference_values(value, value_type, local_base)
         )
     elif param_type == "uri" and isinstance(value, str):
-        rows.uri.append((code, value, group))
+        rows.uri.append((code, indexed_text(value), group))
     elif param_type == "special" and code == "near" and isinstance(value, tuple):
         rows.number.append((NEAR_LATITUDE, value[0], group))
         rows.number.append((NEAR_LONGITUDE, value[1], group))
@@ -621,3 +640,18 @@ def compartment_parameters(compartment: str) -> dict[str, tuple[str, ...]]:
 def in_patient_compartment(resource_type: str) -> bool:
     """Return True if resources of this type hold patient data (the Patient compartment)."""
     return resource_type == "Patient" or resource_type in compartment_parameters("Patient")
+
+
+@cache
+def parameter_definitions(resource_type: str) -> dict[str, tuple[str, str]]:
+    """Return (canonical URL, FHIRPath expression) of each search parameter of a type."""
+    found: dict[str, tuple[str, str]] = {}
+    for row in _rows():
+        bases = row["base"]
+        generic = "Resource" in bases or "DomainResource" in bases
+        if (resource_type in bases or generic) and row.get("expression"):
+            expression = row["expression"]
+            if generic:
+                expression = expression.replace("Resource.", f"{resource_type}.")
+            found[row["code"]] = (row["url"], expression)
+    return found

@@ -108,18 +108,39 @@ def validate_resource(resource: Any, expected_type: str | None = None) -> str:
     such as the NHS number check digit; each issue names the FHIRPath of the element.
     """
     resource_type = check_resource_type(resource, expected_type)
+    structure, rules = _problems(resource, resource_type, MAX_ISSUES)
+    if structure:
+        raise InvalidResource(*structure)
+    if rules:
+        raise BusinessRuleViolation(*rules[:MAX_ISSUES])
+    return resource_type
+
+
+def resource_problems(resource: Any, expected_type: str | None = None) -> list[Issue]:
+    """Return every problem with a resource (structure, then rules), not only the first:
+    what $validate reports. An empty list means the resource would be accepted."""
+    try:
+        resource_type = check_resource_type(resource, expected_type)
+    except InvalidResource as error:
+        return list(error.issues)
+    structure, rules = _problems(resource, resource_type, None)
+    return structure + rules
+
+
+def _problems(
+    resource: dict[str, Any], resource_type: str, limit: int | None
+) -> tuple[list[Issue], list[Issue]]:
+    """Return (structure problems, rule problems); limit caps the structure problems."""
+    structure: list[Issue] = []
     if not _is_valid(resource):
         # The validator refuses a Decimal (fhir/json_text) too: ask again with plain floats.
         plain = orjson.loads(json_text.dumps(resource))
         if not _SCHEMAS.any_resource().is_valid(plain):
-            raise InvalidResource(*_schema_issues(resource_type, plain))
+            structure = _schema_issues(resource_type, plain, limit)
     # Walk the tree only when an NHS number is there to check (a C-speed scan first).
     if _NHS_MARKER not in json_text.dumps(resource):
-        return resource_type
-    problems = list(_nhs_number_issues(resource, resource_type))
-    if problems:
-        raise BusinessRuleViolation(*problems[:MAX_ISSUES])
-    return resource_type
+        return structure, []
+    return structure, list(_nhs_number_issues(resource, resource_type))
 
 
 def _is_valid(resource: dict[str, Any]) -> bool:
@@ -130,12 +151,14 @@ def _is_valid(resource: dict[str, Any]) -> bool:
     return valid
 
 
-def _schema_issues(resource_type: str, resource: dict[str, Any]) -> list[Issue]:
+def _schema_issues(
+    resource_type: str, resource: dict[str, Any], limit: int | None = MAX_ISSUES
+) -> list[Issue]:
     issues: list[Issue] = []
     validator = _SCHEMAS.for_type(resource_type)
     for error in validator.iter_errors(resource):
         path = list(error.instance_path)
-        nested = _nested_resource_issues(resource, path, resource_type)
+        nested = _nested_resource_issues(resource, path, resource_type, limit)
         if nested is not None:
             issues.extend(nested)
         else:
@@ -146,15 +169,15 @@ def _schema_issues(resource_type: str, resource: dict[str, Any]) -> list[Issue]:
                     expression=(fhirpath(resource_type, path),),
                 )
             )
-        if len(issues) >= MAX_ISSUES:
+        if limit is not None and len(issues) >= limit:
             break
     if not issues:  # the all-types validator disagreed; say so rather than pass silently
         issues.append(Issue(f"the {resource_type} does not conform to the R4 schema"))
-    return issues[:MAX_ISSUES]
+    return issues[:limit]
 
 
 def _nested_resource_issues(
-    root: dict[str, Any], path: list[str | int], root_type: str
+    root: dict[str, Any], path: list[str | int], root_type: str, limit: int | None = MAX_ISSUES
 ) -> list[Issue] | None:
     """Explain a failure inside a contained or Bundle resource by validating it by type."""
     node: Any = root
@@ -167,7 +190,7 @@ def _nested_resource_issues(
         inner_type = check_resource_type(node)
     except InvalidResource as error:
         return [i.at(prefix) for i in error.issues]
-    return [i.at(prefix) for i in _schema_issues(inner_type, node)]
+    return [i.at(prefix) for i in _schema_issues(inner_type, node, limit)]
 
 
 def _describe(error: Any, path: list[str | int]) -> str:

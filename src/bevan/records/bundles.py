@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, TypeVar
 
-import orjson
-
 from bevan.fhir import json_text
 from bevan.fhir.bundles import bundle, entry_for
 from bevan.fhir.errors import FhirError, Forbidden, InvalidRequest, Issue, MultipleMatches, NotFound
 from bevan.fhir.ids import new_id
+from bevan.fhir.limits import is_stored_integer
 from bevan.fhir.outcome import operation_outcome
 from bevan.fhir.references import conditional_reference, iter_references, rewrite_references
 from bevan.fhir.resource_types import RESOURCE_TYPES
@@ -31,6 +30,7 @@ from bevan.records.service import (
     WriteGuard,
     WriteResult,
     conditional_matches,
+    parse_json,
 )
 from bevan.store.records import ReadSession, StoredVersion, WriteSession
 
@@ -125,7 +125,7 @@ def _parse_entry(index: int, raw: Any, base_url: str) -> Entry:
             Issue("the entry has no request", code="required", expression=(f"{where}.request",))
         )
     method = request.get("method")
-    if method not in _ORDER:
+    if not isinstance(method, str) or method not in _ORDER:
         raise InvalidRequest(
             Issue(
                 f"request.method {method!r} is not one of GET, HEAD, POST, PUT, PATCH, DELETE",
@@ -164,9 +164,12 @@ def _parse_entry(index: int, raw: Any, base_url: str) -> Entry:
                 expression=(f"{where}.resource",),
             )
         )
+    full_url = _optional_text(raw, "fullUrl", where)
+    if_none_exist = _optional_text(request, "ifNoneExist", f"{where}.request")
+    if_match_text = _optional_text(request, "ifMatch", f"{where}.request")
     if_match = None
-    if request.get("ifMatch"):
-        if_match = parse_etag(request["ifMatch"], f"{where}.request.ifMatch")
+    if if_match_text:
+        if_match = parse_etag(if_match_text, f"{where}.request.ifMatch")
     return Entry(
         index=index,
         method=method,
@@ -174,13 +177,41 @@ def _parse_entry(index: int, raw: Any, base_url: str) -> Entry:
         id=id,
         query=query or None,
         version=version,
-        full_url=raw.get("fullUrl"),
+        full_url=full_url,
         resource=resource if isinstance(resource, dict) else None,
-        if_none_exist=request.get("ifNoneExist"),
+        if_none_exist=if_none_exist,
         if_match=if_match,
         url=url,
         where=where,
     )
+
+
+def _optional_text(element: dict[str, Any], name: str, where: str) -> str | None:
+    """Return element[name] if it is a string, None if it is absent or null; raise
+    InvalidRequest (placed at where.name) for any other JSON type."""
+    value = element.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidRequest(
+        Issue(
+            f"{name} must be a string, not {_json_type(value)}",
+            code="structure",
+            expression=(f"{where}.{name}",),
+        )
+    )
+
+
+def _json_type(value: Any) -> str:
+    """Return the JSON name of value's type, for saying what was sent instead."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 def parse_etag(value: str, where: str = "If-Match") -> int:
@@ -189,9 +220,10 @@ def parse_etag(value: str, where: str = "If-Match") -> int:
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
-    if not text.isdigit():
+    if not is_stored_integer(text):
+        shown = value if len(value) <= 40 else value[:40] + "..."
         raise InvalidRequest(
-            Issue(f'{value!r} is not a version ETag such as W/"3"', expression=(where,))
+            Issue(f'{shown!r} is not a version ETag such as W/"3"', expression=(where,))
         )
     return int(text)
 
@@ -597,10 +629,20 @@ def _patch_operations(entry: Entry) -> list[Any] | dict[str, Any]:
     if resource and resource.get("resourceType") == "Parameters":
         return resource
     if resource and resource.get("resourceType") == "Binary" and "data" in resource:
-        try:
-            operations = json_text.loads(base64.b64decode(resource["data"]))
-        except (ValueError, orjson.JSONDecodeError):
-            operations = None
+        data = resource["data"]
+        operations = None
+        if isinstance(data, str):
+            try:
+                operations = parse_json(base64.b64decode(data))
+            except ValueError:  # not base64
+                operations = None
+            except InvalidRequest as error:  # not JSON, too deep, or holding a NUL
+                raise InvalidRequest(
+                    Issue(
+                        f"the JSON Patch in this entry's Binary is refused: {error}",
+                        expression=(f"{entry.where}.resource.data",),
+                    )
+                ) from None
         if isinstance(operations, list):
             return operations
     raise InvalidRequest(

@@ -12,6 +12,7 @@ import jsonpatch
 import orjson
 
 from bevan.fhir import fhirpath_patch, json_text
+from bevan.fhir.care_dates import within_care_dates
 from bevan.fhir.dates import date_range, format_instant, now_instant
 from bevan.fhir.errors import (
     Conflict,
@@ -19,11 +20,20 @@ from bevan.fhir.errors import (
     InvalidRequest,
     InvalidResource,
     Issue,
+    MethodNotAllowed,
     MultipleMatches,
     NotFound,
     PreconditionFailed,
 )
 from bevan.fhir.ids import is_valid_id, new_id
+from bevan.fhir.limits import (
+    MAX_JSON_DEPTH,
+    is_stored_integer,
+    nul_character_at,
+    stored_integer,
+    too_deep_at,
+)
+from bevan.fhir.meta import with_meta_added, with_meta_removed
 from bevan.fhir.patient_references import patients_named
 from bevan.fhir.search import (
     AnyOf,
@@ -119,6 +129,24 @@ class PreparedVersion:
     rows: IndexRows
 
 
+# Types only the server writes: an AuditEvent comes from the audit trail alone, so that
+# nobody (a system account or a Bundle included) can plant, amend or remove one.
+SERVER_WRITTEN_TYPES = frozenset({"AuditEvent"})
+
+
+def refuse_server_written(resource_type: str) -> None:
+    """Return None, or refuse (405) a client's write of a type only the server writes."""
+    if resource_type in SERVER_WRITTEN_TYPES:
+        raise MethodNotAllowed(
+            Issue(
+                f"{resource_type} resources are written by the server's audit trail alone; "
+                "they cannot be created, changed or deleted through the API",
+                code="not-supported",
+                expression=(resource_type,),
+            )
+        )
+
+
 def _check_id(resource_type: str, id: str) -> None:
     if not is_valid_id(id):
         raise InvalidRequest(
@@ -127,6 +155,11 @@ def _check_id(resource_type: str, id: str) -> None:
                 expression=(f"{resource_type}.id",),
             )
         )
+
+
+# The content one history page holds before it stops and links to the next: far more
+# than a page of ordinary resources, a few versions of the largest.
+HISTORY_PAGE_BYTES = 1024 * 1024
 
 
 class RecordService:
@@ -171,13 +204,14 @@ class RecordService:
         self, resource_type: str, id: str, version: str, session: ReadSession | None = None
     ) -> StoredVersion:
         _check_id(resource_type, id)
-        if not version.isdigit():
+        if not version.isascii() or not version.isdigit():
             raise NotFound(f"{resource_type}/{id} has no version {version!r}")
+        number = stored_integer(version, f"{resource_type}/{id}/_history", "a version id")
         if session is None:
             with self.reading() as session:
-                stored = session.version(resource_type, id, int(version))
+                stored = session.version(resource_type, id, number)
         else:
-            stored = session.version(resource_type, id, int(version))
+            stored = session.version(resource_type, id, number)
         if stored is None:
             raise NotFound(f"{resource_type}/{id} has no version {version}")
         if stored.deleted:
@@ -192,11 +226,17 @@ class RecordService:
         since: str | None = None,
         count: int = 20,
         cursor: str | None = None,
+        max_bytes: int = HISTORY_PAGE_BYTES,
         visible: Callable[[StoredVersion], bool] | None = None,
     ) -> Page:
         """Return a page of versions, newest first; cursor continues a previous page.
         Versions visible refuses are left out, and a total then given only if it can
-        leave them out too."""
+        leave them out too.
+
+        A page ends at count versions, or sooner, once the versions on it hold more than
+        max_bytes of content: a resource rewritten many times at megabytes a version
+        would otherwise be read, held and sent whole, a thousand versions to a page.
+        """
         since_instant = None
         if since is not None:
             try:
@@ -205,24 +245,31 @@ class RecordService:
                 raise InvalidRequest(Issue(str(error), expression=("_since",))) from None
         before = None
         if cursor is not None:
-            if not cursor.isdigit():
-                raise InvalidRequest(
-                    Issue(f"{cursor!r} is not a page of this history", expression=("_cursor",))
-                )
-            before = int(cursor)
+            before = stored_integer(cursor, "_cursor", "a page of this history")
         with self.reading() as session:
             if resource_type is not None and id is not None:
                 _check_id(resource_type, id)
                 if session.current(resource_type, id) is None:
                     raise NotFound(f"{resource_type}/{id} is not known")
             versions = session.history(
-                resource_type, id, since=since_instant, before_seq=before, count=count + 1
+                resource_type,
+                id,
+                since=since_instant,
+                before_seq=before,
+                count=count + 1,
+                max_bytes=max_bytes,
             )
             total = (
                 session.history_total(resource_type, id, since_instant) if cursor is None else None
             )
-        next_cursor = str(versions[count - 1].seq) if len(versions) > count else None
-        page = versions[:count]
+        page: list[StoredVersion] = []
+        size = 0
+        for version in versions:
+            if len(page) == count or size > max_bytes:
+                break
+            page.append(version)
+            size += len(version.content or "")
+        next_cursor = str(page[-1].seq) if page and len(versions) > len(page) else None
         if visible is not None:
             shown = [v for v in page if visible(v)]
             if len(shown) < len(page) and total is not None:
@@ -353,10 +400,15 @@ class RecordService:
         count: int = 100,
         cursor: str | None = None,
         visible: Callable[[StoredVersion], bool] | None = None,
+        care_start: str | None = None,
+        care_end: str | None = None,
     ) -> Page:
         """Return a page of Patient/id, everything in its compartment, and what those
-        reference (only what visible allows, if given)."""
+        reference (only what visible allows, if given; with care_start or care_end, only what
+        records care in that period, or no date of care at all)."""
         since_instant = self._since(since)
+        low = self._instant(care_start, "start", 0)
+        high = self._instant(care_end, "end", 1)
         with self.reading() as session:
             patient = self.read("Patient", patient_id, session)
             members: dict[tuple[str, str], StoredVersion] = {("Patient", patient.id): patient}
@@ -380,20 +432,31 @@ class RecordService:
             ordered = [v for v in ordered if v.resource_type != "Patient"]
         if since_instant is not None:
             ordered = [v for v in ordered if v.last_updated >= since_instant]
+        if low is not None or high is not None:
+            ordered = [
+                v
+                for v in ordered
+                if v.content is None or within_care_dates(json_text.loads(v.content), low, high)
+            ]
         if visible is not None:
             ordered = [v for v in ordered if visible(v)]
-        start = int(cursor) if cursor and cursor.isdigit() else 0
+        start = int(cursor) if cursor and is_stored_integer(cursor) else 0
         page = ordered[start : start + count]
         next_cursor = str(start + count) if start + count < len(ordered) else None
         return Page(page, len(ordered), next_cursor)
 
     def _since(self, since: str | None) -> str | None:
-        if since is None:
+        return self._instant(since, "_since", 0)
+
+    @staticmethod
+    def _instant(text: str | None, name: str, bound: int) -> str | None:
+        """Return the lower (bound 0) or upper (1) instant of a date parameter's value."""
+        if text is None:
             return None
         try:
-            return format_instant(date_range(since)[0])
+            return format_instant(date_range(text)[bound])
         except ValueError as error:
-            raise InvalidRequest(Issue(str(error), expression=("_since",))) from None
+            raise InvalidRequest(Issue(str(error), expression=(name,))) from None
 
     # --- writes ---------------------------------------------------------------------
 
@@ -430,6 +493,7 @@ class RecordService:
         visible: SearchLimit | None = None,
     ) -> WriteResult:
         """Create inside session; the resource is already validated (and may be prepared)."""
+        refuse_server_written(resource_type)
         if if_none_exist:
             query = parse_search(resource_type, if_none_exist, strict=True)
             session.lock(f"{resource_type}?{if_none_exist}")
@@ -492,6 +556,7 @@ class RecordService:
         guard: WriteGuard | None = None,
         prepared: PreparedVersion | None = None,
     ) -> WriteResult:
+        refuse_server_written(resource_type)
         current = session.current_row(resource_type, id)
         if if_match is not None:
             if current is None or current.deleted:
@@ -558,6 +623,7 @@ class RecordService:
         guard: WriteGuard | None = None,
         visible: SearchLimit | None = None,
     ) -> WriteResult:
+        refuse_server_written(resource_type)
         query = parse_search(resource_type, search, strict=True)
         session.lock(f"{resource_type}?{search}")
         matches = conditional_matches(session, query, visible, "update")
@@ -610,6 +676,7 @@ class RecordService:
         guard: WriteGuard | None = None,
     ) -> WriteResult:
         """Apply a JSON Patch, or a FHIRPath Patch when given a Parameters, and store it."""
+        refuse_server_written(resource_type)
         stored = self.read(resource_type, id, session)
         if if_match is not None and stored.version_id != if_match:
             raise PreconditionFailed(
@@ -673,6 +740,7 @@ class RecordService:
         if_match: int | None = None,
         guard: WriteGuard | None = None,
     ) -> WriteResult:
+        refuse_server_written(resource_type)
         current = session.current_row(resource_type, id)
         if if_match is not None and (current is None or current.version_id != if_match):
             raise PreconditionFailed(
@@ -704,6 +772,7 @@ class RecordService:
     ) -> WriteResult:
         """Delete the one match of search (more than one: 412; one the caller may not
         see, by visible, counts as none)."""
+        refuse_server_written(resource_type)
         query = parse_search(resource_type, search, strict=True)
         if not query.criteria:
             raise InvalidRequest(Issue("a conditional delete needs at least one search parameter"))
@@ -714,6 +783,37 @@ class RecordService:
             if not matches:
                 return WriteResult(204, None)
             return self.delete_in(session, resource_type, matches[0], guard=guard)
+
+    def change_meta(
+        self,
+        resource_type: str,
+        id: str,
+        *,
+        add: dict[str, list[Any]] | None = None,
+        remove: dict[str, list[Any]] | None = None,
+        guard: WriteGuard | None = None,
+    ) -> WriteResult:
+        """Add or remove tags, security labels and profiles ($meta-add, $meta-delete): a
+        new version if that changed anything, else the current one, unchanged."""
+        with self.writing() as session:
+            stored = self.read(resource_type, id, session)
+            current: dict[str, Any] = json_text.loads(stored.content or "{}")
+            meta = current.get("meta") or {}
+            changed = with_meta_added(meta, add or {})
+            changed = with_meta_removed(changed, remove or {})
+            if changed == meta:
+                if guard is not None:  # nothing to write, but the caller must be one who could
+                    guard("update", resource_type, current, current)
+                return WriteResult(200, stored)
+            updated = {**current, "meta": changed}
+            validate_resource(updated, resource_type)
+            row = session.current_row(resource_type, id)
+            return WriteResult(200, self._write(session, resource_type, id, updated, row, guard))
+
+    def meta_in_use(self, resource_type: str | None = None) -> dict[str, list[Any]]:
+        """Return the tags, security labels and profiles current resources carry."""
+        with self.reading() as session:
+            return session.meta_in_use(resource_type)
 
     @staticmethod
     def _content(session: ReadSession, resource_type: str, id: str) -> dict[str, Any] | None:
@@ -761,6 +861,7 @@ class RecordService:
     ) -> StoredVersion:
         """Store resource as the next version after current. A prepared version is used
         as it is when it is that version of this resource; otherwise it is made here."""
+        refuse_server_written(resource_type)
         if guard is not None:
             exists = current is not None and not current.deleted
             old = self._content(session, resource_type, id) if exists else None
@@ -813,13 +914,41 @@ def reindex(
 
 def parse_json(body: bytes, where: str = "") -> Any:
     """Return the JSON value of body, or raise InvalidRequest naming line and column."""
+    place = f" in {where}" if where else ""
     try:
-        return json_text.loads(body)
+        value = json_text.loads(body, max_depth=MAX_JSON_DEPTH)
     except orjson.JSONDecodeError as error:
-        place = f" in {where}" if where else ""
         raise InvalidRequest(
             Issue(
                 f"the body{place} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}",
                 code="structure",
             )
         ) from None
+    except json_text.TooDeep as error:
+        deepest = too_deep_at(error.value, _root(error.value))
+        raise InvalidRequest(
+            Issue(
+                f"the body{place} is refused: {error}",
+                code="too-costly",
+                expression=(deepest,) if deepest else (),
+            )
+        ) from None
+    # Only an escaped NUL can reach a string (JSON text holds no raw control
+    # characters), so most bodies are never walked.
+    if b"\\u0000" in body:
+        found = nul_character_at(value, _root(value))
+        if found is not None:
+            raise InvalidRequest(
+                Issue(
+                    "FHIR strings may not hold the NUL character (U+0000)",
+                    code="value",
+                    expression=(found,),
+                )
+            )
+    return value
+
+
+def _root(value: Any) -> str:
+    """Return the FHIRPath a parsed body's elements are named under: its resource type."""
+    root = value.get("resourceType") if isinstance(value, dict) else None
+    return root if isinstance(root, str) and root.isidentifier() else "$this"

@@ -9,6 +9,7 @@ record it is, and the query text of a search).
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,15 @@ INTERACTION_ACTIONS: dict[str, str] = {
     "batch": "E",
     "operation": "E",
 }
+# Security events (DICOM "User Authentication"): signing in or getting a token is a
+# login, revoking a token a logout; each stands in the subtype in place of an interaction.
+SECURITY_EVENTS: dict[str, tuple[str, str]] = {
+    "login": ("110122", "Login"),
+    "logout": ("110123", "Logout"),
+}
+# What is kept of text a caller chose, when the caller is not authenticated or was
+# refused: enough to see what was tried, not enough to grow the trail at will.
+REFUSED_TEXT_LIMIT = 256
 ACTIONS = frozenset({"C", "R", "U", "D", "E"})
 OUTCOMES = {"0": "Success", "4": "Minor failure", "8": "Serious failure"}
 PURPOSES = {"TREAT": "treatment", "ETREAT": "Emergency Treatment"}
@@ -72,11 +82,16 @@ class AuditRecord:
     break_glass_reason: str | None = None
     request_id: str | None = None
     source: str = ""  # the server's base URL
+    other_patients: tuple[str, ...] = ()  # further patients whose records were touched
+    method: str | None = None  # the HTTP method
+    path: str | None = None  # the path asked for
+    user_agent: str | None = None
+    truncated: tuple[str, ...] = ()  # the fields cut to REFUSED_TEXT_LIMIT
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
             raise InvalidAuditRecord(f"unknown audit action {self.action!r}")
-        if self.interaction not in INTERACTION_ACTIONS:
+        if self.interaction not in INTERACTION_ACTIONS and self.interaction not in SECURITY_EVENTS:
             raise InvalidAuditRecord(f"unknown restful interaction {self.interaction!r}")
         if self.outcome not in OUTCOMES:
             raise InvalidAuditRecord(f"unknown audit outcome {self.outcome!r}")
@@ -86,6 +101,19 @@ class AuditRecord:
     @property
     def break_glass(self) -> bool:
         return self.purpose_of_use == "ETREAT"
+
+    @property
+    def patients(self) -> tuple[str, ...]:
+        """Return every patient whose record was touched, the main one first."""
+        main = (self.patient_id,) if self.patient_id else ()
+        return main + tuple(p for p in self.other_patients if p != self.patient_id)
+
+
+def bounded(text: str | None, limit: int = REFUSED_TEXT_LIMIT) -> tuple[str | None, bool]:
+    """Return text cut to limit characters, and whether it was cut."""
+    if text is None or len(text) <= limit:
+        return text, False
+    return text[:limit], True
 
 
 def action_for(interaction: str) -> str:
@@ -166,18 +194,18 @@ def _organisation_agent(ods_code: str) -> dict[str, Any]:
 
 def _entities(record: AuditRecord) -> list[dict[str, Any]]:
     entities: list[dict[str, Any]] = []
-    patient = f"Patient/{record.patient_id}" if record.patient_id else None
-    if patient:
+    patients = {f"Patient/{p}" for p in record.patients}
+    for patient_id in record.patients:
         entities.append(
             {
-                "what": {"reference": patient},
+                "what": {"reference": f"Patient/{patient_id}"},
                 "type": _coding(ENTITY_TYPE, "1", "Person"),
                 "role": _coding(OBJECT_ROLE, "1", "Patient"),
             }
         )
     for reference in record.resources:
-        if reference == patient:
-            continue  # already named as the patient
+        if reference in patients:
+            continue  # already named as a patient
         entities.append(
             {
                 "what": {"reference": reference},
@@ -193,9 +221,25 @@ def _entities(record: AuditRecord) -> list[dict[str, Any]]:
                 "query": base64.b64encode(record.query.encode()).decode("ascii"),
             }
         )
+    details = [{"type": "http-status", "valueString": str(record.http_status)}]
+    for name, value in (
+        ("method", record.method),
+        ("path", record.path),
+        ("user-agent", record.user_agent),
+    ):
+        if value:
+            details.append({"type": name, "valueString": value})
+    if record.truncated:
+        cut = ", ".join(record.truncated)
+        details.append(
+            {
+                "type": "truncated",
+                "valueString": f"{cut} cut to {REFUSED_TEXT_LIMIT} characters",
+            }
+        )
     transaction: dict[str, Any] = {
         "type": _coding(BALP_ENTITY_TYPE, "XrequestId", "X-Request-Id"),
-        "detail": [{"type": "http-status", "valueString": str(record.http_status)}],
+        "detail": details,
     }
     if record.request_id:
         transaction["what"] = {"identifier": {"value": record.request_id}}
@@ -205,18 +249,24 @@ def _entities(record: AuditRecord) -> list[dict[str, Any]]:
 
 def audit_event(record: AuditRecord) -> dict[str, Any]:
     """Return the R4 AuditEvent resource (BALP-shaped) for an audit record."""
-    event_type = (
-        _coding(DCM, "110110", "Patient Record")
-        if record.patient_id
-        else _coding(AUDIT_EVENT_TYPE, "rest", "Restful Operation")
-    )
+    if record.interaction in SECURITY_EVENTS:
+        event_type = _coding(DCM, "110114", "User Authentication")
+        code, display = SECURITY_EVENTS[record.interaction]
+        subtype = _coding(DCM, code, display)
+    else:
+        event_type = (
+            _coding(DCM, "110110", "Patient Record")
+            if record.patients
+            else _coding(AUDIT_EVENT_TYPE, "rest", "Restful Operation")
+        )
+        subtype = _coding(RESTFUL_INTERACTION, record.interaction, record.interaction)
     agents = [_user_agent(record), _server_agent(record)]
     if record.organisation:
         agents.append(_organisation_agent(record.organisation))
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "type": event_type,
-        "subtype": [_coding(RESTFUL_INTERACTION, record.interaction, record.interaction)],
+        "subtype": [subtype],
         "action": record.action,
         "recorded": record.recorded,
         "outcome": record.outcome,
@@ -252,13 +302,10 @@ def audit_columns(event: dict[str, Any]) -> AuditColumns:
         if agent.get("requestor"):
             user_id = agent.get("who", {}).get("identifier", {}).get("value")
             break
-    patient_id = None
-    for entity in event.get("entity", ()):
-        role = entity.get("role", {})
-        if role.get("system") == OBJECT_ROLE and role.get("code") == "1":
-            reference = entity.get("what", {}).get("reference", "")
-            patient_id = reference.removeprefix("Patient/") or None
-            break
+    patients = patients_of_event(event)
+    # Filed under a patient only when it is about one; about several, it is found
+    # through each one's entity row instead.
+    patient_id = patients[0] if len(patients) == 1 else None
     break_glass = any(
         coding.get("system") == ACT_REASON and coding.get("code") == "ETREAT"
         for purpose in event.get("purposeOfEvent", ())
@@ -272,6 +319,61 @@ def audit_columns(event: dict[str, Any]) -> AuditColumns:
         outcome=event["outcome"],
         break_glass=break_glass,
     )
+
+
+_PATIENT_NAMED = re.compile(
+    rb'"reference"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^"]*)?"'
+    rb'|"resourceType"\s*:\s*"Patient"\s*,\s*"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})"'
+)
+
+
+def patients_in(text: bytes) -> set[str]:
+    """Return the ids of the patients a FHIR JSON text names: Patient resources it holds
+    and references to Patients in anything else (a search page, a Bundle, a resource).
+
+    Read from the text rather than parsed, so that auditing what a search or a Bundle
+    touched costs a scan, not a parse of every resource.
+    """
+    return {(match[0] or match[1]).decode("ascii") for match in _PATIENT_NAMED.findall(text)}
+
+
+def patients_of_event(event: dict[str, Any]) -> list[str]:
+    """Return the ids of the patients an AuditEvent names, in its order."""
+    patients = []
+    for entity in event.get("entity", ()):
+        role = entity.get("role", {})
+        if role.get("system") == OBJECT_ROLE and role.get("code") == "1":
+            reference = entity.get("what", {}).get("reference", "")
+            if reference.startswith("Patient/") and len(reference) > len("Patient/"):
+                patients.append(reference.removeprefix("Patient/"))
+    return patients
+
+
+def entities_of_event(event: dict[str, Any]) -> tuple[str, ...]:
+    """Return every "Type/id" an AuditEvent's entities name (patients and resources)."""
+    found: dict[str, None] = {}
+    for entity in event.get("entity", ()):
+        reference = entity.get("what", {}).get("reference")
+        if isinstance(reference, str) and "/" in reference:
+            found[reference] = None
+    return tuple(found)
+
+
+def without_other_patients(event: dict[str, Any], patient_id: str) -> dict[str, Any]:
+    """Return the AuditEvent as one patient may see it: naming no other patient, nor any
+    query text (which may name others)."""
+    own = f"Patient/{patient_id}"
+    shown = dict(event)
+    shown["entity"] = [
+        entity
+        for entity in event.get("entity", ())
+        if not (
+            entity.get("role", {}).get("code") == "1"
+            and entity.get("what", {}).get("reference") != own
+        )
+        and "query" not in entity
+    ]
+    return shown
 
 
 @dataclass(frozen=True)

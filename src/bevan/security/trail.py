@@ -16,7 +16,13 @@ from dataclasses import astuple
 
 import orjson
 
-from bevan.security.audit import AuditColumns, AuditRecord, audit_columns, audit_event
+from bevan.security.audit import (
+    AuditColumns,
+    AuditRecord,
+    audit_columns,
+    audit_event,
+    entities_of_event,
+)
 from bevan.store.audit import AuditEntry, AuditLog, AuditRow
 
 MAX_BATCH = 500
@@ -38,19 +44,29 @@ def audit_row(record: AuditRecord) -> AuditRow:
         outcome=columns.outcome,
         break_glass=columns.break_glass,
         content=orjson.dumps(event).decode(),
+        entities=entities_of_event(event),
     )
 
 
 def filing_problem(entry: AuditEntry) -> str | None:
     """Return a problem if an entry's searchable columns disagree with its AuditEvent, else None.
 
-    The columns are outside the hash, so this is what shows an entry moved to another
-    patient or user to hide it from their listing.
+    The columns and the entity rows are outside the hash, so this is what shows an entry
+    moved to another patient or user to hide it from their listing. Entity rows are
+    compared for sealed entries only: those written before the trail had its key are
+    filed under their one patient alone.
     """
     try:
-        columns = audit_columns(orjson.loads(entry.content))
+        event = orjson.loads(entry.content)
+        columns = audit_columns(event)
     except (ValueError, KeyError, TypeError, AttributeError):
         return f"audit entry {entry.seq} does not hold a readable AuditEvent"
+    if (
+        entry.seal is not None
+        and entry.filed_under is not None
+        and set(entry.filed_under) != set(entities_of_event(event))
+    ):
+        return f"audit entry {entry.seq} is filed under other patients or resources than it names"
     stored = AuditColumns(
         recorded=entry.recorded,
         user_id=entry.user_id,
@@ -97,6 +113,11 @@ class AuditTrail:
         """Return once everything recorded before this call is committed."""
         if self._queue is not None and self._loop is asyncio.get_running_loop():
             await self._enqueue(None)
+
+    @property
+    def queue_depth(self) -> int:
+        """Return how many entries wait for the audit writer's next commit."""
+        return self._queue.qsize() if self._queue is not None else 0
 
     async def start(self) -> None:
         """Start the writer in the running loop (app startup); recording also starts it."""

@@ -35,6 +35,11 @@ class GroupWriter:
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        # How many write functions the writer thread has run (for operators and tests:
+        # which writes shared the group commit).
+        self.written = 0
+        # Told each committed batch's size (the server's metrics count them).
+        self.observe_batch: Callable[[int], object] | None = None
 
     async def run(self, function: Callable[[], T]) -> T:
         """Return function's result once the transaction it ran in has committed; raise
@@ -75,6 +80,7 @@ class GroupWriter:
                     index = 0
                     while True:
                         function = batch[index][0]
+                        self.written += 1
                         try:
                             outcomes.append((True, function()))
                         except BaseException as error:  # noqa: BLE001 - handed to its caller
@@ -94,6 +100,9 @@ class GroupWriter:
                         batch.append(following)  # type: ignore[arg-type]
             except Exception as error:  # the commit failed: nothing in the batch is stored
                 outcomes = [(False, error)] * len(batch)
+            else:
+                if self.observe_batch is not None:
+                    self.observe_batch(len(batch))
             for (_, loop, future), outcome in zip(batch, outcomes, strict=True):
                 loop.call_soon_threadsafe(_settle, future, outcome)
 

@@ -564,8 +564,11 @@ class ReadSession:
         since: str | None = None,
         before_seq: int | None = None,
         count: int = 20,
+        max_bytes: int | None = None,
     ) -> list[StoredVersion]:
-        """Return versions newest first, at most count, optionally after since."""
+        """Return versions newest first, at most count, optionally after since; given
+        max_bytes, stop once the versions read hold more content than that, having read
+        one more (so the caller knows whether another page follows)."""
         conditions: list[ColumnElement[bool]] = []
         if resource_type is not None:
             conditions.append(resource_version.c.resource_type == resource_type)
@@ -582,7 +585,16 @@ class ReadSession:
             .limit(count)
         )
         self._see_own_writes()
-        return [_stored_at(row) for row in self.connection.execute(statement)]
+        if max_bytes is None:
+            return [_stored_at(row) for row in self.connection.execute(statement)]
+        versions: list[StoredVersion] = []
+        size = 0
+        for row in self.connection.execute(statement):
+            versions.append(_stored_at(row))
+            if size > max_bytes:
+                break
+            size += len(versions[-1].content or "")
+        return versions
 
     def history_total(
         self, resource_type: str | None = None, id: str | None = None, since: str | None = None
@@ -979,6 +991,31 @@ class ReadSession:
             found.extend(_stored_at(row) for row in rows)
             if len(found) >= limit:
                 break
+        return found
+
+    def meta_in_use(self, resource_type: str | None) -> dict[str, list[Any]]:
+        """Return the tags and security labels (as Codings) and the profiles that current
+        resources carry, of one type or of all."""
+        token, uri = INDEX_TABLES["token"], INDEX_TABLES["uri"]
+        found: dict[str, list[Any]] = {}
+        self._see_own_writes()
+        for part, param in (("tag", "_tag"), ("security", "_security")):
+            statement = select(token.c.system, token.c.code).where(token.c.param == param)
+            if resource_type is not None:
+                statement = statement.where(token.c.resource_type == resource_type)
+            rows = self.connection.execute(
+                statement.distinct().order_by(token.c.system, token.c.code)
+            )
+            found[part] = [
+                {k: v for k, v in (("system", row[0]), ("code", row[1])) if v is not None}
+                for row in rows
+            ]
+        statement = select(uri.c.value).where(uri.c.param == "_profile")
+        if resource_type is not None:
+            statement = statement.where(uri.c.resource_type == resource_type)
+        found["profile"] = [
+            row[0] for row in self.connection.execute(statement.distinct().order_by(uri.c.value))
+        ]
         return found
 
     def resource_counts(self) -> dict[str, int]:

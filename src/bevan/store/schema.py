@@ -311,6 +311,19 @@ audit_event = Table(
     Column("content", Text, nullable=False),  # the AuditEvent resource, JSON
     Column("previous_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # HMAC-SHA-256 of "seq|hash" under the audit key, kept outside the database: one who
+    # can write this table cannot recompute it after rewriting entries (NULL: written
+    # before the trail had a key).
+    Column("seal", String(64), nullable=True),
 )
 Index("ix_audit_patient", audit_event.c.patient_id, audit_event.c.seq)
 Index("ix_audit_user", audit_event.c.user_id, audit_event.c.seq)
+
+# Every patient and resource ("Type/id") an entry is about: a search or a Bundle may
+# touch many, and each one's access log (and an AuditEvent search by entity) finds it.
+audit_entity = Table(
+    "audit_entity",
+    metadata,
+    Column("reference", String(200), primary_key=True),
+    Column("seq", Key, primary_key=True),
+)

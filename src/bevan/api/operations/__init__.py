@@ -1,0 +1,209 @@
+"""The FHIR operations this server answers, in one table: the router dispatches by it
+and the CapabilityStatement lists it, so neither can claim what the other lacks.
+
+Each operation's handler lives in a file named after it; `$everything`, `$audit` and
+`$break-glass` are still answered from the modules that held them first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bevan.api import interactions, oversight
+from bevan.api.context import FhirRequest, Handler
+from bevan.api.operations import lastn, meta, meta_add, meta_delete, validate
+from bevan.fhir.errors import Issue, MethodNotAllowed, NotFound
+
+LEVELS = ("system", "type", "instance")
+HL7 = "http://hl7.org/fhir/OperationDefinition"
+BEVAN = "https://bevan.nhs.uk/fhir/OperationDefinition"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation: where it is answered, by what, and what it is."""
+
+    name: str  # without the $
+    handlers: Mapping[str, Handler]  # by level: system, type, instance
+    definition: str  # the canonical URL of its OperationDefinition
+    documentation: str
+    types: tuple[str, ...] = ()  # the resource types it applies to; () for every type
+    methods: tuple[str, ...] = ("GET", "POST")
+    parameters: tuple[tuple[str, str], ...] = field(default=())  # (name, what it does)
+    affects_state: bool = False
+    offload: bool = False  # may take long: answered off the event loop
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return tuple(level for level in LEVELS if level in self.handlers)
+
+    def applies_to(self, resource_type: str) -> bool:
+        return not self.types or resource_type in self.types
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "everything",
+        {"type": interactions.everyone, "instance": interactions.everything},
+        f"{HL7}/Patient-everything",
+        "A patient's whole record, paged: the Patient, everything in its compartment and "
+        "what those refer to (by type, every patient).",
+        types=("Patient",),
+        parameters=(
+            ("start", "only care on or after this date (resources with no date of care stay)"),
+            ("end", "only care on or before this date"),
+            ("_since", "only resources changed since this instant"),
+            ("_type", "only these resource types (comma-separated)"),
+            ("_count", "resources per page"),
+        ),
+        offload=True,
+    ),
+    Operation(
+        "lastn",
+        {"type": lastn.lastn},
+        f"{HL7}/Observation-lastn",
+        "The latest Observations of each code for each patient, as a searchset.",
+        types=("Observation",),
+        methods=("GET",),
+        parameters=(
+            ("max", "how many of each code (default 1)"),
+            ("patient", "whose Observations (or subject)"),
+            ("category", "which categories (vital-signs, laboratory, ...)"),
+            ("code", "which codes"),
+            ("(search)", "any other Observation search parameter"),
+        ),
+        offload=True,
+    ),
+    Operation(
+        "validate",
+        {"type": validate.validate, "instance": validate.validate},
+        f"{HL7}/Resource-validate",
+        "Checks a resource as a create, update or delete would, storing nothing; the "
+        "OperationOutcome lists every problem.",
+        parameters=(
+            ("resource", "the resource to check (or the body itself)"),
+            ("mode", "create, update or delete"),
+            ("profile", "a profile to check against (only the base R4 definitions are known)"),
+        ),
+    ),
+    Operation(
+        "meta",
+        {"system": meta.meta, "type": meta.meta, "instance": meta.meta},
+        f"{HL7}/Resource-meta",
+        "A resource's meta; by type or for the system, the tags, security labels and "
+        "profiles in use (system accounts only).",
+        methods=("GET", "POST"),
+        offload=True,
+    ),
+    Operation(
+        "meta-add",
+        {"instance": meta_add.meta_add},
+        f"{HL7}/Resource-meta-add",
+        "Adds tags, security labels and profiles to a resource, as a new version.",
+        methods=("POST",),
+        parameters=(("meta", "a Meta holding what to add"),),
+        affects_state=True,
+    ),
+    Operation(
+        "meta-delete",
+        {"instance": meta_delete.meta_delete},
+        f"{HL7}/Resource-meta-delete",
+        "Removes tags, security labels and profiles from a resource, as a new version.",
+        methods=("POST",),
+        parameters=(("meta", "a Meta holding what to remove"),),
+        affects_state=True,
+    ),
+    Operation(
+        "audit",
+        {"instance": oversight.access_log},
+        f"{BEVAN}/Patient-audit",
+        "Who accessed a patient's record, newest first (the patient, or a privacy officer).",
+        types=("Patient",),
+        methods=("GET",),
+        parameters=(("_count", "entries per page"),),
+    ),
+    Operation(
+        "break-glass",
+        {"system": oversight.break_glass_queue},
+        f"{BEVAN}/break-glass",
+        "Break-glass grants awaiting review (privacy officers); POST $break-glass/[grant] "
+        'with {"outcome": ...} closes one.',
+        methods=("GET",),
+        parameters=(("all", "true: every grant, reviewed or not"),),
+    ),
+)
+
+_BY_NAME = {operation.name: operation for operation in OPERATIONS}
+
+
+def operation_named(name: str) -> Operation | None:
+    """Return the operation called name (without the $), or None."""
+    return _BY_NAME.get(name)
+
+
+def _level(path_params: Mapping[str, str]) -> str:
+    if "id" in path_params:
+        return "instance"
+    return "type" if "type" in path_params else "system"
+
+
+def _requested(request: Request) -> Operation | None:
+    operation = operation_named(request.path_params.get("operation", ""))
+    if operation is None or _level(request.path_params) not in operation.handlers:
+        return None
+    return operation
+
+
+def offloaded(request: Request) -> bool:
+    """Return True if the operation asked for may take long (route flag)."""
+    operation = _requested(request)
+    return operation is not None and operation.offload
+
+
+def writes(request: Request) -> bool:
+    """Return True if the operation asked for changes the record (route flag)."""
+    operation = _requested(request)
+    return operation is not None and operation.affects_state
+
+
+def dispatch(fhir: FhirRequest) -> Response:
+    """Return the answer of the operation the path names, by its entry in the table;
+    raise NotFound (not-supported) for one not answered there."""
+    params = fhir.request.path_params
+    name = params["operation"]
+    level = _level(params)
+    resource_type = params.get("type")
+    place = "/".join(p for p in (resource_type, "[id]" if level == "instance" else None) if p)
+    where = f"{place}/${name}" if place else f"${name}"
+    operation = operation_named(name)
+    if operation is None:
+        raise NotFound(
+            Issue(f"the operation ${name} is not supported by this server", code="not-supported")
+        )
+    if (
+        level not in operation.handlers
+        or resource_type is not None
+        and not operation.applies_to(resource_type)
+    ):
+        raise NotFound(
+            Issue(
+                f"the operation ${name} is not supported at {where}; it is answered at "
+                + ", ".join(_places(operation)),
+                code="not-supported",
+            )
+        )
+    if fhir.request.method not in operation.methods:
+        raise MethodNotAllowed(
+            f"{where} is answered to {' or '.join(operation.methods)}, not {fhir.request.method}"
+        )
+    return operation.handlers[level](fhir)
+
+
+def _places(operation: Operation) -> list[str]:
+    types = "|".join(operation.types) if operation.types else "[type]"
+    shapes = {"system": "", "type": f"{types}/", "instance": f"{types}/[id]/"}
+    return [f"{shapes[level]}${operation.name}" for level in operation.levels]

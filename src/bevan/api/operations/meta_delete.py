@@ -1,0 +1,14 @@
+"""$meta-delete: tags, security labels and profiles taken from a resource, as a new
+version (with the same access checks as an update)."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from bevan.api.context import FhirRequest
+from bevan.api.operations.meta import change_meta
+
+
+def meta_delete(fhir: FhirRequest) -> Response:
+    """POST [type]/[id]/$meta-delete: a Parameters holding the resource's meta afterwards."""
+    return change_meta(fhir, adding=False)
