@@ -129,11 +129,56 @@ def _operation_entry(operation: Operation) -> dict[str, Any]:
     return {"name": operation.name, "definition": operation.definition, "documentation": text}
 
 
+# AuditEvent is answered by the audit trail, read and searched only (api/audit_events.py):
+# the trail is the only source of AuditEvents.
+AUDIT_EVENT_PARAMETERS = (
+    ("patient", "reference", "the patient whose data was accessed"),
+    ("agent", "reference", "who accessed it (a user id, or a reference ending in one)"),
+    ("entity", "reference", "what was accessed"),
+    ("date", "date", "when it was recorded (ge, gt, le, lt, eq, sa, eb)"),
+    ("outcome", "token", "0 success, 4 refused, 8 failed, 12 server error"),
+    ("action", "token", "C, R, U, D or E"),
+    ("type", "token", "the kind of event (rest, ...)"),
+    ("subtype", "token", "the interaction (read, search-type, ...)"),
+)
+
+
+def _audit_event_entry() -> dict[str, Any]:
+    return {
+        "type": "AuditEvent",
+        "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+        "documentation": "The audit trail: read and searched by privacy officers and system "
+        "accounts; never created, changed or deleted through the API.",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "versioning": "no-version",
+        "readHistory": False,
+        "updateCreate": False,
+        "conditionalCreate": False,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": False,
+        "conditionalDelete": "not-supported",
+        "searchInclude": [],
+        "searchRevInclude": [],
+        "searchParam": [
+            {
+                "name": name,
+                "definition": f"http://hl7.org/fhir/SearchParameter/AuditEvent-{name}",
+                "type": kind,
+                "documentation": text,
+            }
+            for name, kind, text in AUDIT_EVENT_PARAMETERS
+        ],
+    }
+
+
 @cache
 def _resources() -> list[dict[str, Any]]:
     out = []
     references_to = _references_to()
     for resource_type in sorted(RESOURCE_TYPES):
+        if resource_type == "AuditEvent":
+            out.append(_audit_event_entry())
+            continue
         includes = sorted(
             f"{resource_type}:{code}"
             for code, p in search_parameters(resource_type).items()
@@ -147,7 +192,7 @@ def _resources() -> list[dict[str, Any]]:
             "readHistory": True,
             "updateCreate": True,
             "conditionalCreate": True,
-            "conditionalRead": "not-supported",
+            "conditionalRead": "full-support",
             "conditionalUpdate": True,
             "conditionalDelete": "single",
             "searchInclude": ["*", *includes],
