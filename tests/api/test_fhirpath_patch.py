@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import httpx
 
+from bevan.clinical.nhs_number import nhs_check_digit
 from bevan.security.tokens import TokenAuthority
 from tests.conftest import RunningServer
 
@@ -13,11 +15,23 @@ NHS = "https://fhir.nhs.uk/Id/nhs-number"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 
-def patient() -> dict[str, Any]:
+_SERIAL = itertools.count(943_476_591)
+
+
+def fresh_nhs_number() -> str:
+    """Return a valid NHS number not used before in this run (one Patient holds each)."""
+    while True:
+        first_nine = str(next(_SERIAL))
+        check = nhs_check_digit(first_nine)
+        if check is not None:
+            return f"{first_nine}{check}"
+
+
+def patient(number: str | None = None) -> dict[str, Any]:
     return {
         "resourceType": "Patient",
         "identifier": [
-            {"system": NHS, "value": "9434765919"},
+            {"system": NHS, "value": number or fresh_nhs_number()},
             {"system": "urn:local:mrn", "value": "MRN-1"},
         ],
         "name": [{"family": "Jones", "given": ["Aneurin", "Nye"]}],
@@ -84,14 +98,13 @@ def test_replace_changes_the_phone_number_chosen_by_where(fhir: httpx.Client) ->
 
 
 def test_delete_removes_one_identifier_and_leaves_the_other(fhir: httpx.Client) -> None:
-    id = created(fhir)["id"]
+    made = created(fhir)
+    id, number = made["id"], made["identifier"][0]["value"]
     response = fhirpath_patch(
         fhir, id, operation("delete", "Patient.identifier.where(system = 'urn:local:mrn')")
     )
     assert response.status_code == 200, response.text
-    assert fhir.get(f"/Patient/{id}").json()["identifier"] == [
-        {"system": NHS, "value": "9434765919"}
-    ]
+    assert fhir.get(f"/Patient/{id}").json()["identifier"] == [{"system": NHS, "value": number}]
 
 
 def test_deleting_what_is_not_there_changes_nothing_but_succeeds(fhir: httpx.Client) -> None:
