@@ -33,7 +33,7 @@ from bevan.security.users import UserDirectory
 from bevan.store.access import BreakGlassLedger
 from bevan.store.audit import AuditLog
 from bevan.store.group import GroupWriter
-from bevan.store.records import RecordStore
+from bevan.store.record_store import RecordStore
 
 
 def create_app(

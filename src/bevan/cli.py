@@ -14,7 +14,7 @@ from bevan.config import Settings
 if TYPE_CHECKING:
     from bevan.records.loader import LoadReport
     from bevan.records.service import RecordService
-    from bevan.store.records import RecordStore
+    from bevan.store.record_store import RecordStore
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -38,7 +38,7 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
 
 def _open_store(settings: Settings) -> RecordStore:
     from bevan.store.migrate import upgrade
-    from bevan.store.records import RecordStore
+    from bevan.store.record_store import RecordStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = RecordStore.from_url(settings.resolved_database_url)

@@ -48,7 +48,7 @@ from bevan.security.tokens import Principal, TokenAuthority, TokenError
 from bevan.security.trail import AuditNotRecorded, AuditTrail
 from bevan.store.budget import OverBudget, time_budget
 from bevan.store.group import GroupWriter
-from bevan.store.records import StoredVersion
+from bevan.store.versions import StoredVersion
 
 log = logging.getLogger("bevan.api")
 
