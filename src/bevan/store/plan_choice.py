@@ -114,10 +114,9 @@ class PlanChoice:
 
         Listing costs about one step per match; walking about limit * size / matches
         (a page's worth at the matches' density), and a walk step, which tests one
-        resource, costs about six listing steps (measured at a million resources: a
-        chained search with 6,700 matches took 36 ms walking and 12 ms listing; a
-        quantity with 11,500, 35 ms listing and 3 ms walking). Walking wins once
-        matches pass sqrt(6 * limit * size). Composites are judged otherwise (see
+        resource, costs about six listing steps (as chained and quantity searches
+        walked and listed at a million resources showed: benchmarks/search.py). Walking
+        wins once matches pass sqrt(6 * limit * size). Composites are judged otherwise (see
         _composite_walks).
         """
         driver = self.compiler.driver(query)
@@ -154,9 +153,8 @@ class PlanChoice:
         Listing checks every row of the leading component against the element's other
         components, each check costing about a walk step; walking tests about
         limit * size / matches resources. Counting the matches to choose would check
-        every leading row too (a heart rate of 98 or more at a million resources:
-        50,926 heart rates, 3,278 matches, 205 ms to count and 231 to list), so they are
-        estimated from how many of the first COMPOSITE_SAMPLE leading rows match.
+        every leading row too, costing about as much as listing them (heart rates over
+        a bound at a million resources, benchmarks/search.py), so they are estimated from how many of the first COMPOSITE_SAMPLE leading rows match.
         """
 
         def estimate() -> bool:

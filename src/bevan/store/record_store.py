@@ -60,7 +60,7 @@ class RecordStore:
             self._checkpointer.start()
         # PostgreSQL reads run without a transaction (see snapshot()), on connections
         # of their own that are always so: setting, then resetting, each connection's
-        # isolation level took 4% of a search's time in the server. Reads with a time
+        # isolation level was a share of every search's time in the server. Reads with a time
         # budget have a pool of their own again, as their connections keep its timeout.
         self._reads = None if self.sqlite else reads_engine(engine)
         self._budgeted_reads = None if self.sqlite else reads_engine(engine, pool_size=2)
@@ -91,7 +91,7 @@ class RecordStore:
         each statement reads what was committed when it began (READ COMMITTED, which a
         transaction would give them too), so they run without one: a transaction's
         BEGIN and COMMIT were two of a search's three round trips, holding up the event
-        loop that waits for them (NHS number: 807 -> 1,014 searches/s over HTTP).
+        loop that waits for them (benchmarks/search.py, by NHS number, shows it).
         Inside time_budget() a read is interrupted once past it (store/budget.py): on
         PostgreSQL its connection comes from a pool whose statements carry the timeout.
         """
@@ -173,9 +173,9 @@ class RecordStore:
 
         settle (at the end of a load): on PostgreSQL, VACUUM as well, marking the new
         rows visible to every reader so that index-only scans need not visit each one's
-        table row, as autovacuum would later (measured after a 222,449-resource load:
-        Patients by name prefix 739 -> 916 searches/s, _revinclude 1,077 -> 1,411;
-        2.8 s).
+        table row, as autovacuum would later: searches by name prefix and with
+        _revinclude answer more just after a load, for a VACUUM that takes seconds
+        (benchmarks/search.py on PostgreSQL).
         """
         names = ", ".join(table.name for table in metadata.sorted_tables)
         if not self.sqlite and settle:  # VACUUM cannot run inside a transaction

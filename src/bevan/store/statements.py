@@ -225,8 +225,9 @@ _TARGET_VERSIONS = (
 
 # PostgreSQL: each target looked up by its own probe of the (type, id) key. Left to
 # choose, the planner expected every reference of a long record to name a different
-# target (2,273 for a Patient with 403 resources, where there were 11) and hashed
-# them against a scan of every resource: 94 ms at 222,449 resources, against 2.
+# target (thousands for a Patient whose references named a handful) and hashed them
+# against a scan of every resource, far slower than probing (benchmarks/search.py,
+# `$everything`).
 def _target_versions_probed() -> Select[Any]:
     pointed_at = _pointed_at(postgres=True)
     found = (

@@ -212,7 +212,7 @@ _SAVEPOINT_NAMES = itertools.count(1)
 def savepoint(connection: Connection) -> Iterator[None]:
     """Run a block under a savepoint of connection's transaction: undone alone if it
     raises. Straight to the driver: through Core, the SAVEPOINT and RELEASE around a
-    small write cost a tenth of a CRUD server's time."""
+    small write cost a noticeable share of a CRUD server's time (benchmarks/crud.py)."""
     name = f"bevan_{next(_SAVEPOINT_NAMES)}"
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
