@@ -77,3 +77,47 @@ def test_upgrading_drops_the_rows_of_parameters_that_repeat_others(
         }
     assert kept == {("index_token", "code"), ("index_string", "name")}
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_upgrading_indexes_the_positions_of_locations_already_stored(
+    backend: str, tmp_path: Path
+) -> None:
+    engine = make_engine(database_url(backend, tmp_path))
+    upgrade(engine, "0008")
+    stored = [  # rid, id, deleted, content of the current version
+        (
+            1,
+            "cardiff",
+            False,
+            '{"resourceType":"Location","position":{"latitude":51.4816,"longitude":-3.1791}}',
+        ),
+        (2, "gone", True, None),
+        (3, "nowhere", False, '{"resourceType":"Location","name":"Nowhere"}'),
+    ]
+    with engine.begin() as connection:
+        for rid, id, deleted, content in stored:
+            connection.execute(
+                text(
+                    "INSERT INTO resource (rid, resource_type, id, version_id, seq, last_updated,"
+                    " deleted) VALUES (:rid, 'Location', :id, 1, :rid, '2026-01-01', :deleted)"
+                ),
+                {"rid": rid, "id": id, "deleted": deleted},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO resource_version (resource_type, id, version_id, last_updated,"
+                    " method, content) VALUES ('Location', :id, 1, '2026-01-01', :method, :content)"
+                ),
+                {"id": id, "method": "delete" if deleted else "create", "content": content},
+            )
+    upgrade(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT rid, param, value FROM index_number ORDER BY rid, param")
+        ).fetchall()
+    assert [tuple(r) for r in rows] == [
+        (1, "near$latitude", 51.4816),
+        (1, "near$longitude", -3.1791),
+    ]
+    engine.dispose()

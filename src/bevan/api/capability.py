@@ -28,7 +28,7 @@ TYPE_INTERACTIONS = (
     "search-type",
 )
 SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system")
-PATCH_FORMATS = ("application/json-patch+json",)
+PATCH_FORMATS = ("application/json-patch+json", "application/fhir+json")
 # Searches by the resource row, not by index rows: every type has them.
 COLUMN_PARAMETERS = (
     ("_id", "token", "http://hl7.org/fhir/SearchParameter/Resource-id", "Resource.id"),
@@ -81,8 +81,8 @@ def _search_params(resource_type: str) -> list[dict[str, Any]]:
         for code, kind, url, path in COLUMN_PARAMETERS
     ]
     for code, param in sorted(search_parameters(resource_type).items()):
-        # A special parameter (Location's near) needs its own search, which none has yet.
-        if not param.compiled or param.type == "special":
+        # A special parameter is listed only where it has a search of its own (near).
+        if not param.compiled or (param.type == "special" and param.special is None):
             continue
         url, expression = definitions[code]
         params.append(

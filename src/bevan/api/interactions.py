@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.responses import Response
 
 from bevan.api.context import FhirRequest, json_body
-from bevan.api.negotiation import check_body_type
+from bevan.api.negotiation import JSON_PATCH, check_body_type
 from bevan.api.parameters import ignored_entry, operation_inputs, text, unknown_inputs
 from bevan.api.responses import fhir_json, not_modified, version_headers
 from bevan.fhir import json_text
@@ -102,6 +102,7 @@ def patch(fhir: FhirRequest) -> Response:
     resource_type = _type(fhir)
     check_body_type(fhir.request, patch=True)
     operations = json_body(fhir)
+    _check_patch_shape(fhir, operations)
     fhir.allow(resource_type, "patch")
     result = fhir.records.patch(
         resource_type,
@@ -111,6 +112,17 @@ def patch(fhir: FhirRequest) -> Response:
         guard=fhir.write_guard("patch"),
     )
     return _written(fhir, result)
+
+
+def _check_patch_shape(fhir: FhirRequest, operations: Any) -> None:
+    # The media type says which patch format the body is; a body of the other shape is refused
+    media = (fhir.request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media == JSON_PATCH and not isinstance(operations, list):
+        raise InvalidRequest(Issue("a JSON Patch body must be a JSON array of operations"))
+    if media and media != JSON_PATCH and not isinstance(operations, dict):
+        raise InvalidRequest(
+            Issue(f"a {media} PATCH body must be a Parameters resource (FHIRPath Patch)")
+        )
 
 
 def delete(fhir: FhirRequest) -> Response:

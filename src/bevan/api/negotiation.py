@@ -12,7 +12,8 @@ FHIR_JSON = "application/fhir+json"
 JSON_TYPES = frozenset(
     {"application/fhir+json", "application/json", "application/json+fhir", "text/json"}
 )
-PATCH_TYPES = frozenset({"application/json-patch+json"})
+JSON_PATCH = "application/json-patch+json"
+PATCH_TYPES = frozenset({JSON_PATCH, *JSON_TYPES})
 _JSON_FORMATS = frozenset(
     {"json", "application/json", "application/fhir+json", "application/json+fhir"}
 )
@@ -69,7 +70,7 @@ def check_body_type(request: Request, *, patch: bool = False) -> None:
     media = header.split(";")[0].strip().lower()
     allowed = PATCH_TYPES if patch else JSON_TYPES
     if media not in allowed:
-        expected = "application/json-patch+json" if patch else FHIR_JSON
+        expected = f"{JSON_PATCH} or {FHIR_JSON}" if patch else FHIR_JSON
         raise UnsupportedMediaType(
             f"Content-Type {media!r} is not accepted here; send {expected}"
             + (" (XML is not supported)" if "xml" in media else "")

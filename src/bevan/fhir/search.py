@@ -1,10 +1,10 @@
 """The FHIR R4 search grammar: a query string -> a typed, frozen SearchQuery.
 
-Every parameter type (number, date, string, token, reference, quantity, uri, composite),
-their modifiers and prefixes, chaining, reverse chaining (`_has`), and the result
-parameters (`_sort`, `_count`, `_total`, `_summary`, `_elements`, `_include`,
-`_revinclude`). Values are parsed here, once, into ranges and normalised forms; the
-store compiles the result to SQL for its dialect.
+Every parameter type (number, date, string, token, reference, quantity, uri, composite,
+and Location's special `near`), their modifiers and prefixes, chaining, reverse chaining
+(`_has`), and the result parameters (`_sort`, `_count`, `_total`, `_summary`,
+`_elements`, `_include`, `_revinclude`). Values are parsed here, once, into ranges and
+normalised forms; the store compiles the result to SQL for its dialect.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from bevan.fhir.limits import (
 from bevan.fhir.references import parse_reference
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search_parameters import (
+    NEAR_LATITUDE,
     NOT_SUPPORTED,
     SearchParameter,
     indexed_text,
@@ -147,6 +148,16 @@ class CompositeMatch:
 
 
 @dataclass(frozen=True)
+class NearMatch:
+    """`near`: positions within distance_km of a point, by great-circle distance."""
+
+    param: str
+    latitude: float
+    longitude: float
+    distance_km: float
+
+
+@dataclass(frozen=True)
 class Missing:
     param: str
     table: str
@@ -214,6 +225,7 @@ Criterion = (
     | ReferenceMatch
     | UriMatch
     | CompositeMatch
+    | NearMatch
     | Missing
     | IdMatch
     | LastUpdatedMatch
@@ -238,8 +250,9 @@ TABLE_OF_TYPE = {
 @dataclass(frozen=True)
 class SortKey:
     param: str  # _id, _lastUpdated or a parameter code
-    table: str | None  # None for _id / _lastUpdated
+    table: str | None  # None for _id / _lastUpdated; "near" for the distance from origin
     descending: bool = False
+    origin: tuple[float, float] | None = None  # for near: the point searched from
 
 
 @dataclass(frozen=True)
@@ -293,7 +306,7 @@ class Cursor:
         if len(self.values) != len(sort):
             return False
         for key, value in zip(sort, self.values, strict=True):
-            numeric = key.table in ("number", "quantity")
+            numeric = key.table in ("number", "quantity", "near")
             if value is not None and isinstance(value, str) == numeric:
                 return False
         return True
@@ -400,6 +413,7 @@ class _Parser:
         self.elements: tuple[str, ...] = ()
 
     def result(self) -> SearchQuery:
+        self.sort = tuple(self._placed_sort(key) for key in self.sort)
         if self.unknown and self.strict:
             raise InvalidRequest(
                 *(
@@ -435,6 +449,20 @@ class _Parser:
 
     def where(self, name: str) -> tuple[str]:
         return (f"{self.resource_type}?{name}",)
+
+    def _placed_sort(self, key: SortKey) -> SortKey:
+        # Sorting by near is by distance from the point the near parameter names
+        if key.table != "near":
+            return key
+        points = [c for c in self.criteria if isinstance(c, NearMatch) and c.param == key.param]
+        if len(points) != 1:
+            raise InvalidRequest(
+                Issue(
+                    f"_sort={key.param} needs one {key.param} parameter to measure from",
+                    expression=("_sort",),
+                )
+            )
+        return replace(key, origin=(points[0].latitude, points[0].longitude))
 
     def add(self, name: str, value: str) -> None:
         if name in ("_format", "_pretty", "_cursor"):
@@ -563,6 +591,8 @@ def _criterion(
         if value not in ("true", "false"):
             raise InvalidRequest(Issue(f":missing takes true or false, not {value!r}"))
         missing = value == "true"
+        if kind == "special" and param.code == "near":
+            return Missing(NEAR_LATITUDE, "number", missing)
         if kind != "composite":
             return Missing(param.code, TABLE_OF_TYPE[kind], missing)
         # A composite is present where one element has every part.
@@ -573,6 +603,10 @@ def _criterion(
     values = _split(value)
     if not values:
         raise InvalidRequest(Issue(f"{param.code!r} needs a value"))
+    if kind == "special" and param.code == "near":
+        if len(values) > 1:
+            raise InvalidRequest(Issue(f"{param.code!r} takes one point, not {len(values)}"))
+        return _near(param.code, values[0])
     if kind in ("token", "special"):
         if modifier == "of-type":
             return TokenMatch(f"{param.code}:of-type", tuple(_of_type(v) for v in values))
@@ -605,6 +639,60 @@ def _criterion(
     if kind == "composite":
         return CompositeMatch(param.code, tuple(_composite(param, v, base_url) for v in values))
     raise UnknownParameter(param.code)
+
+
+# Distances a near search may give, in km per unit (UCUM codes, and the plain names).
+NEAR_UNITS = {"km": 1.0, "m": 0.001, "mi": 1.609344, "[mi_i]": 1.609344}
+# Beyond this a bounding box in latitude and longitude no longer describes the circle
+# (HAPI FHIR's limit too).
+MAX_NEAR_KM = 10_000.0
+
+
+def _near(code: str, value: str) -> NearMatch:
+    """Return the NearMatch for latitude|longitude[|distance[|units]].
+
+    Without a distance the position must be the point itself, as HAPI FHIR reads it.
+    """
+    parts = value.split("|")
+    if len(parts) < 2 or len(parts) > 4:
+        raise InvalidRequest(
+            Issue(f"{code} reads latitude|longitude|distance|units, not {value!r}")
+        )
+    latitude = _coordinate(code, "latitude", parts[0], 90.0)
+    longitude = _coordinate(code, "longitude", parts[1], 180.0)
+    distance = 0.0
+    if len(parts) > 2 and parts[2]:
+        distance = _near_number(code, "distance", parts[2])
+    units = parts[3] if len(parts) > 3 and parts[3] else "km"
+    if units not in NEAR_UNITS:
+        raise InvalidRequest(
+            Issue(f"{code}'s distance units must be one of {', '.join(NEAR_UNITS)}, not {units!r}")
+        )
+    distance_km = distance * NEAR_UNITS[units]
+    if not 0.0 <= distance_km <= MAX_NEAR_KM:
+        raise InvalidRequest(
+            Issue(f"{code}'s distance must be from 0 to {MAX_NEAR_KM:g} km, not {distance_km:g}")
+        )
+    return NearMatch(code, latitude, longitude, distance_km)
+
+
+def _coordinate(code: str, name: str, text: str, limit: float) -> float:
+    number = _near_number(code, name, text)
+    if not -limit <= number <= limit:
+        raise InvalidRequest(
+            Issue(f"{code}'s {name} must be from {-limit:g} to {limit:g}, not {text!r}")
+        )
+    return number
+
+
+def _near_number(code: str, name: str, text: str) -> float:
+    try:
+        number = float(Decimal(text.strip()))
+    except (InvalidOperation, ValueError):
+        raise InvalidRequest(Issue(f"{code}'s {name} {text!r} is not a number")) from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise InvalidRequest(Issue(f"{code}'s {name} {text!r} is not a number"))
+    return number
 
 
 def _composite(param: SearchParameter, value: str, base_url: str | None) -> tuple[Criterion, ...]:
@@ -827,6 +915,8 @@ def _sort_key(resource_type: str, item: str) -> SortKey:
     if code in ("_id", "_lastUpdated"):
         return SortKey(code, None, descending)
     param = search_parameters(resource_type).get(code)
+    if param is not None and param.type == "special" and code == "near":
+        return SortKey(code, "near", descending)
     if param is None or not param.compiled or param.type not in TABLE_OF_TYPE:
         raise InvalidRequest(
             Issue(

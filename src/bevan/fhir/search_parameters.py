@@ -12,9 +12,10 @@ import json
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, TypeGuard
 
 from bevan.clinical.units import canonical_quantity
 from bevan.fhir.dates import instant_range
@@ -76,9 +77,30 @@ def _deceased(resource: dict[str, Any]) -> list[Any]:
     return [flag is True or "deceasedDateTime" in resource]
 
 
+def _position(resource: dict[str, Any]) -> list[Any]:
+    # Location.position: a point only when both coordinates are numbers
+    position = resource.get("position")
+    if not isinstance(position, dict):
+        return []
+    latitude, longitude = position.get("latitude"), position.get("longitude")
+    if not (_is_number(latitude) and _is_number(longitude)):
+        return []
+    return [(float(latitude), float(longitude))]
+
+
+def _is_number(value: Any) -> TypeGuard[int | float | Decimal]:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
 _SPECIAL: dict[tuple[str, str], Callable[[dict[str, Any]], list[Any]]] = {
     ("Patient", "deceased"): _deceased,
+    ("Location", "near"): _position,
 }
+
+# The number rows a position is kept in (a latitude and a longitude row, indexed by value
+# as any number is, so a search can look up a band of latitudes first).
+NEAR_LATITUDE = "near$latitude"
+NEAR_LONGITUDE = "near$longitude"
 
 
 @cache
@@ -468,6 +490,9 @@ def _add(
         )
     elif param_type == "uri" and isinstance(value, str):
         rows.uri.append((code, indexed_text(value), group))
+    elif param_type == "special" and code == "near" and isinstance(value, tuple):
+        rows.number.append((NEAR_LATITUDE, value[0], group))
+        rows.number.append((NEAR_LONGITUDE, value[1], group))
 
 
 def token_values(

@@ -640,9 +640,12 @@ def _perform(
     return _response(WriteResult(200, stored), base_url, with_resource=True)
 
 
-def _patch_operations(entry: Entry) -> list[Any]:
-    # In a Bundle a JSON Patch travels as a Binary whose data is the base64 patch.
+def _patch_operations(entry: Entry) -> list[Any] | dict[str, Any]:
+    # In a Bundle a JSON Patch travels as a Binary whose data is the base64 patch;
+    # a FHIRPath Patch travels as the Parameters itself.
     resource = entry.resource
+    if resource and resource.get("resourceType") == "Parameters":
+        return resource
     if resource and resource.get("resourceType") == "Binary" and "data" in resource:
         data = resource["data"]
         operations = None
@@ -662,7 +665,8 @@ def _patch_operations(entry: Entry) -> list[Any]:
             return operations
     raise InvalidRequest(
         Issue(
-            "a PATCH entry carries a Binary whose data is a base64 JSON Patch array",
+            "a PATCH entry carries a FHIRPath Patch Parameters, or a Binary whose data is"
+            " a base64 JSON Patch array",
             expression=(f"{entry.where}.resource",),
         )
     )

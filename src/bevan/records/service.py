@@ -12,7 +12,7 @@ import jsonpatch
 import orjson
 
 from bevan.clinical.nhs_number import NHS_NUMBER_SYSTEM, nhs_numbers_held
-from bevan.fhir import json_text
+from bevan.fhir import fhirpath_patch, json_text
 from bevan.fhir.care_dates import within_care_dates
 from bevan.fhir.dates import date_range, format_instant, now_instant
 from bevan.fhir.errors import (
@@ -694,8 +694,8 @@ class RecordService:
         if_match: int | None = None,
         guard: WriteGuard | None = None,
     ) -> WriteResult:
-        """Apply a JSON Patch to the current version and store the result."""
-        if not isinstance(operations, list):
+        """Apply a JSON Patch (a list) or FHIRPath Patch (a Parameters) and store the result."""
+        if not isinstance(operations, list | dict):
             raise InvalidRequest(Issue("a JSON Patch body must be a JSON array of operations"))
         with self.writing() as session:
             return self.patch_in(
@@ -707,11 +707,12 @@ class RecordService:
         session: WriteSession,
         resource_type: str,
         id: str,
-        operations: list[Any],
+        operations: list[Any] | dict[str, Any],
         *,
         if_match: int | None = None,
         guard: WriteGuard | None = None,
     ) -> WriteResult:
+        """Apply a JSON Patch, or a FHIRPath Patch when given a Parameters, and store it."""
         refuse_server_written(resource_type)
         stored = self.read(resource_type, id, session)
         if if_match is not None and stored.version_id != if_match:
@@ -719,18 +720,10 @@ class RecordService:
                 f"{resource_type}/{id} is at version {stored.version_id}, not {if_match}"
             )
         current = json_text.loads(stored.content or "{}")
-        try:
-            patched = jsonpatch.apply_patch(current, operations)
-        except (
-            jsonpatch.JsonPatchException,
-            jsonpatch.JsonPointerException,
-            TypeError,
-            KeyError,
-            ValueError,
-        ) as error:
-            raise InvalidRequest(
-                Issue(f"the JSON Patch could not be applied: {error}", code="processing")
-            ) from None
+        if isinstance(operations, dict):
+            patched = fhirpath_patch.apply(current, operations)
+        else:
+            patched = self._json_patched(current, operations)
         validate_resource(patched, resource_type)
         if patched.get("id") != id:
             raise InvalidResource(
@@ -741,6 +734,26 @@ class RecordService:
         row = session.current_row(resource_type, id)
         written = self._write(session, resource_type, id, patched, row, guard)
         return WriteResult(200, written)
+
+    @staticmethod
+    def _json_patched(current: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
+        try:
+            patched: dict[str, Any] = jsonpatch.apply_patch(current, operations)
+        except (
+            jsonpatch.JsonPatchException,
+            jsonpatch.JsonPointerException,
+            TypeError,
+            KeyError,
+            ValueError,
+        ) as error:
+            raise InvalidRequest(
+                Issue(f"the JSON Patch could not be applied: {error}", code="processing")
+            ) from None
+        if not isinstance(patched, dict):
+            raise InvalidRequest(
+                Issue("the JSON Patch did not leave a resource", code="processing")
+            )
+        return patched
 
     def delete(
         self,

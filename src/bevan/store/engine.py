@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -108,6 +110,30 @@ PREPARE_AFTER = 2
 MAX_PREPARED = 256
 
 
+def _add_math_functions(connection: sqlite3.Connection) -> None:
+    """Give a connection the math functions distances need where SQLite lacks them (it
+    has them from 3.35 when built with them, as most builds are)."""
+    try:
+        connection.execute("SELECT asin(sqrt(sin(radians(1.0)) * cos(1.0)))").fetchone()
+    except sqlite3.OperationalError:
+        for name, function in (
+            ("sin", math.sin),
+            ("cos", math.cos),
+            ("asin", math.asin),
+            ("sqrt", math.sqrt),
+            ("radians", math.radians),
+        ):
+            connection.create_function(name, 1, _or_null(function), deterministic=True)
+
+
+def _or_null(function: Callable[[float], float]) -> Callable[[float | None], float | None]:
+    # SQL's NULL in, NULL out, as the built-in functions answer
+    def apply(value: float | None) -> float | None:
+        return None if value is None else function(value)
+
+    return apply
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -129,6 +155,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
+        _add_math_functions(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:

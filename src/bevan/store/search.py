@@ -11,6 +11,7 @@ so pages stay correct while resources are created and deleted between requests.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Table,
     and_,
     any_,
+    case,
     false,
     func,
     literal,
@@ -48,6 +50,7 @@ from bevan.fhir.search import (
     IdMatch,
     LastUpdatedMatch,
     Missing,
+    NearMatch,
     NumberMatch,
     QuantityMatch,
     ReferenceMatch,
@@ -58,7 +61,7 @@ from bevan.fhir.search import (
     TokenMatch,
     UriMatch,
 )
-from bevan.fhir.search_parameters import shared_rows
+from bevan.fhir.search_parameters import NEAR_LATITUDE, NEAR_LONGITUDE, shared_rows
 from bevan.store.schema import (
     INDEX_TABLES,
     PREFIX_BUCKET_OF,
@@ -106,8 +109,8 @@ def _rank(criterion: Criterion) -> int | None:
         return 4
     if isinstance(criterion, QuantityMatch):
         return None if _only_ne(v.bound for v in criterion.values) else 5
-    if isinstance(criterion, NumberMatch):
-        return None if _only_ne(criterion.bounds) else 5
+    if isinstance(criterion, NumberMatch | NearMatch):
+        return None if isinstance(criterion, NumberMatch) and _only_ne(criterion.bounds) else 5
     if isinstance(criterion, DateMatch):
         return None if _only_ne(criterion.bounds) else 6
     if isinstance(criterion, AnyOf) and all(_rank(c) is not None for c in criterion.criteria):
@@ -236,6 +239,8 @@ class SearchCompiler:
             return self._among(alias, self.driving_rows(resource_type, criterion))
         if isinstance(criterion, Chain):
             rows = self._chain_rows(resource_type, criterion, per_candidate=True)
+        elif isinstance(criterion, NearMatch):
+            rows = self._near_rows(resource_type, criterion, per_candidate=True)
         elif isinstance(criterion, CompositeMatch):
             rows = self.driving_rows(resource_type, criterion)
         else:
@@ -358,7 +363,33 @@ class SearchCompiler:
             return select(rows[0].union(*rows[1:]).subquery().c[0])
         if isinstance(criterion, Missing):  # :missing=false, the only kind that drives
             return self._present_rows(resource_type, criterion)
+        if isinstance(criterion, NearMatch):
+            return self._near_rows(resource_type, criterion)
         return self._rows(resource_type, criterion)
+
+    def _near_rows(
+        self, resource_type: str, near: NearMatch, *, per_candidate: bool = False
+    ) -> Select[Any]:
+        """Return SELECT rid of the positions within near's distance: a band of latitudes
+        read from the lookup index, the longitudes of the box around the circle checked
+        beside it, then the exact great-circle distance of what is left."""
+        latitude = INDEX_TABLES["number"].alias("near_latitude")
+        longitude = INDEX_TABLES["number"].alias("near_longitude")
+        kind, param = self._type_and_param(latitude, per_candidate)
+        low, high, longitudes = _bounding_box(near.latitude, near.longitude, near.distance_km)
+        distance = great_circle_km(
+            latitude.c.value, longitude.c.value, near.latitude, near.longitude
+        )
+        return select(latitude.c.rid).where(
+            kind == resource_type,
+            param == NEAR_LATITUDE,
+            latitude.c.value >= low,
+            latitude.c.value <= high,
+            longitude.c.rid == latitude.c.rid,
+            longitude.c.param == NEAR_LONGITUDE,
+            or_(*(and_(longitude.c.value >= a, longitude.c.value <= b) for a, b in longitudes)),
+            distance <= near.distance_km + _SAME_PLACE_KM,
+        )
 
     def counted_rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
         """Return driving_rows for counting up to a limit. On PostgreSQL a value
@@ -673,6 +704,20 @@ class SearchCompiler:
             return alias.c.id
         if key.param == "_lastUpdated":
             return alias.c.last_updated
+        if key.table == "near":
+            assert key.origin is not None
+            latitude = INDEX_TABLES["number"].alias("sort_latitude")
+            longitude = INDEX_TABLES["number"].alias("sort_longitude")
+            return (
+                select(great_circle_km(latitude.c.value, longitude.c.value, *key.origin))
+                .where(
+                    latitude.c.rid == alias.c.rid,
+                    latitude.c.param == NEAR_LATITUDE,
+                    longitude.c.rid == alias.c.rid,
+                    longitude.c.param == NEAR_LONGITUDE,
+                )
+                .scalar_subquery()
+            )
         assert key.table is not None
         table = INDEX_TABLES[key.table]
         if key.table == "date":
@@ -723,6 +768,56 @@ def _after(
     if before:
         return or_(beyond, and_(column == value, tail))
     return or_(beyond, and_(column == value, tail), column.is_(None))
+
+
+# The mean radius of the Earth (IUGG), the sphere distances are measured on.
+EARTH_RADIUS_KM = 6371.0088
+# Positions this close count as the same place (a floating-point margin, a micrometre).
+_SAME_PLACE_KM = 1e-9
+_BOX_MARGIN_DEGREES = 1e-9
+
+
+def great_circle_km(
+    latitude: Any, longitude: Any, from_latitude: float, from_longitude: float
+) -> Any:
+    """Return the SQL for the haversine distance in km from a point to (latitude, longitude).
+
+    sin, cos, asin, sqrt and radians are built into PostgreSQL and SQLite (3.35 and
+    later; the store adds them where SQLite was built without them).
+    """
+    half_latitude = func.radians(latitude - from_latitude) / 2
+    half_longitude = func.radians(longitude - from_longitude) / 2
+    a = func.sin(half_latitude) * func.sin(half_latitude) + math.cos(
+        math.radians(from_latitude)
+    ) * func.cos(func.radians(latitude)) * func.sin(half_longitude) * func.sin(half_longitude)
+    # rounding can carry a just past 1 for antipodes, where asin is undefined
+    return 2 * EARTH_RADIUS_KM * func.asin(func.sqrt(case((a > 1.0, 1.0), else_=a)))
+
+
+def _bounding_box(
+    latitude: float, longitude: float, distance_km: float
+) -> tuple[float, float, list[tuple[float, float]]]:
+    """Return the latitudes (low, high) and longitude ranges of a box holding the circle.
+
+    Where the circle reaches a pole every longitude is inside; where it crosses the
+    antimeridian its longitudes are two ranges.
+    """
+    angle = distance_km / EARTH_RADIUS_KM
+    spread = math.degrees(angle) + _BOX_MARGIN_DEGREES
+    low, high = latitude - spread, latitude + spread
+    if low <= -90.0 or high >= 90.0:
+        return max(low, -90.0), min(high, 90.0), [(-180.0, 180.0)]
+    # the widest longitude a circle spans is at the latitude where its edge is tangent
+    ratio = math.sin(angle) / math.cos(math.radians(latitude))
+    if ratio >= 1.0:
+        return low, high, [(-180.0, 180.0)]
+    width = math.degrees(math.asin(ratio)) + _BOX_MARGIN_DEGREES
+    west, east = longitude - width, longitude + width
+    if west < -180.0:
+        return low, high, [(west + 360.0, 180.0), (-180.0, east)]
+    if east > 180.0:
+        return low, high, [(west, 180.0), (-180.0, east - 360.0)]
+    return low, high, [(west, east)]
 
 
 _SORT_COLUMN = {

@@ -28,6 +28,7 @@ VALUES = {
     "quantity": "5",
     "number": "5",
     "uri": "http://example.org/x",
+    "special": "51.48|-3.18|10|km",  # Location's near
 }
 
 
@@ -242,7 +243,7 @@ def test_interactions_and_formats_it_does_not_list_are_refused(
     system = {i["code"] for i in statement["rest"][0]["interaction"]}
     assert "search-system" not in system
     assert fhir.get("", params={"_id": "x"}).status_code in (404, 405)
-    assert statement["patchFormat"] == ["application/json-patch+json"]
+    assert statement["patchFormat"] == ["application/json-patch+json", "application/fhir+json"]
     merge = fhir.patch(
         "/Patient/claims-patient",
         json={"language": "en"},
