@@ -10,22 +10,11 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Select,
-    func,
-    select,
-)
+from sqlalchemy import Connection, Select, func, select
 
-from bevan.fhir.search import (
-    CompositeMatch,
-    Criterion,
-    SearchQuery,
-)
+from bevan.fhir.search import CompositeMatch, Criterion, SearchQuery
 from bevan.store.plan_facts import PlanFacts
-from bevan.store.raw import (
-    RawCursor,
-)
+from bevan.store.raw import RawCursor
 from bevan.store.search import SearchCompiler
 from bevan.store.shapes import ShapeCache
 

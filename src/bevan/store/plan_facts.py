@@ -10,16 +10,10 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    func,
-    select,
-)
+from sqlalchemy import Connection, func, select
 
 from bevan.store.budget import learning
-from bevan.store.schema import (
-    resource,
-)
+from bevan.store.schema import resource
 
 MAX_REMEMBERED_DENSITIES = 10_000
 

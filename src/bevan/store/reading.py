@@ -9,49 +9,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Select,
-    func,
-    not_,
-    select,
-)
+from sqlalchemy import Connection, Select, func, not_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from bevan.fhir.errors import InvalidRequest, Issue
-from bevan.fhir.search import (
-    CompositeMatch,
-    SearchQuery,
-    StringMatch,
-)
+from bevan.fhir.search import CompositeMatch, SearchQuery, StringMatch
 from bevan.store import plan_choice
 from bevan.store.plan_choice import PlanChoice
 from bevan.store.plan_facts import PlanFacts
-from bevan.store.raw import (
-    CompiledStatement,
-    RawCursor,
-)
-from bevan.store.schema import (
-    INDEX_TABLES,
-    PREFIX_BUCKET,
-    resource,
-    resource_version,
-)
+from bevan.store.raw import CompiledStatement, RawCursor
+from bevan.store.schema import INDEX_TABLES, PREFIX_BUCKET, resource, resource_version
 from bevan.store.search import SearchCompiler
 from bevan.store.shapes import ShapeCache
-from bevan.store.statements import (
-    _VERSION_COLUMNS,
-    _VERSIONS,
-    HotStatements,
-    _chunks,
-    _given,
-)
-from bevan.store.versions import (
-    SearchHit,
-    StoredVersion,
-    _stored_at,
-    _version_fields,
-)
+from bevan.store.statements import VERSION_COLUMNS, VERSIONS, HotStatements, chunks, given
+from bevan.store.versions import SearchHit, StoredVersion, stored_at, version_fields
 
 # A plan line longer than this (PostgreSQL prints every row key it was given) is cut.
 PLAN_LINE_CHARS = 200
@@ -111,14 +82,14 @@ class ReadSession(PlanChoice):
         return StoredVersion(row[0], row[1], row[2], row[3], row[4] == "delete", row[5], row[6])
 
     def version(self, resource_type: str, id: str, version_id: int) -> StoredVersion | None:
-        statement = select(*_VERSION_COLUMNS).where(
+        statement = select(*VERSION_COLUMNS).where(
             resource_version.c.resource_type == resource_type,
             resource_version.c.id == id,
             resource_version.c.version_id == version_id,
         )
         self._see_own_writes()
         row = self.connection.execute(statement).first()
-        return _stored_at(row) if row else None
+        return stored_at(row) if row else None
 
     def history(
         self,
@@ -143,18 +114,18 @@ class ReadSession(PlanChoice):
         if before_seq is not None:
             conditions.append(resource_version.c.seq < before_seq)
         statement = (
-            select(*_VERSION_COLUMNS)
+            select(*VERSION_COLUMNS)
             .where(*conditions)
             .order_by(resource_version.c.seq.desc())
             .limit(count)
         )
         self._see_own_writes()
         if max_bytes is None:
-            return [_stored_at(row) for row in self.connection.execute(statement)]
+            return [stored_at(row) for row in self.connection.execute(statement)]
         versions: list[StoredVersion] = []
         size = 0
         for row in self.connection.execute(statement):
-            versions.append(_stored_at(row))
+            versions.append(stored_at(row))
             if size > max_bytes:
                 break
             size += len(versions[-1].content or "")
@@ -200,9 +171,9 @@ class ReadSession(PlanChoice):
         rows = self.shapes.execute(self.indexed, "page", parts, self._page).fetchall()
         if query.cursor is not None and query.cursor.before:
             rows.reverse()
-        width = len(_VERSION_COLUMNS)
+        width = len(VERSION_COLUMNS)
         return [
-            SearchHit(*_version_fields(row), tuple(row[width + 1 :]), row[width]) for row in rows
+            SearchHit(*version_fields(row), tuple(row[width + 1 :]), row[width]) for row in rows
         ]
 
     def _planned(self, query: SearchQuery) -> tuple[SearchQuery, int | None]:
@@ -267,8 +238,8 @@ class ReadSession(PlanChoice):
         else:
             page_order = compiler.target_order((sorted_by[0], page.c.rid), reverse)
         return (
-            select(*_VERSION_COLUMNS, page.c.rid, *sorted_by)
-            .select_from(page.join(_VERSIONS, resource.c.rid == page.c.rid))
+            select(*VERSION_COLUMNS, page.c.rid, *sorted_by)
+            .select_from(page.join(VERSIONS, resource.c.rid == page.c.rid))
             .order_by(*page_order)
         )
 
@@ -373,9 +344,9 @@ class ReadSession(PlanChoice):
             by_type.setdefault(resource_type, set()).add(id)
         found: list[StoredVersion] = []
         for resource_type, ids in sorted(by_type.items()):
-            for chunk in _chunks(sorted(ids), 500):
+            for chunk in chunks(sorted(ids), 500):
                 rows = self.raw.rows(self.hot.current_many, chunk, {"t": resource_type})
-                found.extend(_stored_at(row) for row in rows)
+                found.extend(stored_at(row) for row in rows)
         return found
 
     def references_from(
@@ -385,8 +356,8 @@ class ReadSession(PlanChoice):
         through param (every reference parameter if None)."""
         statement = self.hot.references_from[(param is not None, target_type is not None)]
         found: set[tuple[str, str]] = set()
-        for chunk in _chunks(list(ids), 500):
-            bound = _given(t=resource_type, param=param, target=target_type)
+        for chunk in chunks(list(ids), 500):
+            bound = given(t=resource_type, param=param, target=target_type)
             found.update((row[0], row[1]) for row in self.indexed.rows(statement, chunk, bound))
         return found
 
@@ -403,9 +374,9 @@ class ReadSession(PlanChoice):
     def versions_by_rid(self, rids: Sequence[int]) -> list[tuple[int, StoredVersion]]:
         """Return (rid, current version) of the live resources among rids, in rid order."""
         found: list[tuple[int, StoredVersion]] = []
-        for chunk in _chunks(list(rids), 500):
+        for chunk in chunks(list(rids), 500):
             rows = self.raw.rows(self.hot.versions_by_rid, chunk)
-            found.extend((row[0], _stored_at(row, 1)) for row in rows)
+            found.extend((row[0], stored_at(row, 1)) for row in rows)
         return found
 
     def versions_referenced(
@@ -416,9 +387,9 @@ class ReadSession(PlanChoice):
         found: dict[tuple[str, str], StoredVersion] = {}
         bound = {"t": resource_type, "i": id}
         # With no rids, one run for resource_type/id alone (no row has key 0).
-        for chunk in _chunks(list(rids), 500) if rids else [[0]]:
+        for chunk in chunks(list(rids), 500) if rids else [[0]]:
             for row in self.indexed.rows(self.hot.target_versions, chunk, bound):
-                version = _stored_at(row)
+                version = stored_at(row)
                 found[(version.resource_type, version.id)] = version
         return list(found.values())
 
@@ -428,10 +399,10 @@ class ReadSession(PlanChoice):
         """Return live resources of source_type that point at target_type/ids through param."""
         statement = self.hot.referencing[param is not None]
         found: list[StoredVersion] = []
-        for chunk in _chunks(list(ids), 500):
-            bound = _given(t=source_type, target=target_type, param=param)
+        for chunk in chunks(list(ids), 500):
+            bound = given(t=source_type, target=target_type, param=param)
             rows = self.indexed.rows(statement, chunk, {**bound, "n": limit - len(found)})
-            found.extend(_stored_at(row) for row in rows)
+            found.extend(stored_at(row) for row in rows)
             if len(found) >= limit:
                 break
         return found
@@ -475,7 +446,7 @@ class ReadSession(PlanChoice):
         """Return (rid, resource type, content) of live resources after rid, in rid order."""
         statement = (
             select(resource.c.rid, resource.c.resource_type, resource_version.c.content)
-            .select_from(_VERSIONS)
+            .select_from(VERSIONS)
             .where(resource.c.rid > after_rid, not_(resource.c.deleted))
             .order_by(resource.c.rid)
             .limit(limit)

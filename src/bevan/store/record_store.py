@@ -12,27 +12,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-)
+from sqlalchemy import Connection, Engine
 
 from bevan.store.budget import budgeted, statement_budget, within_budget
 from bevan.store.engine import WalCheckpointer, WriterLock, is_sqlite, make_engine, reads_engine
 from bevan.store.plan_facts import PlanFacts
 from bevan.store.reading import ReadSession
-from bevan.store.schema import (
-    metadata,
-)
+from bevan.store.schema import metadata
 from bevan.store.search import SearchCompiler
 from bevan.store.shapes import ShapeCache
-from bevan.store.statements import (
-    HotStatements,
-)
-from bevan.store.versions import (
-    StoreConflict,
-    StoredVersion,
-)
+from bevan.store.statements import HotStatements
+from bevan.store.versions import StoreConflict, StoredVersion
 from bevan.store.writing import WriteSession, savepoint
 
 S = TypeVar("S", bound=ReadSession)

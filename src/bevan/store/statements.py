@@ -28,21 +28,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
-from bevan.store.raw import (
-    ArrayStatement,
-    ListStatement,
-    compile_for,
-)
-from bevan.store.schema import (
-    INDEX_TABLES,
-    index_reference,
-    resource,
-    resource_version,
-)
+from bevan.store.raw import ArrayStatement, ListStatement, compile_for
+from bevan.store.schema import INDEX_TABLES, index_reference, resource, resource_version
 
 # Each resource row with its current version.
-_VERSIONS = resource.join(resource_version, resource_version.c.seq == resource.c.seq)
-_VERSION_COLUMNS = (
+VERSIONS = resource.join(resource_version, resource_version.c.seq == resource.c.seq)
+VERSION_COLUMNS = (
     resource_version.c.resource_type,
     resource_version.c.id,
     resource_version.c.version_id,
@@ -66,7 +57,7 @@ _INSERT_RESOURCE = _insert(
 ).returning(resource.c.rid)
 # SQLite: the keys are given (see WriteSession.write_version), so rows can wait and go
 # in a table at a time.
-_KEYED_NAMES = {
+KEYED_NAMES = {
     "resource_version": (
         "seq",
         "resource_type",
@@ -79,8 +70,8 @@ _KEYED_NAMES = {
     "resource": ("rid", "resource_type", "id", "version_id", "seq", "last_updated", "deleted"),
 }
 _INSERT_KEYED = {
-    "resource_version": _insert(resource_version, *_KEYED_NAMES["resource_version"]),
-    "resource": _insert(resource, *_KEYED_NAMES["resource"]),
+    "resource_version": _insert(resource_version, *KEYED_NAMES["resource_version"]),
+    "resource": _insert(resource, *KEYED_NAMES["resource"]),
 }
 _LAST_KEYS = select(
     select(func.max(resource_version.c.seq)).scalar_subquery(),
@@ -139,7 +130,7 @@ INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 _INDEX_NAMES = {name: ("rid", "resource_type", *columns) for name, columns in INDEX_COLUMNS.items()}
 # The columns of each kind of row a write session holds back, in the order it holds them.
-_HELD_NAMES = {**_KEYED_NAMES, **_INDEX_NAMES}
+HELD_NAMES = {**KEYED_NAMES, **_INDEX_NAMES}
 _INSERT_INDEX = {
     name: _insert(table, "rid", "resource_type", *INDEX_COLUMNS[name])
     for name, table in INDEX_TABLES.items()
@@ -151,8 +142,8 @@ _DELETE_INDEX = {
 
 
 _SELECT_CURRENT = (
-    select(*_VERSION_COLUMNS)
-    .select_from(_VERSIONS)
+    select(*VERSION_COLUMNS)
+    .select_from(VERSIONS)
     .where(resource.c.resource_type == bindparam("t"), resource.c.id == bindparam("i"))
 )
 _SELECT_ROW = select(resource.c.rid, resource.c.version_id, resource.c.deleted).where(
@@ -163,8 +154,8 @@ _SELECT_ROW = select(resource.c.rid, resource.c.version_id, resource.c.deleted).
 # Lookups of sets of resources, built once with expanding parameters: composing a
 # statement with hundreds of literal values per call cost more than running it.
 _CURRENT_MANY = (
-    select(*_VERSION_COLUMNS)
-    .select_from(_VERSIONS)
+    select(*VERSION_COLUMNS)
+    .select_from(VERSIONS)
     .where(
         resource.c.resource_type == bindparam("t"),
         resource.c.id.in_(bindparam("ids", expanding=True)),
@@ -184,8 +175,8 @@ def _among_rids(column: Any, postgres: bool) -> ColumnElement[bool]:
 
 def _versions_by_rid(postgres: bool) -> Select[Any]:
     return (
-        select(resource.c.rid, *_VERSION_COLUMNS)
-        .select_from(_VERSIONS)
+        select(resource.c.rid, *VERSION_COLUMNS)
+        .select_from(VERSIONS)
         .where(_among_rids(resource.c.rid, postgres), not_(resource.c.deleted))
         .order_by(resource.c.rid)
     )
@@ -212,8 +203,8 @@ def _pointed_at(postgres: bool) -> Any:
 
 _POINTED_AT = _pointed_at(postgres=False)
 _TARGET_VERSIONS = (
-    select(*_VERSION_COLUMNS)
-    .select_from(_VERSIONS)
+    select(*VERSION_COLUMNS)
+    .select_from(VERSIONS)
     .where(
         tuple_(resource.c.resource_type, resource.c.id).in_(
             select(_POINTED_AT.c.target_type, _POINTED_AT.c.target_id)
@@ -240,7 +231,7 @@ def _target_versions_probed() -> Select[Any]:
         .limit(1)  # one at most (the key is unique); and the planner cannot merge it away
         .lateral("found")
     )
-    return select(*_VERSION_COLUMNS).select_from(
+    return select(*VERSION_COLUMNS).select_from(
         pointed_at.join(found, true()).join(resource_version, resource_version.c.seq == found.c.seq)
     )
 
@@ -279,8 +270,8 @@ def _referencing(by_param: bool) -> Any:
     if by_param:
         pointing = pointing.where(index_reference.c.param == bindparam("param"))
     return (
-        select(*_VERSION_COLUMNS)
-        .select_from(_VERSIONS)
+        select(*VERSION_COLUMNS)
+        .select_from(VERSIONS)
         .where(resource.c.rid.in_(pointing), not_(resource.c.deleted))
         .order_by(resource.c.resource_type, resource.c.id)
         .limit(bindparam("n"))
@@ -337,12 +328,13 @@ class HotStatements:
         )
 
 
-def _given(**values: Any) -> dict[str, Any]:
+def given(**values: Any) -> dict[str, Any]:
     """Return the parameters that have values: the statement variant chosen by which
     are None binds only the others."""
     return {name: value for name, value in values.items() if value is not None}
 
 
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """Return items in lists of at most size (each list one statement's parameters)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]

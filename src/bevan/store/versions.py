@@ -45,9 +45,9 @@ class CurrentRow:
 _VersionFields = tuple[str, str, int, str, bool, "str | None", int]
 
 
-def _version_fields(row: Any, start: int = 0) -> _VersionFields:
+def version_fields(row: Any, start: int = 0) -> _VersionFields:
     """Return, in StoredVersion's field order, the version held in row's
-    _VERSION_COLUMNS from position start (positional: a page of search results makes
+    VERSION_COLUMNS from position start (positional: a page of search results makes
     one for each row, and keywords cost more than building the rest of the entry)."""
     return (
         row[start],
@@ -60,6 +60,6 @@ def _version_fields(row: Any, start: int = 0) -> _VersionFields:
     )
 
 
-def _stored_at(row: Any, start: int = 0) -> StoredVersion:
-    """Return the version held in row's _VERSION_COLUMNS, from position start."""
-    return StoredVersion(*_version_fields(row, start))
+def stored_at(row: Any, start: int = 0) -> StoredVersion:
+    """Return the version held in row's VERSION_COLUMNS, from position start."""
+    return StoredVersion(*version_fields(row, start))

@@ -12,25 +12,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    text,
-)
+from sqlalchemy import Connection, text
 
 from bevan.fhir.search_parameters import IndexRows
 from bevan.store import nhs_number_holders, reference_targets
-from bevan.store.raw import (
-    RawCursor,
-)
+from bevan.store.raw import RawCursor
 from bevan.store.reading import ReadSession
-from bevan.store.statements import (
-    _HELD_NAMES,
-    _KEYED_NAMES,
-)
-from bevan.store.versions import (
-    CurrentRow,
-    StoreConflict,
-)
+from bevan.store.statements import HELD_NAMES, KEYED_NAMES
+from bevan.store.versions import CurrentRow, StoreConflict
 
 # Rows a write session holds back at most before inserting them.
 MAX_HELD_ROWS = 20_000
@@ -68,7 +57,7 @@ class WriteSession(ReadSession):
         pending, self._pending, self._pending_rows = self._pending, {}, 0
         cursor = super().raw
         for table, rows in pending.items():
-            cursor.executemany_rows(self.hot.insert_held[table], _HELD_NAMES[table], rows)
+            cursor.executemany_rows(self.hot.insert_held[table], HELD_NAMES[table], rows)
 
     def _hold(self, table: str, rows: list[tuple[Any, ...]]) -> None:
         held = self._pending.get(table)
@@ -166,7 +155,7 @@ class WriteSession(ReadSession):
         return int(rid)
 
     def _hold_keyed(self, table: str, values: dict[str, Any]) -> None:
-        self._hold(table, [tuple(values[name] for name in _KEYED_NAMES[table])])
+        self._hold(table, [tuple(values[name] for name in KEYED_NAMES[table])])
 
     def _next_key(self, which: int) -> int:
         """Return the next seq (which 0) or rid (which 1) on SQLite."""
