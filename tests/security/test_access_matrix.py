@@ -75,6 +75,11 @@ DATA = [
         "code": {"text": "pulse"},
         "subject": {"reference": "Patient/sensitive"},
     },
+    {
+        "resourceType": "Device",
+        "id": "pulse-oximeter-1",
+        "patient": {"reference": "Patient/related"},
+    },
 ]
 
 ROLES = {

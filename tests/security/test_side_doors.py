@@ -270,8 +270,11 @@ def conditional_delete(
 ) -> Answer:
     response = fhir.delete(f"/Condition?{_probe_search(nhs)}")
     gone = target is not None and system.get(f"/Condition/cond-{target}").status_code == 410
+    # Still referred to (an Appointment's reason), so kept with a 409 that names it: to
+    # a caller who may read it, that tells as much as deleting it would.
+    kept = response.status_code == 409 and f"Condition/cond-{target}" in response.text
     _tidy(system, None, target)
-    return _answer(response, nhs, gone)
+    return _answer(response, nhs, gone or kept)
 
 
 def _transaction(*entries: dict[str, Any]) -> dict[str, Any]:

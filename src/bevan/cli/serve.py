@@ -83,6 +83,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bevan.records.service import RecordService
     from bevan.security.tokens import TokenAuthority
     from bevan.synth import write_population
+    from bevan.synth.bundles import population_files
 
     settings = replace(settings_from(args), request_log=False)  # keep the demo's advice in view
     in_use = port_in_use(settings.host, settings.port)
@@ -103,7 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"Generating {args.patients} synthetic patients (seed {args.seed}) ...", flush=True)
         with tempfile.TemporaryDirectory() as scratch:
             write_population(args.patients, args.seed, Path(scratch))
-            files = sorted(Path(scratch).glob("*.json"))
+            files = population_files(Path(scratch))
             report = load_with_progress(service, files, "Loading demo population")
             store.analyse()
         print(f"Loaded {report.total} resources ({report.stored.get('Patient', 0)} patients).")

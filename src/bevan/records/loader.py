@@ -13,6 +13,7 @@ from bevan.fhir import json_text
 from bevan.fhir.errors import FhirError
 from bevan.fhir.validation import validate_resource
 from bevan.records.bundles import process_bundle
+from bevan.records.referential_integrity import only_unresolved_references
 from bevan.records.service import RecordService
 
 NDJSON_BATCH = 500
@@ -74,11 +75,13 @@ def load_files(
             service.store.analyse()
             next_refresh = 2 * report.total
 
+    waiting = Waiting()
     for path in paths:
         if path.suffix == ".ndjson":
-            _load_ndjson(service, path, report, handled)
+            _load_ndjson(service, path, report, handled, waiting)
         else:
-            _load_bundle(service, path, report, handled)
+            _load_bundle(service, path, report, handled, waiting)
+    _load_waiting(service, report, handled, waiting)
     # What came after the last refresh (up to half the load) is counted too: a type
     # loaded last would otherwise look nearly absent to the planner. On PostgreSQL the
     # new rows are vacuumed as well (see RecordStore.analyse).
@@ -87,8 +90,48 @@ def load_files(
     return report
 
 
+@dataclass
+class Waiting:
+    """What a load put off because it refers to resources not yet stored: transaction
+    Bundles, and NDJSON lines (file, line, resource). Each is tried again once every
+    file has been read, so a set of files loads whatever order they come in."""
+
+    bundles: list[tuple[Path, dict[str, Any], str]] = field(default_factory=list)
+    lines: list[tuple[Path, int, dict[str, Any], str]] = field(default_factory=list)
+
+
+def _load_waiting(
+    service: RecordService,
+    report: LoadReport,
+    progress: Callable[[int], None],
+    waiting: Waiting,
+) -> None:
+    """Try what waited again, round after round while a round stores something; what
+    still refers to nothing stored is refused with the reason it was first given."""
+    while waiting.bundles or waiting.lines:
+        before = report.total
+        bundles, lines = waiting.bundles, waiting.lines
+        waiting.bundles, waiting.lines = [], []
+        for path, body, _ in bundles:
+            _load_bundle_body(service, path, body, report, progress, waiting)
+        by_file: dict[Path, list[tuple[int, dict[str, Any]]]] = {}
+        for path, line_number, resource, _ in lines:
+            by_file.setdefault(path, []).append((line_number, resource))
+        for path, batch in by_file.items():
+            _write_batch(service, path, batch, report, waiting)
+            progress(len(batch))
+        if report.total == before:
+            report.refused.extend(why for _, _, why in waiting.bundles)
+            report.refused.extend(why for _, _, _, why in waiting.lines)
+            return
+
+
 def _load_bundle(
-    service: RecordService, path: Path, report: LoadReport, progress: Callable[[int], None]
+    service: RecordService,
+    path: Path,
+    report: LoadReport,
+    progress: Callable[[int], None],
+    waiting: Waiting,
 ) -> None:
     try:
         body = json_text.loads(path.read_bytes())
@@ -100,12 +143,27 @@ def _load_bundle(
         and body.get("resourceType") == "Bundle"
         and body.get("type") in ("transaction", "batch")
     ):
-        _load_resources(service, path, [(1, body)], report, progress)  # one resource
+        _load_resources(service, path, [(1, body)], report, progress, waiting)  # one resource
         return
+    _load_bundle_body(service, path, body, report, progress, waiting)
+
+
+def _load_bundle_body(
+    service: RecordService,
+    path: Path,
+    body: dict[str, Any],
+    report: LoadReport,
+    progress: Callable[[int], None],
+    waiting: Waiting,
+) -> None:
     try:
         response = process_bundle(service, body, BASE_URL)
     except FhirError as error:
-        report.refused.append(f"{path}: " + "; ".join(_describe(i) for i in error.issues))
+        why = f"{path}: " + "; ".join(_describe(i) for i in error.issues)
+        if only_unresolved_references(error.issues):
+            waiting.bundles.append((path, body, why))
+        else:
+            report.refused.append(why)
         return
     entries = body.get("entry", [])
     for index, (request_entry, answer) in enumerate(
@@ -123,9 +181,13 @@ def _load_bundle(
 
 
 def _load_ndjson(
-    service: RecordService, path: Path, report: LoadReport, progress: Callable[[int], None]
+    service: RecordService,
+    path: Path,
+    report: LoadReport,
+    progress: Callable[[int], None],
+    waiting: Waiting,
 ) -> None:
-    _load_resources(service, path, _ndjson_lines(path, report), report, progress)
+    _load_resources(service, path, _ndjson_lines(path, report), report, progress, waiting)
 
 
 def _load_resources(
@@ -134,6 +196,7 @@ def _load_resources(
     lines: Iterable[tuple[int, Any]],
     report: LoadReport,
     progress: Callable[[int], None],
+    waiting: Waiting,
 ) -> None:
     batch: list[tuple[int, dict[str, Any]]] = []
     for line_number, resource in lines:
@@ -146,11 +209,11 @@ def _load_resources(
             continue
         batch.append((line_number, resource))
         if len(batch) >= NDJSON_BATCH:
-            _write_batch(service, path, batch, report)
+            _write_batch(service, path, batch, report, waiting)
             progress(len(batch))
             batch = []
     if batch:
-        _write_batch(service, path, batch, report)
+        _write_batch(service, path, batch, report, waiting)
         progress(len(batch))
 
 
@@ -168,7 +231,11 @@ def _ndjson_lines(path: Path, report: LoadReport) -> Iterator[tuple[int, Any]]:
 
 
 def _write_batch(
-    service: RecordService, path: Path, batch: list[tuple[int, dict[str, Any]]], report: LoadReport
+    service: RecordService,
+    path: Path,
+    batch: list[tuple[int, dict[str, Any]]],
+    report: LoadReport,
+    waiting: Waiting,
 ) -> None:
     """Write validated resources in one transaction: with an id, as update-or-create."""
     with service.writing() as session:
@@ -182,9 +249,13 @@ def _write_batch(
                         service.create_in(session, resource_type, resource)
                 report.count(resource_type)
             except FhirError as error:
-                report.refused.append(
-                    f"{path}: line {line_number}: " + "; ".join(_describe(i) for i in error.issues)
+                why = f"{path}: line {line_number}: " + "; ".join(
+                    _describe(i) for i in error.issues
                 )
+                if only_unresolved_references(error.issues):
+                    waiting.lines.append((path, line_number, resource, why))
+                else:
+                    report.refused.append(why)
 
 
 def _describe(issue: Any) -> str:

@@ -10,7 +10,7 @@ are made. An operator loading partial data turns the checks off
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from bevan.fhir.errors import BusinessRuleViolation, Conflict, Issue
@@ -36,6 +36,18 @@ class PendingChecks:
     deleted: list[tuple[str, str]] = field(default_factory=list)
 
 
+UNRESOLVED = "does not exist on this server"
+
+
+def only_unresolved_references(issues: Iterable[Issue]) -> bool:
+    """Return True if every issue is a reference to a resource not (yet) stored: what a
+    load may try again once the rest of its files are in."""
+    issues = list(issues)
+    return bool(issues) and all(
+        i.code == "not-found" and UNRESOLVED in i.diagnostics for i in issues
+    )
+
+
 def check_references(
     session: WriteSession,
     references: list[Reference],
@@ -54,8 +66,8 @@ def check_references(
         if (reference.target.resource_type, reference.target.id) in live:
             continue
         issue = Issue(
-            f"{reference.path} refers to {reference.text!r}, which does not exist on this "
-            "server (or was deleted); create it first, or refer to it in the same transaction",
+            f"{reference.path} refers to {reference.text!r}, which {UNRESOLVED} (or was "
+            "deleted); create it first, or refer to it in the same transaction",
             code="not-found",
             expression=(reference.path,),
         )

@@ -193,3 +193,11 @@ def _join_ndjson(out_dir: Path, shared: list[dict[str, Any]]) -> None:
                 with part.open("rb") as source:
                     shutil.copyfileobj(source, target, 1 << 20)
                 part.unlink()
+
+
+def population_files(out_dir: Path) -> list[Path]:
+    """Return the Bundles write_population wrote, in the order to load them: the shared
+    resources first, so every patient's references resolve as it arrives."""
+    shared = out_dir / "shared.json"
+    patients = sorted(out_dir.glob("patient-*.json"))
+    return ([shared] if shared.exists() else []) + patients

@@ -16,7 +16,7 @@ import pytest
 from bevan.api.operations import OPERATIONS
 from bevan.fhir.search_parameters import search_parameters
 from tests.api.operations.people import FHIR_JSON
-from tests.conftest import SHARED, RunningServer
+from tests.conftest import SHARED, RunningServer, database_url, start_server
 
 STRICT = {"Prefer": "handling=strict"}
 # A value each type of search parameter understands.
@@ -39,6 +39,14 @@ def official_examples() -> dict[str, dict[str, Any]]:
         example = json.loads(path.read_text())
         found.setdefault(example["resourceType"], example)
     return found
+
+
+@pytest.fixture(scope="module")
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server that takes the official examples as they are: they refer to resources
+    they do not carry, and these tests try interactions, not referential integrity."""
+    tmp = tmp_path_factory.mktemp(f"bevan-claims-{backend}")
+    yield from start_server(database_url(backend, tmp), tmp, referential_integrity=False)
 
 
 @pytest.fixture(scope="module")
