@@ -9,16 +9,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Installed once, and again only when pyproject.toml changes: the stamp's date says when.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	@echo "Installing Bevan and its dependencies into $(VENV) (once; again only when pyproject.toml changes) ..."
-	$(BIN)/pip install --progress-bar on -e .
+# Installed once, and again only when pyproject.toml or the lock changes: the stamp's
+# date says when. requirements.lock pins every dependency to the versions the suite
+# last passed with (CONTRIBUTING.md says how to refresh it).
+$(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
+	@echo "Installing Bevan and its dependencies into $(VENV) (once; again only when pyproject.toml or requirements.lock changes) ..."
+	$(BIN)/pip install --progress-bar on -c requirements.lock -e '.[postgres]'
 	@touch $@
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
 	@touch $@
 
 install-test: $(VENV)/.installed-test

@@ -28,7 +28,7 @@ from bevan.config import Settings
 from bevan.records.service import RecordService
 from bevan.security.tokens import TokenAuthority
 from bevan.store.migrate import upgrade
-from bevan.store.records import RecordStore
+from bevan.store.record_store import RecordStore
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -37,7 +37,7 @@ from benchmarks.search_data import (
     sqlite_url,
 )
 from benchmarks.server import BevanServer
-from bevan.store.records import PAGE
+from bevan.store.reading import PAGE
 
 LOINC = "http://loinc.org"
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -718,7 +718,7 @@ class Plan:
 def explain_all(url: str, named: list[NamedSearch], params: list[MixParam]) -> list[Plan]:
     """Return the database plan of each named search and of each mix parameter."""
     from bevan.fhir.search import parse_search
-    from bevan.store.records import RecordStore
+    from bevan.store.record_store import RecordStore
 
     searches = []
     for search in named:

@@ -22,7 +22,7 @@ from bevan.config import Settings
 from bevan.records.service import RecordService
 from bevan.security.tokens import TokenAuthority
 from bevan.store.migrate import upgrade
-from bevan.store.records import RecordStore
+from bevan.store.record_store import RecordStore
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 POSTGRES_URL = os.environ.get(

@@ -92,7 +92,7 @@ def test_load_names_a_missing_file(tmp_path: Path) -> None:
 def test_reindex_rebuilds_the_index_rows(tmp_path: Path) -> None:
     from bevan.fhir.search import parse_search
     from bevan.records.service import RecordService
-    from bevan.store.records import RecordStore
+    from bevan.store.record_store import RecordStore
     from bevan.store.schema import index_string
 
     hospital = next((SHARED / "data" / "synthea-small").glob("hospitalInformation*.json"))

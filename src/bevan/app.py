@@ -33,7 +33,7 @@ from bevan.security.users import UserDirectory
 from bevan.store.access import BreakGlassLedger
 from bevan.store.audit import AuditLog
 from bevan.store.group import GroupWriter
-from bevan.store.records import RecordStore
+from bevan.store.record_store import RecordStore
 
 
 def create_app(
@@ -160,8 +160,8 @@ def app_from_environment() -> Starlette:
 # and collections of each generation between collections of the next (default: 10).
 # A request allocates thousands of short-lived containers (parsed JSON, index rows);
 # at the defaults a Bundle's import collected every few entries and walked the older
-# generations again and again: about a fifth of an import's time, measured in one
-# process. Reference counting still frees everything that is not a cycle at once.
+# generations again and again, a large share of an import's time
+# (benchmarks/bundle_import.py). Reference counting still frees everything that is not a cycle at once.
 GC_THRESHOLDS = (20_000, 20, 20)
 
 

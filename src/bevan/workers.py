@@ -2,9 +2,9 @@
 
 uvicorn's own workers accept from one shared listening socket, and the process that
 wakes first takes every connection waiting. A client or proxy that opens its
-connections together lands them all on one process while the others idle (measured:
-20 keep-alive connections, every one on the first of two workers; the second used no
-CPU at all). Here each worker listens on a socket of its own, bound with SO_REUSEPORT,
+connections together lands them all on one process while the others idle (a
+benchmark's keep-alive connections all on the first of two workers, the second using
+no CPU at all: benchmarks/search.py with --workers 2). Here each worker listens on a socket of its own, bound with SO_REUSEPORT,
 and Linux hands each new connection to one of them by a hash of its addresses, so
 connections spread across the workers.
 

@@ -282,7 +282,7 @@ def test_walking_a_dense_match_pages_the_same_as_listing_it(
     """Broad criteria are walked in row order instead of listed; every page must hold
     exactly what listing gives, none skipped or repeated."""
     from bevan.fhir.search import parse_search
-    from bevan.store import records
+    from bevan.store import plan_choice
 
     size = 3 if resource_type == "Patient" else 150
 
@@ -300,8 +300,8 @@ def test_walking_a_dense_match_pages_the_same_as_listing_it(
             cursor = [("_cursor", page.next_cursor.encode())]
 
     listed = all_pages()
-    monkeypatch.setattr(records, "MAX_LISTED_MATCHES", 1)
-    monkeypatch.setattr(records, "MIN_DENSE_MATCHES", 1)
+    monkeypatch.setattr(plan_choice, "MAX_LISTED_MATCHES", 1)
+    monkeypatch.setattr(plan_choice, "MIN_DENSE_MATCHES", 1)
     walked = all_pages()
     assert len(listed) > size, "the case must span pages"
     assert walked == listed

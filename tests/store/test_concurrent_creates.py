@@ -9,7 +9,9 @@ import time
 import pytest
 
 from bevan.fhir.search_parameters import IndexRows
-from bevan.store.records import RecordStore, StoreConflict, WriteSession
+from bevan.store.record_store import RecordStore
+from bevan.store.versions import StoreConflict
+from bevan.store.writing import WriteSession
 
 
 def _create(session: WriteSession, content: str) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from bevan.records.service import RecordService
 from bevan.store.group import GroupWriter
-from bevan.store.records import RecordStore
+from bevan.store.record_store import RecordStore
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import pytest
 
 from bevan.fhir.search import parse_search
 from bevan.records.service import RecordService
-from bevan.store import records
-from bevan.store.records import RecordStore
+from bevan.store import writing
+from bevan.store.record_store import RecordStore
+from bevan.store.versions import StoredVersion
 from tests.store.patients import SYSTEM, patient
 
 
@@ -68,7 +69,7 @@ def test_rows_of_an_undone_block_are_dropped(service: RecordService, store: Reco
 def test_many_rows_are_stored_in_several_goes(
     service: RecordService, store: RecordStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(records, "MAX_HELD_ROWS", 5)
+    monkeypatch.setattr(writing, "MAX_HELD_ROWS", 5)
     with store.write() as session:
         for n in range(12):
             service.create_in(session, "Patient", _patient(f"many-{n}", "Many"))
@@ -81,7 +82,7 @@ def test_a_session_reads_its_own_new_versions_every_way(
 ) -> None:
     with store.write() as session:
 
-        def new(mrn: str) -> records.StoredVersion:
+        def new(mrn: str) -> StoredVersion:
             stored = service.create_in(session, "Patient", _patient(mrn, "Own")).stored
             assert stored is not None
             return stored
@@ -104,7 +105,7 @@ def test_a_session_reads_its_own_new_versions_every_way(
     assert history[0].seq > history[1].seq
 
 
-def store_history(store: RecordStore, id: str) -> list[records.StoredVersion]:
+def store_history(store: RecordStore, id: str) -> list[StoredVersion]:
     with store.read() as session:
         return session.history("Patient", id)
 

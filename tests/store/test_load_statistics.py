@@ -10,7 +10,7 @@ import pytest
 from bevan.records import loader
 from bevan.records.service import RecordService
 from bevan.store.migrate import upgrade
-from bevan.store.records import RecordStore
+from bevan.store.record_store import RecordStore
 from tests.conftest import database_url
 from tests.store.patients import patient
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bevan.store.records import PlanFacts
+from bevan.store.plan_facts import PlanFacts
 
 
 def test_a_density_answer_is_reused_until_it_is_stale() -> None:

@@ -17,7 +17,7 @@ from bevan.fhir.search import Cursor, parse_search
 from bevan.records.service import RecordService
 from bevan.store.budget import time_budget
 from bevan.store.migrate import upgrade
-from bevan.store.records import RecordStore
+from bevan.store.record_store import RecordStore
 from tests.conftest import database_url
 
 pytestmark = pytest.mark.postgres

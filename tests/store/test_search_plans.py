@@ -13,8 +13,9 @@ import pytest
 from bevan.fhir.errors import InvalidRequest
 from bevan.fhir.search import parse_search
 from bevan.records.service import RecordService
-from bevan.store import records
-from bevan.store.records import RecordStore
+from bevan.store import plan_choice
+from bevan.store.reading import ReadSession
+from bevan.store.record_store import RecordStore
 
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
@@ -64,10 +65,10 @@ def test_composite_pages_agree_listed_or_walked(
     query = "code-value-quantity=29463-7$70"
     listed = _found(store, query)
     assert listed == sorted(wanted)
-    monkeypatch.setattr(records, "DENSE_MATCHES", 1)
-    monkeypatch.setattr(records, "MIN_DENSE_MATCHES", 1)
-    monkeypatch.setattr(records, "MAX_LISTED_MATCHES", 1)
-    monkeypatch.setattr(records.ReadSession, "_composite_walks", lambda *args: True)
+    monkeypatch.setattr(plan_choice, "DENSE_MATCHES", 1)
+    monkeypatch.setattr(plan_choice, "MIN_DENSE_MATCHES", 1)
+    monkeypatch.setattr(plan_choice, "MAX_LISTED_MATCHES", 1)
+    monkeypatch.setattr(ReadSession, "_composite_walks", lambda *args: True)
     store.facts._answers.clear()
     assert _found(store, query) == listed
 
@@ -85,13 +86,13 @@ def test_a_composite_of_common_parts_walks_only_when_a_sample_finds_them_togethe
     mostly body weights): whether a page walks the type or lists the matches is judged
     from how many of the first heart rates are 98 or more, and either way the page holds
     the same Observations."""
-    monkeypatch.setattr(records, "DENSE_MATCHES", 5)
-    monkeypatch.setattr(records, "COMPOSITE_SAMPLE", 8)
+    monkeypatch.setattr(plan_choice, "DENSE_MATCHES", 5)
+    monkeypatch.setattr(plan_choice, "COMPOSITE_SAMPLE", 8)
 
     def counting(*args: object) -> None:
         raise AssertionError("every match was counted to choose the plan")
 
-    monkeypatch.setattr(records.ReadSession, "_driving_count", counting)
+    monkeypatch.setattr(ReadSession, "_driving_count", counting)
     fast = []
     for n in range(12):  # heart rates, 10 of them 98 or more
         stored = service.create(_weight(100 + n if n < 10 else 60, "8867-4")).stored
@@ -319,7 +320,7 @@ def test_the_statements_that_choose_a_plan_are_explained_too(
     """What the benchmark's full-scan check reads: a composite of common parts counts
     each part and samples the leading one; a plain criterion counts its matches; a
     search by three letters of a name, which reads its bucket, chooses nothing."""
-    monkeypatch.setattr(records, "DENSE_MATCHES", 2)
+    monkeypatch.setattr(plan_choice, "DENSE_MATCHES", 2)
     for n in range(4):
         assert service.create(_weight(98 + n, "8867-4")).stored is not None
     with store.read() as session:

@@ -9,7 +9,7 @@ from sqlalchemy import literal, select
 
 from bevan.fhir.search import StringMatch, TokenMatch, TokenValue, parse_search
 from bevan.records.service import RecordService, SearchPage
-from bevan.store.records import RecordStore
+from bevan.store.record_store import RecordStore
 from bevan.store.shapes import ShapeCache, shape_of
 
 SYSTEM = "https://example.org/mrn"

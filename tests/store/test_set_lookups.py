@@ -4,7 +4,7 @@ the list's length (each is compiled for lengths rounded up to a power of two).""
 from __future__ import annotations
 
 from bevan.records.service import RecordService
-from bevan.store.records import RecordStore
+from bevan.store.record_store import RecordStore
 
 
 def test_current_many_finds_exactly_the_listed_live_resources(

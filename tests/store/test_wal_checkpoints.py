@@ -13,7 +13,7 @@ import pytest
 from bevan.records.service import RecordService
 from bevan.store import engine
 from bevan.store.migrate import upgrade
-from bevan.store.records import RecordStore
+from bevan.store.record_store import RecordStore
 
 
 def patient(n: int) -> dict[str, object]:

@@ -48,7 +48,7 @@ from bevan.security.tokens import Principal, TokenAuthority, TokenError
 from bevan.security.trail import AuditNotRecorded, AuditTrail
 from bevan.store.budget import OverBudget, time_budget
 from bevan.store.group import GroupWriter
-from bevan.store.records import StoredVersion
+from bevan.store.versions import StoredVersion
 
 log = logging.getLogger("bevan.api")
 
@@ -58,19 +58,17 @@ log = logging.getLogger("bevan.api")
 OFFLOAD_THREADS = 8
 
 # A read that may be long is first tried on the event loop for this long: most searches
-# finish well inside it, and for them the trip to a thread and back cost more than the
-# search (measured, name prefix: 744 -> 1,552 req/s on SQLite; on PostgreSQL 645 ->
-# 975 with no budget at all, where the thread and the loop contending for the
-# interpreter lock had cost 0.57 ms of CPU a search). One that does not finish is
-# interrupted, having stored nothing, and run again on a thread.
+# finish well inside it, and for them the trip to a thread and back costs more than the
+# search itself; on PostgreSQL the thread and the loop also contend for the interpreter
+# lock. One that does not finish is interrupted, having stored nothing, and run again on
+# a thread (benchmarks/search.py, by name prefix, shows the difference).
 #
 # On SQLite the budget is the worker's own CPU, spent even by a read that overruns. On
 # PostgreSQL it bounds each statement, and the worker waits without using its CPU; but
-# on a machine whose cores are all busy a statement waits for one too, and 2 ms had
-# sent searches that take 0.4 ms of the server's time to threads, where they cost a
-# third more CPU (a million resources, two workers, 20 clients: name prefix 696 and
-# 954 searches a second at 2 and 20 ms, chained surname 578 and 775, a long read's
-# wait on the loop bounded at 20 ms).
+# on a machine whose cores are all busy a statement waits for one too, so a budget as
+# short as SQLite's sends quick searches to threads, where they cost more CPU: the
+# longer budget answers more searches, while still bounding a long read's wait on the
+# loop (benchmarks/search.py at two workers: name prefix and chained surname).
 LOOP_BUDGET_SECONDS = {"sqlite": 0.002, "postgresql": 0.020}
 # A kind of read (its path without ids, and its parameter names) that has overrun the
 # budget in more than one try in OVERRUN_SHARE goes straight to a thread for a while,
@@ -79,13 +77,12 @@ LOOP_BUDGET_SECONDS = {"sqlite": 0.002, "postgresql": 0.020}
 # remembered, the older halved away.
 #
 # On SQLite the first overrun is judged, as before: an interrupted read spent its
-# budget's CPU in the worker itself, and judging after three showed no gain (the
-# published search mix: 235 and 302 searches a second against 323 and 332, within what
-# runs of one build differ by). On PostgreSQL an overrun now and then (a new
-# connection's first statements, a moment the server waited for the CPU) does not send
-# a kind away: when one did, every search by name prefix went to a thread for 30 s
-# after the first; judged after three, name prefix, `_revinclude`, `$everything` and
-# the mix all answered more (mix 186 and 197 against 175 and 175).
+# budget's CPU in the worker itself, and judging after three showed no gain in the
+# published search mix beyond what runs of one build differ by. On PostgreSQL an
+# overrun now and then (a new connection's first statements, a moment the server waited
+# for the CPU) does not send a kind away: when one did, every search by name prefix went
+# to a thread for SLOW_READ_SECONDS after the first; judged after three, name prefix,
+# `_revinclude`, `$everything` and the mix all answered more (benchmarks/search.py).
 SLOW_READ_SECONDS = 30.0
 OVERRUN_SHARE = 10
 JUDGED_AFTER_OVERRUNS = {"sqlite": 1, "postgresql": 3}
@@ -316,9 +313,9 @@ def fhir_endpoint(
     """Wrap a synchronous handler: authenticate, read the body, run it, audit it, and
     answer every failure with an OperationOutcome (never a bare 500).
 
-    Single-resource interactions run on the event loop: they take well under a
-    millisecond, and handing them to a thread cost 60% of read throughput when measured
-    (1,241 against 3,318 reads/s on 2 cores). Work that can take long (searches, Bundles,
+    Single-resource interactions run on the event loop: they are quick, and handing
+    them to a thread cost far more than the read itself (benchmarks/crud.py shows it in
+    read throughput). Work that can take long (searches, Bundles,
     history, $everything) is offloaded to the thread pool so it does not hold up everyone
     else; a read of that kind is first given LOOP_BUDGET_SECONDS on the loop.
 

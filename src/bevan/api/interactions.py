@@ -22,7 +22,7 @@ from bevan.fhir.subsetting import select_elements, summarise
 from bevan.fhir.validation import check_resource_type
 from bevan.records.bundles import parse_etag, process_bundle
 from bevan.records.service import WriteResult
-from bevan.store.records import StoredVersion
+from bevan.store.versions import StoredVersion
 
 
 def _type(fhir: FhirRequest) -> str:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from bevan.fhir import json_text
 from bevan.fhir.errors import FhirError, Issue
 from bevan.fhir.outcome import operation_outcome
-from bevan.store.records import StoredVersion
+from bevan.store.versions import StoredVersion
 
 CONTENT_TYPE = "application/fhir+json; charset=utf-8"
 

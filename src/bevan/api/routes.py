@@ -62,9 +62,9 @@ def broad_search(request: Request) -> bool:
 
 # A Bundle up to this size joins the group commit of single writes: for a few entries the
 # commit is much of the cost. A larger one brings its own transaction, processed in the
-# thread pool, where its validation runs beside other work (measured: 1,883 -> 2,749
-# resources/s for ~11-entry Bundles; 2,181 -> 1,651 for ~550-entry ones if they too
-# went through the writer).
+# thread pool, where its validation runs beside other work: small Bundles store more
+# resources a second through the writer, large ones fewer (benchmarks/bundle_import.py,
+# with its own patient bundles and with `--source synthea`).
 SMALL_BUNDLE_BYTES = 128 * 1024
 
 
@@ -80,8 +80,8 @@ def fhir_routes(base_path: str) -> list[Route]:
     one method a specific path comes before a general one that would also match it
     (`metadata` before `{type}`, `{type}/_history` before `{type}/{id}`). Searches
     and reads come as early as that allows: every route tried before the one that
-    answers costs a pattern match, and trying the whole list cost 5% of the server's
-    time on a search.
+    answers costs a pattern match, and trying the whole list was a noticeable share
+    of the server's time on a search (benchmarks/search.py).
     """
     b = base_path
     e = fhir_endpoint

@@ -176,7 +176,7 @@ class SharedRows:
     `combo-code-value-concept` is `code-value-concept` on the resource together with
     `component-code-value-concept` on each component. Such a parameter writes no rows of
     its own: a search for it reads the rows of the parameters it repeats. On Synthea
-    records this leaves out a third of an Observation's token rows.
+    records this leaves out a large share of an Observation's token rows.
 
     stored maps a stored parameter code (`code`, `code$i` for a composite's components,
     `code:of-type`) to the codes whose rows hold its values, for repeated ones only.

@@ -1,11 +1,11 @@
 """Validation of every write: the official R4 JSON Schema, the StructureDefinitions'
 required elements, then UK Core essentials; every problem found is reported at once.
 
-The schema check uses jsonschema-rs (compiled Rust). Measured on the official examples:
-one validator over all resource types answers in about 16 us for an Observation, where
-fastjsonschema took 600 us and 10 s to compile. The all-types validator answers yes/no;
-only when it says no do we compile (once per type, about 60 ms) a validator for that one
-type, whose errors name the offending element precisely, and are told in plain words
+The schema check uses jsonschema-rs (compiled Rust): one validator over all resource
+types answers many times sooner than fastjsonschema did, which was also slow to compile,
+and every write pays it (benchmarks/crud.py, benchmarks/bundle_import.py). The all-types
+validator answers yes/no; only when it says no do we compile (once per type, and not
+cheaply, so not up front) a validator for that one type, whose errors name the offending element precisely, and are told in plain words
 (a date's expected form rather than the schema's regular expression).
 """
 

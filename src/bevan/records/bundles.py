@@ -32,7 +32,9 @@ from bevan.records.service import (
     conditional_matches,
     parse_json,
 )
-from bevan.store.records import ReadSession, StoredVersion, WriteSession
+from bevan.store.reading import ReadSession
+from bevan.store.versions import StoredVersion
+from bevan.store.writing import WriteSession
 
 T = TypeVar("T")
 # How a Bundle's writes are run: given a function that opens its own write session,

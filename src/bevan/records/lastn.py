@@ -9,7 +9,7 @@ from bevan.fhir import json_text
 from bevan.fhir.errors import InvalidRequest, Issue
 from bevan.fhir.search import MAX_COUNT, SearchQuery, parse_search
 from bevan.records.service import RecordService
-from bevan.store.records import StoredVersion
+from bevan.store.versions import StoredVersion
 
 # $lastn reads every matching Observation, newest first, to keep the latest of each
 # code; past this many it asks for a narrower question rather than read on.

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from bevan.fhir.errors import BusinessRuleViolation, Conflict, Issue
 from bevan.fhir.references import LiteralReference
-from bevan.store.records import WriteSession
+from bevan.store.writing import WriteSession
 
 
 @dataclass(frozen=True)

@@ -56,14 +56,10 @@ from bevan.records.referential_integrity import (
     check_deletes,
     check_references,
 )
-from bevan.store.records import (
-    CurrentRow,
-    ReadSession,
-    RecordStore,
-    StoreConflict,
-    StoredVersion,
-    WriteSession,
-)
+from bevan.store.reading import ReadSession
+from bevan.store.record_store import RecordStore
+from bevan.store.versions import CurrentRow, StoreConflict, StoredVersion
+from bevan.store.writing import WriteSession
 
 _EMPTY_ROWS = IndexRows()
 # A cascading delete goes no further than this many resources in one transaction.

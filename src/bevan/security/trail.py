@@ -168,8 +168,8 @@ class AuditTrail:
             batch = [await queue.get()]
             # Let the requests the loop is already running add their records before this
             # commit rather than wait for the next: one pass of the loop, and a commit
-            # then serves several times as many (PostgreSQL, name prefix searches at two
-            # workers: 3 -> 8 records a commit, 868 -> 1,093 searches a second).
+            # then serves several times as many, and searches answer more for it
+            # (benchmarks/search.py on PostgreSQL at two workers, benchmarks/audit.py).
             try:
                 await asyncio.sleep(0)
             except asyncio.CancelledError:
@@ -183,10 +183,9 @@ class AuditTrail:
             try:
                 if records:
                     rows, refused = _rows_of(records)
-                    # An append takes well under a millisecond: done here it needs no
-                    # thread hop and no wait for the interpreter lock (PostgreSQL, name
-                    # prefix searches at two workers: 0.79 -> 0.70 ms of the server's
-                    # CPU a search). Only when another of this process's writers holds
+                    # An append is quick: done here it needs no thread hop and no wait
+                    # for the interpreter lock, which cost the server CPU on every
+                    # search (benchmarks/search.py on PostgreSQL). Only when another of this process's writers holds
                     # SQLite's lock does it go to a thread, to wait there.
                     if self.log.try_append(rows) is None:
                         await loop.run_in_executor(executor, self.log.append, rows)

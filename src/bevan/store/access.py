@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
 
-from bevan.store.records import RecordStore
+from bevan.store.record_store import RecordStore
 from bevan.store.schema import break_glass
 
 

@@ -47,8 +47,8 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     # PostgreSQL plans a statement the driver has prepared (after five runs) once for
     # every value when that costs no more than planning it each time: the search SQL
     # fixes how each search runs (store/search.py), so such a plan is the same plan,
-    # without the planning, which cost more than running the search (Observations by
-    # patient, code and dates: 674 -> 1,263 searches/s in one process).
+    # without the planning, which cost more than running the search (benchmarks/search.py:
+    # Observations by patient, code and dates).
     engine = create_engine(url, pool_size=pool_size, max_overflow=32, pool_pre_ping=False)
     _configure_postgresql(engine)
     return engine
@@ -59,8 +59,8 @@ def _configure_postgresql(engine: Engine) -> None:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Compiling a statement to machine code pays back over minutes of analytics,
         # not in a search: a composite search whose estimated cost passed the threshold
-        # spent 230-340 ms compiling on each run at a million resources (1.0 s, and
-        # 0.64 s without).
+        # spent longer compiling on each run at a million resources than it saved
+        # (benchmarks/search.py, composite searches).
         dbapi_connection.execute("SET jit = off")
         dbapi_connection.commit()
 
@@ -145,9 +145,10 @@ def _configure_sqlite(engine: Engine) -> None:
         # cut can lose the last commits before a checkpoint. Operators who need more
         # set BEVAN_SQLITE_SYNCHRONOUS=FULL.
         # 8 KB pages for a new database (an existing one keeps its own; this must come
-        # before WAL is set). Importing Synthea bundles with two workers: 7-11% more
-        # resources a second, mostly from fewer log frames to write at each commit;
-        # searches at a million resources were as fast or faster, but for $everything.
+        # before WAL is set). Imports store more resources a second, mostly from fewer
+        # log frames to write at each commit (benchmarks/bundle_import.py with Synthea
+        # bundles); searches at a million resources were as fast or faster, but for
+        # $everything (benchmarks/search.py).
         cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={_sqlite_synchronous()}")
@@ -184,8 +185,8 @@ class WalCheckpointer:
     its own, so that commits don't.
 
     By default SQLite checkpoints inside whichever commit takes the log past 1,000
-    pages: measured, 80% of the commit of a 400-resource Bundle, all of it while holding
-    the write lock. This thread checkpoints every interval instead, in PASSIVE mode (it
+    pages: most of the time of the commit that does so, all of it while holding the
+    write lock (benchmarks/bundle_import.py). This thread checkpoints every interval instead, in PASSIVE mode (it
     never waits for, or blocks, readers or the writer), in SQLite's own code, beside the
     request work. Commits still checkpoint past WAL_BACKSTOP_PAGES: under writes that
     never pause, only a checkpoint run by the writer itself finishes before the next
@@ -193,9 +194,9 @@ class WalCheckpointer:
     than grow without end. By then this thread has copied most pages already.
 
     Every 50 ms: the log then starts again far more often, in the gaps between writers,
-    so commits seldom reach the backstop. Against every 250 ms, importing Bundles in one
-    process: 31-35 us of commit a resource instead of 50-53, and one or two commits over
-    50 ms in 83 instead of six to eight. A check of a log with nothing new costs little.
+    so commits seldom reach the backstop. Against a longer interval, importing Bundles
+    spends less time committing each resource, and far fewer commits are slow
+    (benchmarks/bundle_import.py). A check of a log with nothing new costs little.
     """
 
     def __init__(self, engine: Engine, interval: float = 0.05) -> None:

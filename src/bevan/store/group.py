@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from bevan.store.records import RecordStore
+from bevan.store.record_store import RecordStore
 
 T = TypeVar("T")
 MAX_BATCH = 64

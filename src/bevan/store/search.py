@@ -253,8 +253,9 @@ class SearchCompiler:
         PostgreSQL is given them as `rid = ANY(ARRAY(rows))`, listed once before the
         page. Given `rid IN (rows)` with a page in row-key order, it may walk the
         resource table's key in order, looking each row up among the matches, and stop
-        at a page's worth: estimating the 211 Patients named "gre..." at 685 spread
-        evenly, it walked 203,079 resources to find 20 (61 ms; listed first, 1.4 ms).
+        at a page's worth: misjudging how the matches of a name prefix are spread, it
+        walked most of the type to find a page, where listing the matches first is
+        quick (benchmarks/search.py, by name prefix).
         Pages that should walk the type are chosen here (`dense`), not by the planner.
         """
         if not self.postgres:
@@ -273,10 +274,10 @@ class SearchCompiler:
         limit row keys after the cursor (before it, for a previous page), read in order
         from the prefix's bucket in ix_string_bucket.
 
-        Listing every match first read each of them to keep the lowest keys: at a
-        million resources, some 3,000 index rows for a page of 20 Patients by three
-        letters of a name (on PostgreSQL 0.57 of the 0.73 ms it spent on the search; on
-        SQLite 274 against 25 us). The bucket is exactly the prefix's matches, in key
+        Listing every match first read each of them to keep the lowest keys: thousands
+        of index rows for a page of 20 Patients by three letters of a name at a million
+        resources, most of the search's time on both engines (benchmarks/search.py, by
+        name prefix). The bucket is exactly the prefix's matches, in key
         order, so the page stops at its 20th. Index rows exist only for live resources:
         none read is left out of the page. Longer prefixes match fewer rows, which
         listing finds faster than walking a bucket shared with every value that begins
@@ -307,10 +308,10 @@ class SearchCompiler:
 
         On PostgreSQL the subquery carries OFFSET 0, which keeps it that check. A plain
         EXISTS becomes a join: planning weighs every order of joining it with the rest
-        (for Observations by patient, code and dates, ten times as long as running the
+        (for Observations by patient, code and dates, far longer than running the
         search), or it is run once as a hash of every matching row, which a walk of the
-        type in row-key order then probes (Observations of two common categories: all
-        132,082 hashed to fill a page of 20, 107 ms).
+        type in row-key order then probes (Observations of two common categories: every
+        match hashed to fill a page of 20; benchmarks/search.py).
         """
         if self.postgres:
             rows = rows.offset(0)
@@ -395,11 +396,11 @@ class SearchCompiler:
         """Return driving_rows for counting up to a limit. On PostgreSQL a value
         condition that ORs alternatives becomes one SELECT per alternative (UNION ALL),
         each an index scan that stops at the limit. Counted as one condition, the planner
-        either scanned the whole index table expecting to stop early (a weight under
-        47.9 kg, given as kg and as grams: 362 of 1.27 M quantity rows, 126 ms, where the
-        indexes take 14) or, without sequential scans, built a bitmap of every row of
-        each alternative before counting any (two common codes up to 9,020: 316 ms,
-        and 3.6 apart). A row matching two alternatives is counted twice: the count
+        either scanned the whole index table expecting to stop early (a weight under a
+        bound, given as kg and as grams: few matches among every quantity row, far slower
+        than the indexes) or, without sequential scans, built a bitmap of every row of
+        each alternative before counting any (two common codes, again far slower than
+        counting each apart; benchmarks/search.py). A row matching two alternatives is counted twice: the count
         only chooses a plan."""
         if not self.postgres or not isinstance(criterion, _INDEX_VALUE_MATCHES):
             return self.driving_rows(resource_type, criterion)
@@ -537,7 +538,7 @@ class SearchCompiler:
         # compares text by bytes; on PostgreSQL the text_pattern_ops operators do, and
         # the lookup index is built with them. Unlike LIKE 'abc%', whose range the
         # planner finds only in a pattern it can see, the range serves a plan kept for
-        # every value (Observations of Patients by surname: 46 -> 633 req/s in one process).
+        # every value (benchmarks/search.py: Observations of Patients by surname).
         if self.postgres:
             return and_(column.op("~>=~")(text), column.op("~<~")(derived(text, _past_prefix)))
         return and_(column >= text, column < derived(text, _past_prefix))
@@ -654,8 +655,8 @@ class SearchCompiler:
         if self.postgres:
             # Looked up target by target, in their order, and only until the page is
             # full. As a plain join PostgreSQL may read every reference of the kind
-            # first (Observations of Patients named Roberts: all 132,082 subject
-            # references hashed, 105 ms; looked up for each Patient, under 3 ms).
+            # first (Observations of Patients by surname: every subject reference
+            # hashed, where looking up each Patient's is quick; benchmarks/search.py).
             pointer = select(pointing.c.rid).where(*to_target).offset(0).lateral()
         else:
             pointer = pointing

@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from bevan.cli import _data_options, _settings
+from bevan.cli.options import data_options, settings_from
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from bevan.store.backup import BackupError, back_up
 
-    settings = _settings(args)
+    settings = settings_from(args)
     try:
         report = back_up(settings.resolved_database_url, settings.data_dir, args.destination)
     except BackupError as error:
@@ -26,7 +26,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from bevan.store.backup import BackupError, restore
 
-    settings = _settings(args)
+    settings = settings_from(args)
     try:
         report = restore(
             args.source, settings.resolved_database_url, settings.data_dir, replace=args.replace
@@ -45,14 +45,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     backup = commands.add_parser(
         "backup", help="copy the database, signing key and audit files to a new directory"
     )
-    _data_options(backup)
+    data_options(backup)
     backup.add_argument("destination", type=Path, help="a new (or empty) directory")
     backup.set_defaults(run=cmd_backup)
 
     restore = commands.add_parser(
         "restore", help="put a backup back as the database and data directory (server stopped)"
     )
-    _data_options(restore)
+    data_options(restore)
     restore.add_argument("source", type=Path, help="a directory made by `bevan backup`")
     restore.add_argument(
         "--replace",

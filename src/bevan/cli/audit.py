@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from bevan.cli import _data_options, _settings
+from bevan.cli.options import data_options, settings_from
 
 if TYPE_CHECKING:
     from bevan.store.audit import AuditLog, Checkpoint
@@ -22,7 +22,7 @@ def _open_log(args: argparse.Namespace) -> AuditLog:
     from bevan.store.engine import make_engine
     from bevan.store.migrate import upgrade
 
-    settings = _settings(args)
+    settings = settings_from(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
@@ -135,7 +135,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     verify = audit_commands.add_parser(
         "verify", help="check every entry's hash chain; exit 1 naming each broken entry"
     )
-    _data_options(verify)
+    data_options(verify)
     verify.add_argument(
         "--anchor",
         help="a checkpoint from `bevan audit anchor` (its text, or a file holding it): "
@@ -148,11 +148,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="print a checkpoint of the trail's head (sequence, hash, HMAC, time) to keep "
         "somewhere else",
     )
-    _data_options(anchor)
+    data_options(anchor)
     anchor.set_defaults(run=cmd_audit_anchor)
 
     listing = audit_commands.add_parser("list", help="print entries, newest first")
-    _data_options(listing)
+    data_options(listing)
     listing.add_argument("--patient", help="only entries about this patient's record")
     listing.add_argument("--user", help="only entries of this user")
     listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")

@@ -7,7 +7,7 @@ import getpass
 import sys
 from typing import TYPE_CHECKING, Any
 
-from bevan.cli import _data_options, _open_store, _settings
+from bevan.cli.options import data_options, open_store, settings_from
 
 if TYPE_CHECKING:
     from bevan.security.oauth import ClientRegistry
@@ -18,7 +18,7 @@ def _directory(args: argparse.Namespace) -> tuple[UserDirectory, ClientRegistry]
     from bevan.security.oauth import ClientRegistry
     from bevan.security.users import UserDirectory
 
-    store = _open_store(_settings(args))
+    store = open_store(settings_from(args))
     return UserDirectory.on(store.engine), ClientRegistry.on(store.engine)
 
 
@@ -150,7 +150,7 @@ def register(commands: Any) -> None:
     add = user_commands.add_parser(
         "add", help="add an account (asks for the password twice unless --password-stdin)"
     )
-    _data_options(add)
+    data_options(add)
     add.add_argument("--username", required=True)
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--organisation", help="ODS code of the organisation (staff)")
@@ -163,11 +163,11 @@ def register(commands: Any) -> None:
     add.set_defaults(run=cmd_user_add)
 
     listing = user_commands.add_parser("list", help="list accounts")
-    _data_options(listing)
+    data_options(listing)
     listing.set_defaults(run=cmd_user_list)
 
     disable = user_commands.add_parser("disable", help="stop an account signing in")
-    _data_options(disable)
+    data_options(disable)
     disable.add_argument("username")
     disable.set_defaults(run=cmd_user_disable)
 
@@ -177,7 +177,7 @@ def register(commands: Any) -> None:
     client_add = client_commands.add_parser(
         "add", help="register a client; prints its client_id (and secret, once)"
     )
-    _data_options(client_add)
+    data_options(client_add)
     client_add.add_argument("--name", required=True)
     client_add.add_argument(
         "--redirect-uri",
@@ -195,5 +195,5 @@ def register(commands: Any) -> None:
     client_add.set_defaults(run=cmd_client_add)
 
     client_list = client_commands.add_parser("list", help="list clients")
-    _data_options(client_list)
+    data_options(client_list)
     client_list.set_defaults(run=cmd_client_list)
