@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import httpx
 
-from bevan.clinical.nhs_number import nhs_check_digit
 from bevan.security.tokens import TokenAuthority
 from tests.conftest import RunningServer
+from tests.nhs_numbers import fresh_nhs_number
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
-
-
-_SERIAL = itertools.count(943_476_591)
-
-
-def fresh_nhs_number() -> str:
-    """Return a valid NHS number not used before in this run (one Patient holds each)."""
-    while True:
-        first_nine = str(next(_SERIAL))
-        check = nhs_check_digit(first_nine)
-        if check is not None:
-            return f"{first_nine}{check}"
 
 
 def patient(number: str | None = None) -> dict[str, Any]:

@@ -3,30 +3,19 @@ to a caller who may read it; the rule holds when two writers race."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from bevan.clinical.nhs_number import nhs_check_digit
 from bevan.security.tokens import TokenAuthority
 from tests.conftest import RunningServer
+from tests.nhs_numbers import fresh_nhs_number
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
-_SERIAL = itertools.count(400_000_000)
-
-
-def fresh_nhs_number() -> str:
-    """Return a valid NHS number not used before in this run."""
-    while True:
-        first_nine = str(next(_SERIAL))
-        check = nhs_check_digit(first_nine)
-        if check is not None:
-            return f"{first_nine}{check}"
 
 
 def patient(number: str, **more: object) -> dict:
