@@ -25,6 +25,12 @@ from bevan.store.versions import CurrentRow, StoreConflict
 MAX_HELD_ROWS = 20_000
 
 
+# Where a held resource row keeps its type, id and deleted flag (KEYED_NAMES["resource"]).
+_RESOURCE_TYPE = KEYED_NAMES["resource"].index("resource_type")
+_ID = KEYED_NAMES["resource"].index("id")
+_DELETED = KEYED_NAMES["resource"].index("deleted")
+
+
 class WriteSession(ReadSession):
     """A write transaction: everything in it commits together or not at all.
 
@@ -73,9 +79,23 @@ class WriteSession(ReadSession):
         return CurrentRow(row[0], row[1], bool(row[2])) if row else None
 
     def live_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Return those of keys (type, id) that exist now, counting this session's writes."""
-        self.store_held_rows()
-        return reference_targets.live(self.connection, keys)
+        """Return those of keys (type, id) that exist now, counting this session's writes.
+
+        Held rows stay held (inserting them before every write's check would undo the
+        group commit's one insert per table; benchmarks/crud.py): the only resource rows
+        held are new resources', so those are looked up here and the rest in the table.
+        """
+        wanted = set(keys)
+        held = {
+            (row[_RESOURCE_TYPE], row[_ID])
+            for row in self._pending.get("resource", ())
+            if not row[_DELETED]
+        }
+        found = wanted & held
+        rest = wanted - held
+        if rest:
+            found |= reference_targets.live(self.connection, rest)
+        return found
 
     def referrers(self, resource_type: str, id: str) -> set[tuple[str, str]]:
         """Return (type, id) of the current resources that reference resource_type/id."""
