@@ -10,49 +10,14 @@ import pytest
 
 from bevan.security.tokens import TokenAuthority
 from tests.conftest import RunningServer
+from tests.people import PEOPLE, RESTRICTED
 
-ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
-RESTRICTED = {
-    "security": [
-        {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
-    ]
-}
 
 # Patients: "related" is registered at the users' practice (A81001), "unrelated" at
 # another (B82002), "sensitive" at the users' practice but marked restricted (R).
 DATA = [
-    {
-        "resourceType": "Organization",
-        "id": "practice-a",
-        "identifier": [{"system": ODS, "value": "A81001"}],
-        "name": "Tredegar Surgery",
-    },
-    {
-        "resourceType": "Organization",
-        "id": "practice-b",
-        "identifier": [{"system": ODS, "value": "B82002"}],
-        "name": "Other Surgery",
-    },
-    {
-        "resourceType": "Patient",
-        "id": "related",
-        "generalPractitioner": [{"reference": "Organization/practice-a"}],
-        "name": [{"family": "Related"}],
-    },
-    {
-        "resourceType": "Patient",
-        "id": "unrelated",
-        "generalPractitioner": [{"reference": "Organization/practice-b"}],
-        "name": [{"family": "Unrelated"}],
-    },
-    {
-        "resourceType": "Patient",
-        "id": "sensitive",
-        "meta": RESTRICTED,
-        "generalPractitioner": [{"reference": "Organization/practice-a"}],
-        "name": [{"family": "Sensitive"}],
-    },
+    *PEOPLE,
     {
         "resourceType": "Observation",
         "id": "obs-related",

@@ -9,50 +9,12 @@ import httpx
 
 from bevan.security.tokens import TokenAuthority
 from tests.conftest import RunningServer
+from tests.people import RESTRICTED
 
-ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 LOINC = "http://loinc.org"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-RESTRICTED = {
-    "security": [
-        {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
-    ]
-}
 
-PEOPLE: list[dict[str, Any]] = [
-    {
-        "resourceType": "Organization",
-        "id": "practice-a",
-        "identifier": [{"system": ODS, "value": "A81001"}],
-        "name": "Tredegar Surgery",
-    },
-    {
-        "resourceType": "Organization",
-        "id": "practice-b",
-        "identifier": [{"system": ODS, "value": "B82002"}],
-        "name": "Other Surgery",
-    },
-    {
-        "resourceType": "Patient",
-        "id": "related",
-        "generalPractitioner": [{"reference": "Organization/practice-a"}],
-        "name": [{"family": "Related"}],
-    },
-    {
-        "resourceType": "Patient",
-        "id": "unrelated",
-        "generalPractitioner": [{"reference": "Organization/practice-b"}],
-        "name": [{"family": "Unrelated"}],
-    },
-    {
-        "resourceType": "Patient",
-        "id": "sensitive",
-        "meta": RESTRICTED,
-        "generalPractitioner": [{"reference": "Organization/practice-a"}],
-        "name": [{"family": "Sensitive"}],
-    },
-]
 
 ROLES: dict[str, dict[str, str]] = {
     "system": {"role": "system"},

@@ -8,8 +8,9 @@ import pytest
 from fhirclient import client as fhirclient
 from fhirpy import SyncFHIRClient
 
-from tests.api.operations.people import PEOPLE, client_for, observation, put_all
+from tests.api.operations.people import client_for, observation, put_all
 from tests.conftest import RunningServer
+from tests.people import PEOPLE
 
 HEART_RATE, SYSTOLIC, GLUCOSE = "8867-4", "8480-6", "2339-0"
 

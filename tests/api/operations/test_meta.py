@@ -6,8 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.api.operations.people import FHIR_JSON, PEOPLE, client_for, observation, put_all
+from tests.api.operations.people import FHIR_JSON, client_for, observation, put_all
 from tests.conftest import RunningServer
+from tests.people import PEOPLE
 
 FOLLOW_UP = {"system": "urn:test:tags", "code": "follow-up"}
 RESEARCH = {"system": "urn:test:tags", "code": "research"}

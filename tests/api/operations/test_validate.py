@@ -10,8 +10,9 @@ import pytest
 from fhirclient import client as fhirclient
 from fhirpy import SyncFHIRClient
 
-from tests.api.operations.people import FHIR_JSON, PEOPLE, client_for, put_all
+from tests.api.operations.people import FHIR_JSON, client_for, put_all
 from tests.conftest import RunningServer
+from tests.people import PEOPLE
 
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 
