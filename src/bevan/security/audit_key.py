@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 KEY_FILE = "audit-key"
@@ -32,10 +33,11 @@ def load_audit_key(data_dir: Path, *, create: bool = True) -> bytes | None:
         if not create:
             return None
         data_dir.mkdir(parents=True, exist_ok=True)
-        # Written aside, then linked into place: workers starting together each make a
-        # key, the first link wins, and no one reads a key half written.
-        written = path.with_name(f".{KEY_FILE}.{os.getpid()}")
-        descriptor = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Written aside under a name of its own, then linked into place: workers and
+        # threads starting together each make a key, the first link wins, and no one
+        # reads a key half written.
+        descriptor, name = tempfile.mkstemp(prefix=f".{KEY_FILE}.", dir=data_dir)
+        written = Path(name)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_hex(KEY_BYTES) + "\n")
         try:

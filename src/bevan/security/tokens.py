@@ -7,6 +7,7 @@ cached by their text until they expire, so a busy client pays for one signature 
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -94,10 +95,11 @@ class TokenAuthority:
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            # Written aside, then linked into place: workers starting together each
-            # make a key, the first link wins, and no one reads a key half written.
-            written = path.with_name(f".{KEY_FILE}.{os.getpid()}")
-            descriptor = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # Written aside under a name of its own, then linked into place: workers
+            # and threads starting together each make a key, the first link wins, and
+            # no one reads a key half written.
+            descriptor, name = tempfile.mkstemp(prefix=f".{KEY_FILE}.", dir=data_dir)
+            written = Path(name)
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(pem)
             try:
