@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import bundle_import, crud, search
+from benchmarks import bundle_import, crud, load, search
 from benchmarks.options import RunOptions
 from benchmarks.report import ScenarioResult
 
@@ -14,6 +14,7 @@ SCENARIOS: dict[str, Callable[[RunOptions], ScenarioResult]] = {
     "crud": crud.run,
     "import": bundle_import.run,
     "search": search.run,
+    "load": load.run,
 }
 
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--patients",
         type=int,
         help="import size (default 1,000, 200 quick; synthea 100, 14 quick); "
+        "load (default 20,000 = ~229k resources, 2,000 quick); "
         "search data (default 90,000 = ~1M resources, 400 quick)",
     )
     parser.add_argument(
