@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_options(load)
     load.add_argument("paths", nargs="+", type=Path, help="files or directories")
+    load.add_argument(
+        "--partial",
+        action="store_true",
+        help="keep a file's good lines when some are refused (default: all or nothing per file)",
+    )
     load.set_defaults(run=cmd_load)
 
     reindex = commands.add_parser("reindex", help="rebuild every resource's search index rows")

@@ -11,17 +11,21 @@ from typing import TYPE_CHECKING
 from bevan.cli.options import open_store, settings_from
 
 if TYPE_CHECKING:
+    from bevan.config import Settings
     from bevan.records.loader import LoadReport
     from bevan.records.service import RecordService
+    from bevan.store.record_store import RecordStore
 
 
-def load_with_progress(service: RecordService, files: list[Path], label: str) -> LoadReport:
+def load_with_progress(
+    service: RecordService, files: list[Path], label: str, *, partial: bool = False
+) -> LoadReport:
     from tqdm import tqdm
 
     from bevan.records.loader import load_files
 
     with tqdm(desc=label, unit=" resources", file=sys.stderr) as bar:
-        return load_files(service, files, bar.update)
+        return load_files(service, files, bar.update, partial=partial)
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -30,26 +34,70 @@ def cmd_load(args: argparse.Namespace) -> int:
     from bevan.records.service import RecordService
 
     settings = settings_from(args)
-    store = open_store(settings)
-    settle_heap()
     files = expand_paths(args.paths)
     missing = [str(p) for p in files if not p.exists()]
     if missing:
         print(f"bevan load: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
+    store = open_store(settings)
+    settle_heap()
     report = load_with_progress(
         RecordService(
             store, settings.base_url, referential_integrity=settings.referential_integrity
         ),
         files,
         "Loading",
+        partial=args.partial,
     )
     store.analyse()
+    audit_load(settings, store, files, report)
     for line in report.refused:
         print(f"refused: {line}", file=sys.stderr)
+    for line in report.unresolved:
+        print(f"unresolved (kept: referential integrity is off): {line}", file=sys.stderr)
     summary = ", ".join(f"{n} {t}" for t, n in sorted(report.stored.items()))
     print(f"Stored {report.total} resources ({summary or 'none'}); refused {len(report.refused)}.")
     return 1 if report.refused else 0
+
+
+def audit_load(
+    settings: Settings, store: RecordStore, files: list[Path], report: LoadReport
+) -> None:
+    """Record the load in the audit trail: one entry naming its files and its counts."""
+    from bevan.fhir.dates import now_instant
+    from bevan.security.audit import AuditRecord
+    from bevan.security.audit_key import load_audit_key
+    from bevan.security.trail import AuditTrail
+    from bevan.store.audit import AuditLog
+
+    counts = ", ".join(f"{n} {t}" for t, n in sorted(report.stored.items()))
+    text = (
+        f"bevan load of {', '.join(str(p) for p in files)}: stored {report.total} resources "
+        f"({counts or 'none'}), {report.unchanged} of them already stored as they were; "
+        f"refused {len(report.refused)}"
+    )
+    trail = AuditTrail(
+        AuditLog(store.engine, store.write_lock, key=load_audit_key(settings.data_dir))
+    )
+    trail.record_sync(
+        [
+            AuditRecord(
+                recorded=now_instant(),
+                user_id="bevan-load",
+                role="system",
+                organisation=None,
+                client_address=None,
+                action="C",
+                interaction="batch",
+                outcome="0" if not report.refused else "4",
+                outcome_text=text,
+                http_status=200 if not report.refused else 422,
+                query="files=" + ",".join(str(p) for p in files),
+                method="LOAD",
+                path="bevan load",
+            )
+        ]
+    )
 
 
 def cmd_synth(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,7 @@ NDJSON_BATCH = 500
 BASE_URL = "urn:bevan:load"
 
 
-# Resources stored before the first refresh of the planner's statistics (then at each
-# doubling): by then a scan of a whole table costs more than an index lookup.
+# Resources stored past which a load refreshes the planner's statistics at its end.
 FIRST_STATISTICS_REFRESH = 5_000
 
 
@@ -31,6 +30,10 @@ class LoadReport:
 
     stored: dict[str, int] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
+    # Lines whose resource was stored already, as it is: counted in stored, not written.
+    unchanged: int = 0
+    # References that resolve nowhere, kept because referential integrity is off.
+    unresolved: list[str] = field(default_factory=list)
 
     def count(self, resource_type: str, n: int = 1) -> None:
         self.stored[resource_type] = self.stored.get(resource_type, 0) + n
@@ -55,36 +58,36 @@ def load_files(
     service: RecordService,
     paths: list[Path],
     progress: Callable[[int], None] = lambda n: None,
+    *,
+    partial: bool = False,
+    workers: int | None = None,
 ) -> LoadReport:
-    """Load every file; progress(n) reports resources handled. Bad items are reported,
-    never half-stored: a transaction Bundle stands or falls whole.
+    """Load every file: NDJSON (.ndjson) in bulk, Bundles (.json) entry by entry;
+    progress(n) reports lines and entries handled. Return what was stored and refused.
 
-    The planner's statistics are refreshed each time the load has doubled what it
-    stored, and at its end (with a VACUUM on PostgreSQL): on PostgreSQL a connection
-    keeps the plan it made for a statement that ran when a table was nearly empty (a
-    scan of the whole table, then cheapest) until statistics change, and without
-    autovacuum nothing else changes them.
+    Each NDJSON file stands or falls whole: one bad line refuses the file, every bad
+    line reported by file and line (partial keeps the good lines). References are
+    checked when every file is in, so files may come in any order; one that resolves
+    nowhere is reported by file and line, and refused (with its file, unless partial)
+    when referential integrity is on. A load stopped part way keeps the files it
+    finished, and loading the same files again stores each resource once. workers:
+    processes preparing lines beside the writer (default: one per core; 0 for none).
+
+    The planner's statistics are refreshed at the end (with a VACUUM on PostgreSQL):
+    without them a connection keeps the plan it made when the tables were nearly empty.
     """
     report = LoadReport()
-    next_refresh = FIRST_STATISTICS_REFRESH
+    ndjson = [p for p in paths if p.suffix == ".ndjson"]
+    bundles = [p for p in paths if p.suffix != ".ndjson"]
+    if ndjson:
+        from bevan.records.bulk_load import load_ndjson
 
-    def handled(n: int) -> None:
-        nonlocal next_refresh
-        progress(n)
-        if report.total >= next_refresh:
-            service.store.analyse()
-            next_refresh = 2 * report.total
-
-    waiting = Waiting()
-    for path in paths:
-        if path.suffix == ".ndjson":
-            _load_ndjson(service, path, report, handled, waiting)
-        else:
-            _load_bundle(service, path, report, handled, waiting)
-    _load_waiting(service, report, handled, waiting)
-    # What came after the last refresh (up to half the load) is counted too: a type
-    # loaded last would otherwise look nearly absent to the planner. On PostgreSQL the
-    # new rows are vacuumed as well (see RecordStore.analyse).
+        load_ndjson(service, ndjson, report, progress, partial=partial, workers=workers)
+    if bundles:
+        waiting = Waiting()
+        for path in bundles:
+            _load_bundle(service, path, report, progress, waiting)
+        _load_waiting(service, report, progress, waiting)
     if report.total >= FIRST_STATISTICS_REFRESH:
         service.store.analyse(settle=True)
     return report
@@ -180,16 +183,6 @@ def _load_bundle_body(
     progress(len(entries))
 
 
-def _load_ndjson(
-    service: RecordService,
-    path: Path,
-    report: LoadReport,
-    progress: Callable[[int], None],
-    waiting: Waiting,
-) -> None:
-    _load_resources(service, path, _ndjson_lines(path, report), report, progress, waiting)
-
-
 def _load_resources(
     service: RecordService,
     path: Path,
@@ -215,19 +208,6 @@ def _load_resources(
     if batch:
         _write_batch(service, path, batch, report, waiting)
         progress(len(batch))
-
-
-def _ndjson_lines(path: Path, report: LoadReport) -> Iterator[tuple[int, Any]]:
-    with path.open("rb") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield line_number, json_text.loads(line)
-            except orjson.JSONDecodeError as error:
-                report.refused.append(
-                    f"{path}: line {line_number}, column {error.colno}: {error.msg}"
-                )
 
 
 def _write_batch(

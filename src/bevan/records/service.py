@@ -137,6 +137,31 @@ class PreparedVersion:
     rows: IndexRows
 
 
+def prepare_version(
+    resource_type: str, id: str, resource: dict[str, Any], version: int, base_url: str | None
+) -> PreparedVersion:
+    """Return resource stamped as the given version of resource_type/id, with its JSON
+    and index rows (references under base_url indexed as this server's). No I/O: the
+    loader runs it in worker processes."""
+    last_updated = now_instant()
+    meta = resource.get("meta")
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = last_updated
+    # resourceType, id and meta lead, as people expect to read them
+    stamped = {"resourceType": resource_type, "id": id, "meta": meta}
+    stamped.update((k, v) for k, v in resource.items() if k not in stamped)
+    return PreparedVersion(
+        resource_type,
+        id,
+        version,
+        last_updated,
+        stamped,
+        json_text.dumps(stamped).decode(),
+        index_rows(stamped, base_url),
+    )
+
+
 # Types only the server writes: an AuditEvent comes from the audit trail alone, so that
 # nobody (a system account or a Bundle included) can plant, amend or remove one.
 SERVER_WRITTEN_TYPES = frozenset({"AuditEvent"})
@@ -907,23 +932,7 @@ class RecordService:
         """Return resource stamped as the given version of resource_type/id, with its JSON
         and index rows. Touches no database, so Bundles prepare their entries before they
         queue for the writer; resource itself is left as it was."""
-        last_updated = now_instant()
-        meta = resource.get("meta")
-        meta = dict(meta) if isinstance(meta, dict) else {}
-        meta["versionId"] = str(version)
-        meta["lastUpdated"] = last_updated
-        # resourceType, id and meta lead, as people expect to read them
-        stamped = {"resourceType": resource_type, "id": id, "meta": meta}
-        stamped.update((k, v) for k, v in resource.items() if k not in stamped)
-        return PreparedVersion(
-            resource_type,
-            id,
-            version,
-            last_updated,
-            stamped,
-            json_text.dumps(stamped).decode(),
-            index_rows(stamped, self.base_url),
-        )
+        return prepare_version(resource_type, id, resource, version, self.base_url)
 
     def _write(
         self,

@@ -1,0 +1,308 @@
+"""NDJSON files loaded in bulk: lines prepared in worker processes, written by one writer.
+
+Worker processes parse, validate and index chunks of lines (records/load_preparation.py)
+while this process writes the chunks they finish, in file order, through the store's
+bulk session (store/bulk.py): a transaction per file, so a file stands or falls whole
+and a load stopped part way keeps only whole files. A resource already stored as it is
+(a load run again) is left alone; one stored differently gets a new version. The
+references every file makes are checked once all are in.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bevan.fhir import json_text
+from bevan.records.load_preparation import (
+    PreparedChunk,
+    prepare_chunk,
+    read_chunks,
+    reference_path,
+)
+from bevan.store.bulk import BulkResource, BulkSession, CurrentResource, bulk_session
+
+if TYPE_CHECKING:
+    from bevan.records.loader import LoadReport
+    from bevan.records.service import RecordService
+
+# Below this many bytes of NDJSON, starting worker processes costs more than it saves.
+WORKERS_FROM_BYTES = 4 * 1024 * 1024
+# Chunks each worker may have waiting: the writer never waits for work, and memory holds
+# a few chunks per worker whatever the size of the files.
+AHEAD_PER_WORKER = 3
+
+
+class Preparer:
+    """Prepares the chunks of a file, in worker processes or (workers 0) here, in order."""
+
+    def __init__(self, base_url: str | None, workers: int) -> None:
+        self.base_url = base_url
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        if workers > 0:
+            # spawn: a fork would copy the writer's threads and open connections
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(workers, mp_context=context)
+
+    def prepared(self, file: int, path: Path) -> Iterator[PreparedChunk]:
+        if self._pool is None:
+            for lines in read_chunks(path):
+                yield prepare_chunk(file, self.base_url, lines)
+            return
+        ahead: deque[Future[PreparedChunk]] = deque()
+        for lines in read_chunks(path):
+            ahead.append(self._pool.submit(prepare_chunk, file, self.base_url, lines))
+            if len(ahead) > self.workers * AHEAD_PER_WORKER:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+
+def _default_workers(paths: list[Path]) -> int:
+    size = sum(p.stat().st_size for p in paths if p.exists())
+    if size < WORKERS_FROM_BYTES:
+        return 0
+    return max(1, os.cpu_count() or 1)
+
+
+def load_ndjson(
+    service: RecordService,
+    paths: list[Path],
+    report: LoadReport,
+    progress: Callable[[int], None],
+    *,
+    partial: bool = False,
+    workers: int | None = None,
+) -> None:
+    """Load NDJSON files into service's store, adding what happened to report."""
+    preparer = Preparer(service.base_url, _default_workers(paths) if workers is None else workers)
+    try:
+        with bulk_session(service.store) as bulk:
+            counts: dict[int, Counter[str]] = {}
+            for file, path in enumerate(paths):
+                stored = _load_file(bulk, preparer, file, path, report, progress, partial)
+                if stored is not None:
+                    counts[file] = stored
+                    for resource_type, n in stored.items():
+                        report.count(resource_type, n)
+            _check_references(bulk, service, paths, report, counts, partial)
+    finally:
+        preparer.close()
+
+
+def _load_file(
+    bulk: BulkSession,
+    preparer: Preparer,
+    file: int,
+    path: Path,
+    report: LoadReport,
+    progress: Callable[[int], None],
+    partial: bool,
+) -> Counter[str] | None:
+    """Load one file in one transaction; return what it stored by type, None if refused."""
+    stored: Counter[str] = Counter()
+    refused_any = False
+    unchanged = 0
+    bulk.begin()
+    try:
+        for chunk in preparer.prepared(file, path):
+            for line, why in chunk.refused:
+                report.refused.append(f"{path}: line {line}: {why}")
+            refused_any = refused_any or bool(chunk.refused)
+            if refused_any and not partial:
+                progress(chunk.lines)
+                continue  # the file is refused; its other lines are still checked
+            written, kept, held = _write_chunk(bulk, file, chunk.resources)
+            for resource, why in held:
+                report.refused.append(f"{path}: line {resource.line}: {why}")
+            if held and not partial:
+                refused_any = True
+                progress(chunk.lines)
+                continue
+            stored.update(written)
+            unchanged += kept
+            progress(chunk.lines)
+        if refused_any and not partial:
+            bulk.rollback()
+            report.refused.append(f"{path}: nothing stored from this file (all or nothing)")
+            return None
+        bulk.commit()
+    except BaseException:
+        bulk.rollback()
+        raise
+    report.unchanged += unchanged
+    return stored
+
+
+def _write_chunk(
+    bulk: BulkSession, file: int, resources: list[BulkResource]
+) -> tuple[Counter[str], int, list[tuple[BulkResource, str]]]:
+    """Write a chunk's resources; return what was stored by type, how many were found
+    stored already as they are, and the resources refused with why."""
+    stored: Counter[str] = Counter()
+    refused: list[tuple[BulkResource, str]] = []
+    first: dict[tuple[str, str], BulkResource] = {}
+    again: list[BulkResource] = []  # a second line for one resource in this chunk
+    for resource in resources:
+        key = (resource.resource_type, resource.id)
+        if key in first:
+            again.append(resource)
+        else:
+            first[key] = resource
+    existing = bulk.existing(first)
+    fresh, allowed = _claim_nhs_numbers(bulk, list(first.values()), refused)
+    new = [r for r in fresh if (r.resource_type, r.id) not in existing]
+    rids = bulk.insert(new)
+    bulk.note_stored(file, rids)
+    stored.update(r.resource_type for r in new)
+    unchanged = 0
+    for resource in [r for r in fresh if (r.resource_type, r.id) in existing] + again:
+        if resource in again and not allowed(resource, refused):
+            continue
+        current = existing.get((resource.resource_type, resource.id))
+        if current is None:
+            current = bulk.existing([(resource.resource_type, resource.id)]).get(
+                (resource.resource_type, resource.id)
+            )
+        if current is None:
+            rids = bulk.insert([resource])
+            bulk.note_stored(file, rids)
+        elif not current.deleted and _same_content(current, resource):
+            bulk.note_references(resource, current.rid)
+            unchanged += 1
+        else:
+            bulk.replace(_as_next_version(resource, current), current)
+        stored[resource.resource_type] += 1
+    return stored, unchanged, refused
+
+
+def _claim_nhs_numbers(
+    bulk: BulkSession, resources: list[BulkResource], refused: list[tuple[BulkResource, str]]
+) -> tuple[list[BulkResource], Callable[[BulkResource, list[Any]], bool]]:
+    """Return the resources whose NHS numbers are free (or their own), refusing the rest:
+    one Patient per NHS number, as for every other write."""
+    numbers = [n for r in resources for n in r.nhs_numbers]
+    holders = bulk.nhs_number_holders(numbers) if numbers else {}
+
+    def allowed(resource: BulkResource, refused: list[Any]) -> bool:
+        for number in resource.nhs_numbers:
+            holder = holders.get(number)
+            if holder is not None and holder != resource.id:
+                refused.append(
+                    (
+                        resource,
+                        f"Patient/{holder} holds NHS number {number}; one Patient per NHS number",
+                    )
+                )
+                return False
+        for number in resource.nhs_numbers:
+            holders[number] = resource.id
+        return True
+
+    return [r for r in resources if not r.nhs_numbers or allowed(r, refused)], allowed
+
+
+def _same_content(current: CurrentResource, resource: BulkResource) -> bool:
+    """Return True if the stored version says what resource says (meta's version aside)."""
+    if current.content is None:
+        return False
+    return _without_version(json_text.loads(current.content)) == _without_version(
+        json_text.loads(resource.content)
+    )
+
+
+def _without_version(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = dict(resource.get("meta") or {})
+    meta.pop("versionId", None)
+    meta.pop("lastUpdated", None)
+    return {**resource, "meta": meta}
+
+
+def _as_next_version(resource: BulkResource, current: CurrentResource) -> BulkResource:
+    version = current.version_id + 1
+    stamped = json_text.loads(resource.content)
+    stamped["meta"]["versionId"] = str(version)
+    return replace(resource, version_id=version, content=json_text.dumps(stamped).decode())
+
+
+def _check_references(
+    bulk: BulkSession,
+    service: RecordService,
+    paths: list[Path],
+    report: LoadReport,
+    counts: dict[int, Counter[str]],
+    partial: bool,
+) -> None:
+    """Report each reference that resolves nowhere by file and line; with referential
+    integrity on, refuse it: its resource (partial) or its whole file, then anything
+    that referred to what was so refused, until every reference left resolves."""
+    from bevan.records.referential_integrity import UNRESOLVED
+
+    seen: set[tuple[int, int, str, str]] = set()
+    refused_files: set[int] = set()
+    while True:
+        unresolved = [
+            u for u in bulk.unresolved() if (u.file, u.line, u.target_type, u.target_id) not in seen
+        ]
+        if not unresolved:
+            return
+        # Only what this load created can be refused; a resource found stored already
+        # stays, its reference reported.
+        created = (
+            bulk.created(u.rid for u in unresolved) if service.referential_integrity else set()
+        )
+        for u in unresolved:
+            seen.add((u.file, u.line, u.target_type, u.target_id))
+            where = reference_path(
+                _line(paths[u.file], u.line), (u.target_type, u.target_id), service.base_url
+            )
+            text = (
+                f"{paths[u.file]}: line {u.line}: {where} refers to "
+                f"'{u.target_type}/{u.target_id}', which {UNRESOLVED}"
+            )
+            (report.refused if u.rid in created else report.unresolved).append(text)
+        unresolved = [u for u in unresolved if u.rid in created]
+        if not unresolved:
+            return
+        bulk.begin()
+        try:
+            if partial:
+                by_rid = {u.rid: u.source_type for u in unresolved}
+                bulk.discard(by_rid)
+                for resource_type in by_rid.values():
+                    report.count(resource_type, -1)
+            else:
+                files = {u.file for u in unresolved} - refused_files
+                bulk.discard(bulk.rids_of_files(files))
+                for file in sorted(files):
+                    report.refused.append(
+                        f"{paths[file]}: nothing stored from this file (a reference in it "
+                        "resolves nowhere)"
+                    )
+                    for resource_type, n in counts.get(file, Counter()).items():
+                        report.count(resource_type, -n)
+                refused_files |= files
+            bulk.commit()
+        except BaseException:
+            bulk.rollback()
+            raise
+
+
+def _line(path: Path, number: int) -> bytes:
+    """Return line number (from 1) of a file, read again for a report."""
+    with path.open("rb") as handle:
+        for index, line in enumerate(handle, start=1):
+            if index == number:
+                return line
+    return b"{}"
