@@ -187,3 +187,14 @@ def test_load_takes_ndjson_files_in_any_order_and_names_references_to_nothing(
     assert result.returncode == 1
     assert "Stored 2 resources" in result.stdout  # the practice and the patient at it
     assert f"{first}: line 2" in result.stderr and "Organization/nowhere" in result.stderr
+
+
+def test_the_demo_population_is_made_once_and_reused(tmp_path: Path) -> None:
+    from bevan.cli.serve import demo_population
+
+    first = demo_population(tmp_path, 20, 5)
+    assert first and all(p.suffix == ".ndjson" for p in first)
+    made = [p.stat().st_mtime_ns for p in first]
+    again = demo_population(tmp_path, 20, 5)
+    assert again == first
+    assert [p.stat().st_mtime_ns for p in again] == made

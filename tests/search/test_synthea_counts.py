@@ -11,17 +11,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
 import orjson
 import pytest
 
+from tests.conftest import RunningServer, database_url, start_server
 from tests.search.reference import compare_ranges, date_range, normalise, stored_date_range
-
-if TYPE_CHECKING:
-    from tests.conftest import RunningServer
 
 SYNTHEA = Path(__file__).resolve().parents[3] / "shared" / "data" / "synthea-small"
 LOINC = "http://loinc.org"
@@ -183,15 +181,86 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def synthea(server: RunningServer) -> None:
-    """Load the hospital and practitioner bundles, then the 14 patients, once per server."""
+def synthea_bundles() -> list[Path]:
+    """Return the hospital and practitioner bundles, then the 14 patients' bundles."""
     seeds = sorted(SYNTHEA.glob("hospitalInformation*.json")) + sorted(
         SYNTHEA.glob("practitionerInformation*.json")
     )
     patients = sorted(p for p in SYNTHEA.glob("*.json") if p not in seeds and p.name != "LICENSE")
+    return seeds + patients
+
+
+def synthea_as_ndjson(directory: Path) -> list[Path]:
+    """Write the bundles' resources as one NDJSON file per type, as an extract would
+    hold them: each with its urn:uuid as its id, every reference as Type/id (a
+    conditional one resolved to the resource its condition names), each resource once.
+    The files are returned in name order, so many refer to files after them."""
+    entries = [e for path in synthea_bundles() for e in orjson.loads(path.read_bytes())["entry"]]
+    target: dict[str, str] = {}  # urn:uuid or Type?condition -> Type/id
+    kept: list[Resource] = []
+    for entry in entries:
+        resource_type = entry["resource"]["resourceType"]
+        condition = entry["request"].get("ifNoneExist")
+        key = f"{resource_type}?{condition}"
+        if condition and key in target:  # the server keeps one per condition
+            target[entry["fullUrl"]] = target[key]
+            continue
+        reference = f"{resource_type}/{entry['fullUrl'].removeprefix('urn:uuid:')}"
+        target[entry["fullUrl"]] = reference
+        if condition:
+            target[key] = reference
+        kept.append({**entry["resource"], "id": reference.split("/")[1]})
+
+    def resolved(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: target.get(v, v) if k == "reference" and isinstance(v, str) else resolved(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [resolved(v) for v in value]
+        return value
+
+    by_type: dict[str, list[bytes]] = {}
+    for resource in kept:
+        by_type.setdefault(resource["resourceType"], []).append(orjson.dumps(resolved(resource)))
+    files = []
+    for resource_type, lines in sorted(by_type.items()):
+        path = directory / f"{resource_type}.ndjson"
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        files.append(path)
+    return files
+
+
+@pytest.fixture(params=["one by one", "in bulk"], scope="module")
+def loading(request: pytest.FixtureRequest) -> str:
+    """How the Synthea data is loaded: its bundles POSTed one by one, or as NDJSON by
+    `bevan load`; every search must answer the same either way."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def server(
+    backend: str, loading: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A server of this module's own for each backend and way of loading."""
+    tmp = tmp_path_factory.mktemp(f"bevan-{backend}-{loading.replace(' ', '-')}")
+    yield from start_server(database_url(backend, tmp), tmp)
+
+
+@pytest.fixture(scope="module")
+def synthea(server: RunningServer, loading: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Load the hospital and practitioner bundles, then the 14 patients, once per server."""
+    if loading == "in bulk":
+        from bevan.records.loader import load_files
+
+        files = synthea_as_ndjson(tmp_path_factory.mktemp("synthea-ndjson"))
+        report = load_files(server.records, files)
+        assert report.refused == [] and report.unresolved == [], report.refused[:5]
+        server.store.analyse()
+        return
     with server.client() as fhir:
-        for path in seeds + patients:
+        for path in synthea_bundles():
             response = fhir.post(
                 "", content=path.read_bytes(), headers={"Content-Type": "application/fhir+json"}
             )

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from bevan.cli.data import load_with_progress
+from bevan.cli.data import audit_load, load_with_progress
 from bevan.cli.options import open_store, settings_from
 
 
@@ -75,15 +76,11 @@ def port_in_use(host: str, port: int) -> str | None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import tempfile
-
     import uvicorn
 
     from bevan.app import create_app, settle_heap
     from bevan.records.service import RecordService
     from bevan.security.tokens import TokenAuthority
-    from bevan.synth import write_population
-    from bevan.synth.bundles import population_files
 
     settings = replace(settings_from(args), request_log=False)  # keep the demo's advice in view
     in_use = port_in_use(settings.host, settings.port)
@@ -101,12 +98,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with service.reading() as session:
         existing = session.resource_counts().get("Patient", 0)
     if existing == 0:
-        print(f"Generating {args.patients} synthetic patients (seed {args.seed}) ...", flush=True)
-        with tempfile.TemporaryDirectory() as scratch:
-            write_population(args.patients, args.seed, Path(scratch))
-            files = population_files(Path(scratch))
-            report = load_with_progress(service, files, "Loading demo population")
-            store.analyse()
+        files = demo_population(settings.data_dir, args.patients, args.seed)
+        report = load_with_progress(service, files, "Loading demo population")
+        store.analyse()
+        audit_load(settings, store, files, report)
         print(f"Loaded {report.total} resources ({report.stored.get('Patient', 0)} patients).")
     else:
         print(f"Using the {existing} patients already in {settings.resolved_database_url}")
@@ -142,3 +137,18 @@ Try:
         proxy_headers=False,
     )
     return 0
+
+
+def demo_population(data_dir: Path, patients: int, seed: int) -> list[Path]:
+    """Return the demo population's NDJSON files, written into data_dir the first time
+    and reused after: the demo then starts by loading them, never by making them again."""
+    from bevan.synth import write_population
+
+    out = data_dir / f"demo-population-{seed}-{patients}"
+    if not out.is_dir():
+        print(f"Generating {patients} synthetic patients (seed {seed}) ...", flush=True)
+        partial = out.with_name(out.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        write_population(patients, seed, partial, ndjson=True)
+        partial.rename(out)
+    return sorted(out.glob("*.ndjson"))

@@ -15,7 +15,6 @@ import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -233,7 +232,7 @@ def _as_next_version(resource: BulkResource, current: CurrentResource) -> BulkRe
     version = current.version_id + 1
     stamped = json_text.loads(resource.content)
     stamped["meta"]["versionId"] = str(version)
-    return replace(resource, version_id=version, content=json_text.dumps(stamped).decode())
+    return resource._replace(version_id=version, content=json_text.dumps(stamped).decode())
 
 
 def _check_references(
