@@ -117,6 +117,11 @@ def test_a_file_with_bad_lines_is_refused_whole_each_bad_line_named(
     assert f"{bad}: line 3" in refused
     assert f"{bad}: line 5" in refused
     assert f"{bad}: line 1:" not in refused and f"{bad}: line 4:" not in refused
+    assert [(r.path, r.line) for r in report.refusals if r.line] == [
+        (str(bad), 2),
+        (str(bad), 3),
+        (str(bad), 5),
+    ]
     assert _counts(store) == {"Organization": 1}  # nothing of the bad file
 
     partial = load_files(service, [bad], partial=True)

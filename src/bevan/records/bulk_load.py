@@ -10,6 +10,7 @@ references every file makes are checked once all are in.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 from collections import Counter, deque
@@ -50,22 +51,40 @@ class Preparer:
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(workers, mp_context=context)
 
-    def prepared(self, file: int, path: Path) -> Iterator[PreparedChunk]:
+    def prepared(self, paths: list[Path]) -> Iterator[tuple[int, PreparedChunk | None]]:
+        """Return (file, chunk) for every chunk of every file in order, and (file, None)
+        as each file ends. The workers run on into the next file while the writer
+        finishes one, so none waits at a file's end."""
+        jobs: Iterator[tuple[int, list[tuple[int, bytes]] | None]] = (
+            (file, lines)
+            for file, path in enumerate(paths)
+            for lines in itertools.chain(read_chunks(path), [None])  # streamed, never whole
+        )
         if self._pool is None:
-            for lines in read_chunks(path):
-                yield prepare_chunk(file, self.base_url, lines)
+            for file, lines in jobs:
+                yield file, None if lines is None else prepare_chunk(file, self.base_url, lines)
             return
-        ahead: deque[Future[PreparedChunk]] = deque()
-        for lines in read_chunks(path):
-            ahead.append(self._pool.submit(prepare_chunk, file, self.base_url, lines))
+        ahead: deque[tuple[int, Future[PreparedChunk] | None]] = deque()
+        for file, lines in jobs:
+            future = (
+                None
+                if lines is None
+                else self._pool.submit(prepare_chunk, file, self.base_url, lines)
+            )
+            ahead.append((file, future))
             if len(ahead) > self.workers * AHEAD_PER_WORKER:
-                yield ahead.popleft().result()
+                yield _done(ahead.popleft())
         while ahead:
-            yield ahead.popleft().result()
+            yield _done(ahead.popleft())
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
+
+
+def _done(job: tuple[int, Future[PreparedChunk] | None]) -> tuple[int, PreparedChunk | None]:
+    file, future = job
+    return file, None if future is None else future.result()
 
 
 def _default_workers(paths: list[Path]) -> int:
@@ -89,8 +108,15 @@ def load_ndjson(
     try:
         with bulk_session(service.store) as bulk:
             counts: dict[int, Counter[str]] = {}
-            for file, path in enumerate(paths):
-                stored = _load_file(bulk, preparer, file, path, report, progress, partial)
+            loading: FileLoad | None = None
+            for file, chunk in preparer.prepared(paths):
+                if loading is None:
+                    loading = FileLoad(bulk, file, paths[file], report, progress, partial)
+                if chunk is not None:
+                    loading.write(chunk)
+                    continue
+                stored = loading.finish()
+                loading = None
                 if stored is not None:
                     counts[file] = stored
                     for resource_type, n in stored.items():
@@ -100,48 +126,57 @@ def load_ndjson(
         preparer.close()
 
 
-def _load_file(
-    bulk: BulkSession,
-    preparer: Preparer,
-    file: int,
-    path: Path,
-    report: LoadReport,
-    progress: Callable[[int], None],
-    partial: bool,
-) -> Counter[str] | None:
-    """Load one file in one transaction; return what it stored by type, None if refused."""
-    stored: Counter[str] = Counter()
-    refused_any = False
-    unchanged = 0
-    bulk.begin()
-    try:
-        for chunk in preparer.prepared(file, path):
+class FileLoad:
+    """One file's load: a transaction of its own, committed only if the file is whole
+    (or partial), every refused line reported by file and line."""
+
+    def __init__(
+        self,
+        bulk: BulkSession,
+        file: int,
+        path: Path,
+        report: LoadReport,
+        progress: Callable[[int], None],
+        partial: bool,
+    ) -> None:
+        self.bulk, self.file, self.path = bulk, file, path
+        self.report, self.progress, self.partial = report, progress, partial
+        self.stored: Counter[str] = Counter()
+        self.unchanged = 0
+        self.refused = False
+        bulk.begin()
+
+    def write(self, chunk: PreparedChunk) -> None:
+        try:
             for line, why in chunk.refused:
-                report.refused.append(f"{path}: line {line}: {why}")
-            refused_any = refused_any or bool(chunk.refused)
-            if refused_any and not partial:
-                progress(chunk.lines)
-                continue  # the file is refused; its other lines are still checked
-            written, kept, held = _write_chunk(bulk, file, chunk.resources)
-            for resource, why in held:
-                report.refused.append(f"{path}: line {resource.line}: {why}")
-            if held and not partial:
-                refused_any = True
-                progress(chunk.lines)
-                continue
-            stored.update(written)
-            unchanged += kept
-            progress(chunk.lines)
-        if refused_any and not partial:
-            bulk.rollback()
-            report.refused.append(f"{path}: nothing stored from this file (all or nothing)")
+                self.report.refuse(self.path, line, why)
+            self.refused = self.refused or bool(chunk.refused)
+            if not self.refused or self.partial:
+                # once the file is refused, its other lines are still checked, not written
+                written, kept, held = _write_chunk(self.bulk, self.file, chunk.resources)
+                for resource, why in held:
+                    self.report.refuse(self.path, resource.line, why)
+                self.refused = self.refused or bool(held)
+                self.stored.update(written)
+                self.unchanged += kept
+            self.progress(chunk.lines)
+        except BaseException:
+            self.bulk.rollback()
+            raise
+
+    def finish(self) -> Counter[str] | None:
+        """Commit the file; return what it stored by type, or None if it was refused."""
+        if self.refused and not self.partial:
+            self.bulk.rollback()
+            self.report.refuse(self.path, None, "nothing stored from this file (all or nothing)")
             return None
-        bulk.commit()
-    except BaseException:
-        bulk.rollback()
-        raise
-    report.unchanged += unchanged
-    return stored
+        try:
+            self.bulk.commit()
+        except BaseException:
+            self.bulk.rollback()
+            raise
+        self.report.unchanged += self.unchanged
+        return self.stored
 
 
 def _write_chunk(
@@ -261,16 +296,16 @@ def _check_references(
         created = (
             bulk.created(u.rid for u in unresolved) if service.referential_integrity else set()
         )
+        lines = _lines(paths, {(u.file, u.line) for u in unresolved})
         for u in unresolved:
             seen.add((u.file, u.line, u.target_type, u.target_id))
-            where = reference_path(
-                _line(paths[u.file], u.line), (u.target_type, u.target_id), service.base_url
-            )
-            text = (
-                f"{paths[u.file]}: line {u.line}: {where} refers to "
-                f"'{u.target_type}/{u.target_id}', which {UNRESOLVED}"
-            )
-            (report.refused if u.rid in created else report.unresolved).append(text)
+            target = (u.target_type, u.target_id)
+            where = reference_path(lines[(u.file, u.line)], target, service.base_url)
+            why = f"{where} refers to '{u.target_type}/{u.target_id}', which {UNRESOLVED}"
+            if u.rid in created:
+                report.refuse(paths[u.file], u.line, why)
+            else:
+                report.unresolved.append(f"{paths[u.file]}: line {u.line}: {why}")
         unresolved = [u for u in unresolved if u.rid in created]
         if not unresolved:
             return
@@ -285,9 +320,10 @@ def _check_references(
                 files = {u.file for u in unresolved} - refused_files
                 bulk.discard(bulk.rids_of_files(files))
                 for file in sorted(files):
-                    report.refused.append(
-                        f"{paths[file]}: nothing stored from this file (a reference in it "
-                        "resolves nowhere)"
+                    report.refuse(
+                        paths[file],
+                        None,
+                        "nothing stored from this file (a reference in it resolves nowhere)",
                     )
                     for resource_type, n in counts.get(file, Counter()).items():
                         report.count(resource_type, -n)
@@ -298,10 +334,13 @@ def _check_references(
             raise
 
 
-def _line(path: Path, number: int) -> bytes:
-    """Return line number (from 1) of a file, read again for a report."""
-    with path.open("rb") as handle:
-        for index, line in enumerate(handle, start=1):
-            if index == number:
-                return line
-    return b"{}"
+def _lines(paths: list[Path], wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """Return the lines wanted (file, line from 1), each file read once, for a report."""
+    found: dict[tuple[int, int], bytes] = {}
+    for file in sorted({file for file, _ in wanted}):
+        numbers = {line for f, line in wanted if f == file}
+        with paths[file].open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                if number in numbers:
+                    found[(file, number)] = line
+    return {key: found.get(key, b"{}") for key in wanted}

@@ -24,19 +24,45 @@ BASE_URL = "urn:bevan:load"
 FIRST_STATISTICS_REFRESH = 5_000
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """One thing a load refused: the file, the line (None for a whole file or a Bundle
+    entry, named in why) and why."""
+
+    path: str
+    line: int | None
+    why: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}: line {self.line}: {self.why}"
+            if self.line
+            else f"{self.path}: {self.why}"
+        )
+
+
 @dataclass
 class LoadReport:
-    """What a load stored, and what it refused (file, line or entry, and why)."""
+    """What a load stored by type, and what it refused (file, line or entry, and why):
+    refused as text, one line each; refusals the same, by NDJSON file and line."""
 
     stored: dict[str, int] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
     # Lines whose resource was stored already, as it is: counted in stored, not written.
     unchanged: int = 0
-    # References that resolve nowhere, kept because referential integrity is off.
+    # References that resolve nowhere, kept (referential integrity off, or made by a
+    # resource stored before this load), by file and line.
     unresolved: list[str] = field(default_factory=list)
 
     def count(self, resource_type: str, n: int = 1) -> None:
         self.stored[resource_type] = self.stored.get(resource_type, 0) + n
+
+    def refuse(self, path: Path, line: int | None, why: str) -> None:
+        """Record a refused line of an NDJSON file (line None: the whole file)."""
+        refusal = Refusal(str(path), line, why)
+        self.refusals.append(refusal)
+        self.refused.append(str(refusal))
 
     @property
     def total(self) -> int:
