@@ -197,6 +197,15 @@ def _engine_figures(
             base_cpu / per if per else None,
         )
     )
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    figures.append(
+        Figure(
+            f"{engine}: peak memory so far, MB (loader / largest worker)",
+            f"{own:,.0f} / {workers:,.0f}",
+            "",
+        )
+    )
     for label, tenths in (("first", tenths1), ("second", tenths2)):
         figures.append(
             Figure(f"{engine}: {label}, rate in each tenth", " ".join(rate(r) for r in tenths), "")
