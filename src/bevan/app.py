@@ -19,6 +19,7 @@ from bevan.api.metrics import RequestMetrics, ServerMetrics, metrics_route
 from bevan.api.request_log import RequestLog, send_request_log_to_stdout
 from bevan.api.routes import fhir_routes, method_not_allowed, not_found
 from bevan.api.sign_in_audit import audited_routes
+from bevan.bulk.jobs import BulkJobs
 from bevan.config import Settings
 from bevan.fhir.validation import warm_up
 from bevan.records.service import RecordService
@@ -32,6 +33,7 @@ from bevan.security.trail import AuditTrail
 from bevan.security.users import UserDirectory
 from bevan.store.access import BreakGlassLedger
 from bevan.store.audit import AuditLog
+from bevan.store.bulk_jobs import BulkJobTable
 from bevan.store.group import GroupWriter
 from bevan.store.record_store import RecordStore
 
@@ -68,6 +70,11 @@ def create_app(
         proxies=proxies,
         source=settings.base_url,
         max_patient_body_bytes=settings.max_patient_body_bytes,
+        bulk=BulkJobs(
+            BulkJobTable(store),
+            settings.bulk_directory,
+            retention_seconds=settings.bulk_retention_hours * 3600,
+        ),
     )
     warm_up()
     metrics = ServerMetrics()

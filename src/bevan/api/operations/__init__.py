@@ -15,12 +15,21 @@ from starlette.responses import Response
 
 from bevan.api import interactions, oversight
 from bevan.api.context import FhirRequest, Handler
-from bevan.api.operations import lastn, meta, meta_add, meta_delete, validate
+from bevan.api.operations import (
+    bulk_import,
+    export,
+    lastn,
+    meta,
+    meta_add,
+    meta_delete,
+    validate,
+)
 from bevan.fhir.errors import Issue, MethodNotAllowed, NotFound
 
 LEVELS = ("system", "type", "instance")
 HL7 = "http://hl7.org/fhir/OperationDefinition"
 BEVAN = "https://bevan.nhs.uk/fhir/OperationDefinition"
+BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,32 @@ OPERATIONS: tuple[Operation, ...] = (
         types=("Patient",),
         methods=("GET",),
         parameters=(("_count", "entries per page"),),
+    ),
+    Operation(
+        "export",
+        {"system": export.export, "type": export.export, "instance": export.export},
+        f"{BULK}/export",
+        "FHIR Bulk Data export to NDJSON files, asynchronously (Prefer: respond-async; poll "
+        "the Content-Location): the whole system, every patient (Patient/$export) or a "
+        "Group's members (Group/[id]/$export), holding what the caller could search.",
+        types=("Patient", "Group"),
+        parameters=(
+            ("_type", "only these resource types (comma-separated)"),
+            ("_since", "only resources changed after this instant"),
+            ("_typeFilter", "Type?search: only the resources of Type that match (repeatable)"),
+            ("_outputFormat", "application/fhir+ndjson (the default and only format)"),
+        ),
+    ),
+    Operation(
+        "import",
+        {"system": bulk_import.bulk_import},
+        f"{BEVAN}/import",
+        "Loads NDJSON (one body, or several files as multipart/form-data) into the record, "
+        "asynchronously like $export; the final report gives counts by type and every "
+        "refused line by file and line number (system accounts only).",
+        methods=("POST",),
+        affects_state=False,  # loaded in the background, through the record's loader
+        offload=True,
     ),
     Operation(
         "break-glass",
