@@ -5,6 +5,7 @@ and expiry, and that every caller's export holds exactly what they could search.
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from bevan.bulk.jobs import STALE_SECONDS, BulkJobs
 from bevan.fhir.validation import validate_resource
 from bevan.security.tokens import TokenAuthority
+from bevan.store.bulk_jobs import BulkJobTable
 from tests.api.operations.bulk import RESPOND_ASYNC, export, files, finished, ids, kick_off
 from tests.api.operations.people import client_for, observation, put_all
 from tests.conftest import RunningServer, database_url, start_server
@@ -269,3 +272,46 @@ def test_an_expired_export_is_gone(short_lived: RunningServer) -> None:
         assert fhir.get(status_url).status_code == 404
         assert fhir.get(manifest["output"][0]["url"]).status_code == 404
     assert not (short_lived.data_dir / "bulk" / status_url.rsplit("/", 1)[1]).exists()
+
+
+def test_another_worker_answers_the_poll_and_serves_the_files(
+    loaded: RunningServer, tmp_path: Path
+) -> None:
+    url = loaded.store.engine.url.render_as_string(hide_password=False)
+    with loaded.client() as fhir:
+        status_url = kick_off(fhir, "/$export", _type="Patient")
+        finished(fhir, status_url)
+    job = status_url.rsplit("/", 1)[1]
+    for other in start_server(url, loaded.data_dir):
+        with other.client(loaded.token) as fhir:
+            manifest = finished(fhir, f"{other.base_url}/$bulk-status/{job}").json()
+            exported = files(fhir, manifest)
+            assert ids(exported)["Patient"] == {"related", "unrelated", "sensitive"}
+
+
+def test_a_job_whose_worker_stopped_is_reported_failed(loaded: RunningServer) -> None:
+    # A worker whose clock says it last beat long ago: as the poll sees it, one that
+    # stopped (a restart, a crash) with the job half done.
+    gone = BulkJobs(
+        BulkJobTable(loaded.store),
+        loaded.data_dir / "bulk",
+        retention_seconds=3600,
+        clock=lambda: time.time() - STALE_SECONDS - 5,
+    )
+    never = threading.Event()
+    row = gone.start(
+        "export",
+        "test-system",
+        f"{loaded.base_url}/$export",
+        lambda run: {"waited": never.wait(30)},
+    )
+    try:
+        with loaded.client() as fhir:
+            response = fhir.get(f"/$bulk-status/{row.id}")
+            assert response.status_code == 500
+            outcome = response.json()
+            assert outcome["resourceType"] == "OperationOutcome"
+            assert "stopped before it finished" in outcome["issue"][0]["diagnostics"]
+            assert fhir.get(f"/$bulk-status/{row.id}").status_code == 500  # and stays so
+    finally:
+        never.set()
