@@ -11,10 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
-import orjson
-
 from bevan.bulk.jobs import JobRun
-from bevan.fhir.patient_references import patients_named
 from bevan.fhir.search import (
     AnyOf,
     Criterion,
@@ -30,7 +27,7 @@ from bevan.store.versions import StoredVersion
 
 # Resources read per search page: enough that a page's round trip is a small share of
 # its cost, few enough that a page of large resources stays a few megabytes.
-PAGE_SIZE = 500
+PAGE_SIZE = 1000
 # Group members whose resources one query asks for at a time.
 MEMBERS_PER_QUERY = 200
 # Patients an export's audit entry names one by one; beyond this it says it names no more.
@@ -74,8 +71,14 @@ class ExportResult:
     patients: set[str] = field(default_factory=set)
     patients_capped: bool = False
 
-    def note_patients(self, content: str, base_url: str | None) -> None:
-        self.patients |= patients_named(orjson.loads(content), base_url).ids
+    def note_patients(self, records: RecordService, resource_type: str, ids: list[str]) -> None:
+        """Note the patients these resources name (by the index rows of their references)."""
+        if resource_type == "Patient":
+            self.patients.update(ids)
+        elif ids:
+            with records.reading() as session:
+                named = session.references_from(resource_type, ids, None, "Patient")
+            self.patients.update(id for _, id in named)
         if len(self.patients) >= MAX_AUDITED_PATIENTS:
             self.patients_capped = True
 
@@ -108,19 +111,19 @@ def run_export(
         path = run.directory / name
         count = 0
         with path.open("wb") as out:
-            for stored in _resources(records, request, caller, resource_type):
-                content = stored.content
-                if content is None:
-                    continue
-                if "\n" in content:  # stored text is compact; this is only a safeguard
-                    content = content.replace("\r\n", " ").replace("\n", " ")
-                out.write(content.encode())
-                out.write(b"\n")
-                count += 1
+            for page in _pages(records, request, caller, resource_type):
+                for stored in page:
+                    content = stored.content
+                    if content is None:
+                        continue
+                    if "\n" in content:  # stored text is compact; this is only a safeguard
+                        content = content.replace("\r\n", " ").replace("\n", " ")
+                    out.write(content.encode())
+                    out.write(b"\n")
+                    count += 1
                 if not result.patients_capped:
-                    result.note_patients(content, records.base_url)
-                if count % PAGE_SIZE == 0:
-                    run.progress(_progress(done + count, expected, resource_type))
+                    result.note_patients(records, resource_type, [v.id for v in page])
+                run.progress(_progress(done + count, expected, resource_type))
         done += count
         if count:
             result.files.append(ExportFile(resource_type, name, count))
@@ -135,10 +138,10 @@ def _progress(done: int, expected: int, resource_type: str) -> str:
     return f"{done} resources written{share}; now {resource_type}"
 
 
-def _resources(
+def _pages(
     records: RecordService, request: ExportRequest, caller: CallerLimits, resource_type: str
-) -> Iterator[StoredVersion]:
-    """Yield the type's resources the export holds, each once."""
+) -> Iterator[list[StoredVersion]]:
+    """Yield the type's resources the export holds, a search page at a time, each once."""
     queries = list(_queries(request, resource_type))
     seen: set[str] | None = set() if len(queries) > 1 else None
     for query in queries:
@@ -146,12 +149,12 @@ def _resources(
         cursor = None
         while True:
             page = records.search(replace(limited, cursor=cursor), visible=caller.visible)
-            for stored in page.matches:
-                if seen is not None:
-                    if stored.id in seen:
-                        continue
-                    seen.add(stored.id)
-                yield stored
+            matches = page.matches
+            if seen is not None:
+                matches = [v for v in matches if v.id not in seen]
+                seen.update(v.id for v in matches)
+            if matches:
+                yield matches
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
