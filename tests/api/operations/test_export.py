@@ -226,10 +226,40 @@ def test_a_group_export_holds_its_members_records_only(loaded: RunningServer) ->
     assert found["Patient"] == {"related"}
     assert found["Observation"] == {"hr-1", "bp-1"}
     assert "Organization" not in found
+    with loaded.client() as fhir:
+        one = ids(files(fhir, export(fhir, "/Patient/unrelated/$export", _type="Observation")))
+    assert one == {"Observation": {"hr-unrelated", "bp-unrelated"}}
+    with client_for(loaded, "nurse") as nurse:  # no relationship with this patient
+        refused = nurse.get("/Patient/unrelated/$export", headers=RESPOND_ASYNC)
+        assert refused.status_code == 403
     with client_for(loaded, "analyst") as analyst:  # may not read the Group at all
         refused = analyst.get("/Group/ward-round/$export", headers=RESPOND_ASYNC)
         assert refused.status_code == 403
         assert refused.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_posted_export_takes_parameters_and_patients(loaded: RunningServer) -> None:
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "_type", "valueString": "Patient,Observation"},
+            {"name": "patient", "valueReference": {"reference": "Patient/unrelated"}},
+        ],
+    }
+    with loaded.client() as fhir:
+        kicked = fhir.post("/Patient/$export", json=parameters, headers=RESPOND_ASYNC)
+        assert kicked.status_code == 202, kicked.text
+        manifest = finished(fhir, kicked.headers["content-location"]).json()
+        found = ids(files(fhir, manifest))
+        assert found == {"Patient": {"unrelated"}, "Observation": {"hr-unrelated", "bp-unrelated"}}
+        lenient = {**RESPOND_ASYNC, "Prefer": "respond-async, handling=lenient"}
+        ignored = fhir.get(
+            "/$export", params={"_elements": "id", "_type": "Group"}, headers=lenient
+        )
+        assert ids(files(fhir, finished(fhir, ignored.headers["content-location"]).json())) == {
+            "Group": {"ward-round"}
+        }
+        assert fhir.get("/Group/$export", headers=RESPOND_ASYNC).status_code == 404
 
 
 def test_an_export_is_audited_once_with_its_types_and_counts(loaded: RunningServer) -> None:

@@ -140,8 +140,9 @@ OPERATIONS: tuple[Operation, ...] = (
         {"system": export.export, "type": export.export, "instance": export.export},
         f"{BULK}/export",
         "FHIR Bulk Data export to NDJSON files, asynchronously (Prefer: respond-async; poll "
-        "the Content-Location): the whole system, every patient (Patient/$export) or a "
-        "Group's members (Group/[id]/$export), holding what the caller could search.",
+        "the Content-Location): the whole system, every patient (Patient/$export), one "
+        "(Patient/[id]/$export) or a Group's members (Group/[id]/$export), holding what the "
+        "caller could search.",
         types=("Patient", "Group"),
         parameters=(
             ("_type", "only these resource types (comma-separated)"),

@@ -32,12 +32,12 @@ from bevan.bulk.export import (
 )
 from bevan.bulk.jobs import JobRun
 from bevan.fhir.dates import now_instant
-from bevan.fhir.errors import Forbidden, InvalidRequest, Issue
+from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound
 from bevan.fhir.references import parse_reference
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search import SearchQuery, parse_search
 
-PARAMETERS = ("_outputFormat", "_since", "_type", "_typeFilter")
+PARAMETERS = ("_outputFormat", "_since", "_type", "_typeFilter", "patient")
 OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
 # Types an export never writes: the audit trail is read through AuditEvent searches.
 NOT_EXPORTED = frozenset({"AuditEvent"})
@@ -46,10 +46,7 @@ NOT_EXPORTED = frozenset({"AuditEvent"})
 def export(fhir: FhirRequest) -> Response:
     """GET (or POST with Parameters) [base]/$export, Patient/$export, Group/[id]/$export."""
     params = fhir.request.path_params
-    level = "group" if "id" in params else "patient" if "type" in params else "system"
-    where = {"system": "$export", "patient": "Patient/$export", "group": "Group/[id]/$export"}[
-        level
-    ]
+    level, where = _level(params.get("type"), "id" in params)
     caller = fhir.caller
     if caller.role == "device":
         raise Forbidden(Issue("a device may only send readings; it may not export", "forbidden"))
@@ -63,7 +60,8 @@ def export(fhir: FhirRequest) -> Response:
         )
     require_respond_async(fhir, where)
     pairs = operation_inputs(fhir)
-    _refuse_unknown(pairs, where)
+    if not _lenient(fhir):
+        _refuse_unknown(pairs, where)
     output_format = _single(pairs, "_outputFormat", where)
     if output_format is not None and output_format not in OUTPUT_FORMATS:
         raise InvalidRequest(
@@ -77,7 +75,16 @@ def export(fhir: FhirRequest) -> Response:
     since = _since(_single(pairs, "_since", where), where)
     asked = _types(pairs, where)
     filters = _type_filters(fhir, pairs, asked, where)
-    members = _group_members(fhir) if level == "group" else None
+    members: tuple[str, ...] | None = None
+    if level == "group":
+        members = _group_members(fhir)
+    elif "id" in params:  # Patient/[id]/$export: one patient's record
+        fhir.allow("Patient", "read")
+        fhir.allow_stored(fhir.records.read("Patient", fhir.path("id")))
+        members = (fhir.path("id"),)
+    named = _patients_named(fhir, pairs, level, where)
+    if named is not None:
+        members = named if members is None else tuple(p for p in members if p in named)
     with fhir.records.reading() as session:
         present = session.resource_counts()
     types = _allowed(fhir, export_types(level, asked, present), explicit=bool(asked))
@@ -127,6 +134,56 @@ def _described(result: ExportResult) -> tuple[str, tuple[str, ...]]:
     if result.patients_capped:
         text += f"; the first {len(result.patients)} patients are named, not every one"
     return text, tuple(sorted(result.patients))
+
+
+def _level(resource_type: str | None, instance: bool) -> tuple[str, str]:
+    """Return the level of an export (system, patient, group) and its place in
+    diagnostics; NotFound for a place it is not answered at (Group/$export, ...)."""
+    if resource_type is None:
+        return "system", "$export"
+    if resource_type == "Patient":
+        return "patient", "Patient/[id]/$export" if instance else "Patient/$export"
+    if resource_type == "Group" and instance:
+        return "group", "Group/[id]/$export"
+    raise NotFound(
+        Issue(
+            "the operation $export is answered at $export, Patient/$export, "
+            "Patient/[id]/$export and Group/[id]/$export",
+            code="not-supported",
+        )
+    )
+
+
+def _lenient(fhir: FhirRequest) -> bool:
+    """Return True if the client asked for unknown parameters to be ignored
+    (`Prefer: handling=lenient`), as Bulk Data allows."""
+    header = fhir.request.headers.get("prefer", "").replace(" ", "").lower()
+    return "handling=lenient" in header
+
+
+def _patients_named(
+    fhir: FhirRequest, pairs: list[tuple[str, Any]], level: str, where: str
+) -> tuple[str, ...] | None:
+    """Return the patients the `patient` parameters name (POST, Patient or Group level),
+    or None if there are none."""
+    values = [value for name, value in pairs if name == "patient"]
+    if not values:
+        return None
+    place = (f"{where}?patient",)
+    if level == "system":
+        raise InvalidRequest(
+            Issue("patient is taken at Patient/$export and Group/[id]/$export", expression=place)
+        )
+    found: list[str] = []
+    for value in values:
+        text = value.get("reference") if isinstance(value, dict) else None
+        target = parse_reference(text) if isinstance(text, str) else None
+        if target is None or target.resource_type != "Patient":
+            raise InvalidRequest(
+                Issue(f"patient must be a reference to a Patient, not {value!r}", expression=place)
+            )
+        found.append(target.id)
+    return tuple(dict.fromkeys(found))
 
 
 def _refuse_unknown(pairs: list[tuple[str, Any]], where: str) -> None:
