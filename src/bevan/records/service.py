@@ -3,7 +3,7 @@ search, and their conditional forms. HTTP-free; api/ and the loader call these."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +56,7 @@ from bevan.records.referential_integrity import (
     check_deletes,
     check_references,
 )
+from bevan.records.write_rules import WriteRule, WriteRules, Written
 from bevan.store.reading import ReadSession
 from bevan.store.record_store import RecordStore
 from bevan.store.versions import CurrentRow, StoreConflict, StoredVersion
@@ -179,8 +180,11 @@ class RecordService:
         base_url: str | None = None,
         *,
         referential_integrity: bool = True,
+        rules: Sequence[WriteRule] = (),
     ) -> None:
         self.store = store
+        # What other services attach to writes (bevan.records.write_rules)
+        self.rules = WriteRules(rules)
         # This server's FHIR base: absolute references under it are indexed as local.
         self.base_url = base_url.rstrip("/") if base_url else None
         self.referential_integrity = referential_integrity
@@ -836,7 +840,10 @@ class RecordService:
                 pending.deleted.append((resource_type, id))
             else:
                 check_deletes(session, [(resource_type, id)])
-        return WriteResult(204, session.current(resource_type, id))
+        tombstone = session.current(resource_type, id)
+        if self.rules and tombstone is not None:
+            self.rules.written(self, Written(session, tombstone, None))
+        return WriteResult(204, tombstone)
 
     def conditional_delete(
         self,
@@ -915,6 +922,8 @@ class RecordService:
         # resourceType, id and meta lead, as people expect to read them
         stamped = {"resourceType": resource_type, "id": id, "meta": meta}
         stamped.update((k, v) for k, v in resource.items() if k not in stamped)
+        if self.rules:
+            self.rules.preparing(resource_type, stamped)
         return PreparedVersion(
             resource_type,
             id,
@@ -967,9 +976,12 @@ class RecordService:
             raise Conflict(str(error)) from None
         if self.referential_integrity:
             self._check_references(session, resource_type, id, prepared.resource)
-        return StoredVersion(
+        stored = StoredVersion(
             resource_type, id, version, prepared.last_updated, False, prepared.content, seq
         )
+        if self.rules:
+            self.rules.written(self, Written(session, stored, prepared.resource))
+        return stored
 
     def _check_references(
         self, session: WriteSession, resource_type: str, id: str, resource: dict[str, Any]
