@@ -23,7 +23,8 @@ from bevan.security.access import AccessContext
 
 
 def metadata(fhir: FhirRequest) -> Response:
-    return fhir_json(capability_text(fhir.base_url), pretty=fhir.pretty)
+    cors = bool(fhir.request.app.state.settings.cors_origins)
+    return fhir_json(capability_text(fhir.base_url, cors), pretty=fhir.pretty)
 
 
 # A search naming the resources it wants (by id, business identifier or patient) reads a

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jsonpatch
@@ -169,6 +169,11 @@ def _check_id(resource_type: str, id: str) -> None:
 # The content one history page holds before it stops and links to the next: far more
 # than a page of ordinary resources, a few versions of the largest.
 HISTORY_PAGE_BYTES = 1024 * 1024
+
+
+# A total for a caller who may not see every match is counted by judging each match, up
+# to this many; beyond it no total is given rather than one that counts hidden records.
+JUDGED_TOTAL_LIMIT = 10_000
 
 
 class RecordService:
@@ -344,6 +349,10 @@ class RecordService:
             query.total in ("accurate", "estimate") or query.summary == "count" or query.count == 0
         )
         total = session.count(query) if counted else None
+        judged = False
+        if visible is not None and total:
+            total = self._visible_total(session, query, visible, total)
+            judged = True
         if query.count == 0 or query.summary == "count":
             return SearchPage([], [], total, None, None)
         hits = session.search(query, limit=query.count + 1)
@@ -363,13 +372,28 @@ class RecordService:
         shown: list[StoredVersion] = (
             list(hits) if visible is None else [v for v in hits if visible(v)]
         )
-        if len(shown) < len(hits) and total is not None:
+        if len(shown) < len(hits) and total is not None and not judged:
             # A total must not count what the caller may not see; it can be corrected
             # only when this page holds every match.
             whole = query.cursor is None and not more
             total = total - (len(hits) - len(shown)) if whole else None
         included = self._included(session, query, shown, visible)
         return SearchPage(shown, included, total, next_cursor, previous_cursor)
+
+    @staticmethod
+    def _visible_total(
+        session: ReadSession,
+        query: SearchQuery,
+        visible: Callable[[StoredVersion], bool],
+        total: int,
+    ) -> int | None:
+        """Return how many of the total matches the caller may see, judging each (a
+        count is a read of every match); None, so that no total is given, when there are
+        more matches than JUDGED_TOTAL_LIMIT to judge."""
+        if total > JUDGED_TOTAL_LIMIT:
+            return None
+        every = replace(query, cursor=None, sort=(), include=(), revinclude=(), count=total)
+        return sum(1 for hit in session.search(every, limit=total) if visible(hit))
 
     def _included(
         self,
