@@ -17,7 +17,7 @@ from bevan.fhir.bundles import bundle, entry_for
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound, UnsupportedMediaType
 from bevan.fhir.outcome import information, operation_outcome
 from bevan.fhir.resource_types import RESOURCE_TYPES
-from bevan.fhir.search import DEFAULT_COUNT, SearchQuery, parse_count, parse_search
+from bevan.fhir.search import DEFAULT_COUNT, Include, SearchQuery, parse_count, parse_search
 from bevan.fhir.subsetting import select_elements, summarise
 from bevan.fhir.validation import check_resource_type
 from bevan.records.bundles import parse_etag, process_bundle
@@ -336,10 +336,11 @@ def _unreadable_includes(fhir: FhirRequest, query: SearchQuery) -> list[tuple[st
     """Return (name, expression) for each _include and _revinclude bringing in a type the
     caller may not read at all (role or scopes): those are left out, and said so."""
     found: list[tuple[str, str]] = []
-    for parameter, specs, kinds in (
+    ways: tuple[tuple[str, tuple[Include, ...], Callable[[Include], tuple[str, ...]]], ...] = (
         ("_include", query.include, lambda s: (s.target_type,) if s.target_type else ()),
         ("_revinclude", query.revinclude, lambda s: (s.source_type,)),
-    ):
+    )
+    for parameter, specs, kinds in ways:
         for spec in specs:
             for kind in kinds(spec):
                 try:
