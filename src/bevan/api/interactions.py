@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 
 from bevan.api.context import FhirRequest, json_body
 from bevan.api.negotiation import JSON_PATCH, check_body_type
+from bevan.api.pages import page_bundle
 from bevan.api.parameters import ignored_entry, operation_inputs, text, unknown_inputs
 from bevan.api.responses import fhir_json, not_modified, version_headers
 from bevan.fhir import json_text
-from bevan.fhir.bundles import bundle, entry_for
+from bevan.fhir.bundles import entry_for
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound, UnsupportedMediaType
 from bevan.fhir.outcome import information, operation_outcome
+from bevan.fhir.paging import PageRequest, parse_since, parse_until
 from bevan.fhir.resource_types import RESOURCE_TYPES
-from bevan.fhir.search import DEFAULT_COUNT, SearchQuery, parse_count, parse_search
+from bevan.fhir.search import SearchQuery, parse_search
 from bevan.fhir.subsetting import select_elements, summarise
 from bevan.fhir.validation import check_resource_type
 from bevan.records.bundles import parse_etag, process_bundle
@@ -283,22 +285,6 @@ def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
     # Restrictions join the criteria (and every chain and _has), so results, totals and
     # pages all respect them; they stay out of query.applied, so links do not show them.
     page = fhir.records.search(fhir.visible(query), visible=fhir.may_see)
-    self_link = f"{base}?{urlencode(query.applied)}" if query.applied else base
-    links = [("self", self_link)]
-    if page.next_cursor is not None:
-        links.append(
-            (
-                "next",
-                f"{base}?{urlencode([*query.applied, ('_cursor', page.next_cursor.encode())])}",
-            )
-        )
-    if page.previous_cursor is not None:
-        links.append(
-            (
-                "previous",
-                f"{base}?{urlencode([*query.applied, ('_cursor', page.previous_cursor.encode())])}",
-            )
-        )
     entries = [_search_entry(fhir, query, v, "match") for v in page.matches]
     entries += [_search_entry(fhir, query, v, "include") for v in page.included]
     fhir.saw([*page.matches, *page.included])
@@ -325,8 +311,15 @@ def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
             )
         )
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
-    return fhir_json(
-        bundle("searchset", entries, total=page.total, links=links), pretty=fhir.pretty
+    return page_bundle(
+        "searchset",
+        entries,
+        path=base,
+        applied=query.applied,
+        total=page.total,
+        next_cursor=page.next_cursor.encode() if page.next_cursor is not None else None,
+        previous_cursor=page.previous_cursor.encode() if page.previous_cursor else None,
+        pretty=fhir.pretty,
     )
 
 
@@ -378,32 +371,40 @@ def everything(fhir: FhirRequest) -> Response:
                 f"_type names unknown resource types: {', '.join(unknown)}", expression=("_type",)
             )
         )
-    count = parse_count(params["_count"] or "100")
+    paging = PageRequest.parse(
+        [("_since", params["_since"]), ("_count", params["_count"] or None)]
+        + [("_cursor", params["_cursor"])],
+        default_count=100,
+        what="a page of this record",
+    )
+    care_start = parse_since(params["start"], "start") if params["start"] is not None else None
+    care_end = parse_until(params["end"], "end") if params["end"] is not None else None
     fhir.allow("Patient", "read")
     fhir.allow_patient(fhir.path("id"))
     page = fhir.records.everything(
         fhir.path("id"),
-        since=params["_since"],
+        since=paging.since,
         types=types,
-        count=count,
-        cursor=params["_cursor"],
+        count=paging.count,
+        position=paging.position,
         visible=fhir.may_see,
-        care_start=params["start"],
-        care_end=params["end"],
+        care_start=care_start,
+        care_end=care_end,
     )
-    path = f"{fhir.base_url}/Patient/{fhir.path('id')}/$everything"
-    applied = [(k, v) for k in EVERYTHING_PARAMETERS if (v := params[k])]
-    links = [("self", f"{path}?{urlencode(applied)}" if applied else path)]
-    if page.next_cursor is not None:
-        links.append(("next", f"{path}?{urlencode([*applied, ('_cursor', page.next_cursor)])}"))
     entries = [
         entry_for(f"{fhir.base_url}/{v.resource_type}/{v.id}", v.content, search={"mode": "match"})
         for v in page.versions
     ]
     if ignored:
         entries.append(ignored_entry(ignored, "Patient/$everything"))
-    return fhir_json(
-        bundle("searchset", entries, total=page.total, links=links), pretty=fhir.pretty
+    return page_bundle(
+        "searchset",
+        entries,
+        path=f"{fhir.base_url}/Patient/{fhir.path('id')}/$everything",
+        applied=[(k, v) for k in EVERYTHING_PARAMETERS if (v := params[k])],
+        total=page.total,
+        next_cursor=page.next_cursor,
+        pretty=fhir.pretty,
     )
 
 
@@ -444,19 +445,24 @@ def _history(
     id: str | None,
     visible: Callable[[StoredVersion], bool] | None = None,
 ) -> Response:
-    params = fhir.request.query_params
-    count = parse_count(params.get("_count", str(DEFAULT_COUNT)))
-    since = params.get("_since")
+    paging = PageRequest.parse(fhir.request.query_params.items())
     page = fhir.records.history(
-        resource_type, id, since=since, count=count, cursor=params.get("_cursor"), visible=visible
+        resource_type,
+        id,
+        since=paging.since,
+        count=paging.count,
+        before=paging.position,
+        visible=visible,
     )
-    path = "/".join(p for p in (fhir.base_url, resource_type, id, "_history") if p)
-    applied = [(k, v) for k, v in (("_since", since), ("_count", params.get("_count"))) if v]
-    links = [("self", f"{path}?{urlencode(applied)}" if applied else path)]
-    if page.next_cursor is not None:
-        links.append(("next", f"{path}?{urlencode([*applied, ('_cursor', page.next_cursor)])}"))
-    entries = [_history_entry(fhir.base_url, v) for v in page.versions]
-    return fhir_json(bundle("history", entries, total=page.total, links=links), pretty=fhir.pretty)
+    return page_bundle(
+        "history",
+        [_history_entry(fhir.base_url, v) for v in page.versions],
+        path="/".join(p for p in (fhir.base_url, resource_type, id, "_history") if p),
+        applied=[(k, v) for k, v in paging.applied if k != "_cursor" and v],
+        total=page.total,
+        next_cursor=page.next_cursor,
+        pretty=fhir.pretty,
+    )
 
 
 def _history_entry(base_url: str, stored: StoredVersion) -> dict[str, Any]:

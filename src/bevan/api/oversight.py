@@ -13,7 +13,7 @@ from bevan.api.responses import fhir_json
 from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound
 from bevan.fhir.limits import stored_integer
-from bevan.fhir.search import parse_count
+from bevan.fhir.paging import PageRequest
 from bevan.security.unconfirmed_relationships import confirm_relationships
 from bevan.store.access import BreakGlassLedger
 
@@ -89,16 +89,17 @@ def access_log(fhir: FhirRequest) -> Response:
             Issue("a record's access log is for its patient and privacy officers", code="forbidden")
         )
     caller.patients.add(patient_id)
-    params = fhir.request.query_params
-    count = parse_count(params["_count"]) if "_count" in params else 100
-    before = stored_integer(params["_before"], "_before", "a page") if "_before" in params else None
-    entries = fhir.services.trail.log.for_patient(patient_id, limit=count + 1, before_seq=before)
-    applied = [(k, params[k]) for k in ("_count", "_before") if k in params]
+    paging = PageRequest.parse(
+        fhir.request.query_params.items(), default_count=100, cursor="_before", what="a page"
+    )
+    entries = fhir.services.trail.log.for_patient(
+        patient_id, limit=paging.count + 1, before_seq=paging.position
+    )
     return audit_entries_bundle(
         fhir,
         entries,
-        count,
+        paging.count,
         f"{fhir.base_url}/Patient/{patient_id}/$audit",
-        applied,
+        paging.applied,
         patient_id=patient_id if own else None,
     )

@@ -14,7 +14,7 @@ import orjson
 from bevan.clinical.nhs_number import NHS_NUMBER_SYSTEM, nhs_numbers_held
 from bevan.fhir import fhirpath_patch, json_text
 from bevan.fhir.care_dates import within_care_dates
-from bevan.fhir.dates import date_range, format_instant, now_instant
+from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import (
     Conflict,
     Gone,
@@ -31,12 +31,12 @@ from bevan.fhir.errors import (
 from bevan.fhir.ids import is_valid_id, new_id
 from bevan.fhir.limits import (
     MAX_JSON_DEPTH,
-    is_stored_integer,
     nul_character_at,
     stored_integer,
     too_deep_at,
 )
 from bevan.fhir.meta import with_meta_added, with_meta_removed
+from bevan.fhir.paging import DEFAULT_COUNT
 from bevan.fhir.patient_references import patients_named
 from bevan.fhir.references import local_references
 from bevan.fhir.search import (
@@ -261,28 +261,20 @@ class RecordService:
         id: str | None = None,
         *,
         since: str | None = None,
-        count: int = 20,
-        cursor: str | None = None,
+        count: int = DEFAULT_COUNT,
+        before: int | None = None,
         max_bytes: int = HISTORY_PAGE_BYTES,
         visible: Callable[[StoredVersion], bool] | None = None,
     ) -> Page:
-        """Return a page of versions, newest first; cursor continues a previous page.
-        Versions visible refuses are left out, and a total then given only if it can
-        leave them out too.
+        """Return a page of versions changed at or after the instant since, newest
+        first; before (the previous page's cursor) continues a previous page. Versions
+        visible refuses are left out, and a total then given only if it can leave them
+        out too.
 
         A page ends at count versions, or sooner, once the versions on it hold more than
         max_bytes of content: a resource rewritten many times at megabytes a version
         would otherwise be read, held and sent whole, a thousand versions to a page.
         """
-        since_instant = None
-        if since is not None:
-            try:
-                since_instant = format_instant(date_range(since)[0])
-            except ValueError as error:
-                raise InvalidRequest(Issue(str(error), expression=("_since",))) from None
-        before = None
-        if cursor is not None:
-            before = stored_integer(cursor, "_cursor", "a page of this history")
         with self.reading() as session:
             if resource_type is not None and id is not None:
                 _check_id(resource_type, id)
@@ -291,14 +283,12 @@ class RecordService:
             versions = session.history(
                 resource_type,
                 id,
-                since=since_instant,
+                since=since,
                 before_seq=before,
                 count=count + 1,
                 max_bytes=max_bytes,
             )
-            total = (
-                session.history_total(resource_type, id, since_instant) if cursor is None else None
-            )
+            total = session.history_total(resource_type, id, since) if before is None else None
         page: list[StoredVersion] = []
         size = 0
         for version in versions:
@@ -435,17 +425,17 @@ class RecordService:
         since: str | None = None,
         types: tuple[str, ...] = (),
         count: int = 100,
-        cursor: str | None = None,
+        position: int | None = None,
         visible: Callable[[StoredVersion], bool] | None = None,
         care_start: str | None = None,
         care_end: str | None = None,
     ) -> Page:
         """Return a page of Patient/id, everything in its compartment, and what those
-        reference (only what visible allows, if given; with care_start or care_end, only what
-        records care in that period, or no date of care at all)."""
-        since_instant = self._since(since)
-        low = self._instant(care_start, "start", 0)
-        high = self._instant(care_end, "end", 1)
+        reference (only what visible allows, if given; changed at or after the instant
+        since; with the instants care_start or care_end, only what records care in that
+        period, or no date of care at all). position (the previous page's cursor) is
+        where the page starts."""
+        low, high = care_start, care_end
         with self.reading() as session:
             patient = self.read("Patient", patient_id, session)
             members: dict[tuple[str, str], StoredVersion] = {("Patient", patient.id): patient}
@@ -467,8 +457,8 @@ class RecordService:
         )
         if types and "Patient" not in types:
             ordered = [v for v in ordered if v.resource_type != "Patient"]
-        if since_instant is not None:
-            ordered = [v for v in ordered if v.last_updated >= since_instant]
+        if since is not None:
+            ordered = [v for v in ordered if v.last_updated >= since]
         if low is not None or high is not None:
             ordered = [
                 v
@@ -477,23 +467,10 @@ class RecordService:
             ]
         if visible is not None:
             ordered = [v for v in ordered if visible(v)]
-        start = int(cursor) if cursor and is_stored_integer(cursor) else 0
+        start = position or 0
         page = ordered[start : start + count]
         next_cursor = str(start + count) if start + count < len(ordered) else None
         return Page(page, len(ordered), next_cursor)
-
-    def _since(self, since: str | None) -> str | None:
-        return self._instant(since, "_since", 0)
-
-    @staticmethod
-    def _instant(text: str | None, name: str, bound: int) -> str | None:
-        """Return the lower (bound 0) or upper (1) instant of a date parameter's value."""
-        if text is None:
-            return None
-        try:
-            return format_instant(date_range(text)[bound])
-        except ValueError as error:
-            raise InvalidRequest(Issue(str(error), expression=(name,))) from None
 
     # --- writes ---------------------------------------------------------------------
 
