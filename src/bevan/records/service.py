@@ -74,16 +74,26 @@ WriteGuard = Callable[[str, str, dict[str, Any] | None, dict[str, Any] | None], 
 # The API passes one for every caller but an unlimited system account, so a match the
 # caller may not see is no match at all.
 SearchLimit = Callable[[SearchQuery, str], SearchQuery]
+_MORE_THAN_ONE = "matches more than one resource"
 
 
-def conditional_matches(
-    session: ReadSession, query: SearchQuery, visible: SearchLimit | None, interaction: str
-) -> list[str]:
-    """Return the ids of up to two matches of a conditional search among what the
-    caller may see (the one place every conditional interaction matches)."""
+def conditional_match(
+    session: ReadSession,
+    query: SearchQuery,
+    visible: SearchLimit | None,
+    interaction: str,
+    too_many: str | Issue,
+) -> str | None:
+    """Return the id of the one match of a conditional search among what the caller may
+    see, or None for none; raise MultipleMatches (412) saying too_many for more than one.
+    The one place every conditional interaction matches: update, delete, If-None-Exist,
+    a Bundle's ifNoneExist and conditional entries, and conditional references."""
     if visible is not None:
         query = visible(query, interaction)
-    return session.search_ids(query, limit=2)
+    ids = session.search_ids(query, limit=2)
+    if len(ids) > 1:
+        raise MultipleMatches(too_many)
+    return ids[0] if ids else None
 
 
 @dataclass(frozen=True)
@@ -511,13 +521,15 @@ class RecordService:
         if if_none_exist:
             query = parse_search(resource_type, if_none_exist, strict=True)
             session.lock(f"{resource_type}?{if_none_exist}")
-            matches = conditional_matches(session, query, visible, "create")
-            if len(matches) > 1:
-                raise MultipleMatches(
-                    f"If-None-Exist {if_none_exist!r} matches more than one {resource_type}"
-                )
-            if matches:
-                return WriteResult(200, session.current(resource_type, matches[0]))
+            match = conditional_match(
+                session,
+                query,
+                visible,
+                "create",
+                f"If-None-Exist {if_none_exist!r} matches more than one {resource_type}",
+            )
+            if match is not None:
+                return WriteResult(200, session.current(resource_type, match))
         new = id or new_id()
         stored = self._write(session, resource_type, new, resource, None, guard, prepared)
         return WriteResult(201, stored)
@@ -640,21 +652,21 @@ class RecordService:
         refuse_server_written(resource_type)
         query = parse_search(resource_type, search, strict=True)
         session.lock(f"{resource_type}?{search}")
-        matches = conditional_matches(session, query, visible, "update")
-        if len(matches) > 1:
-            raise MultipleMatches(f"{resource_type}?{search} matches more than one resource")
+        match = conditional_match(
+            session, query, visible, "update", f"{resource_type}?{search} {_MORE_THAN_ONE}"
+        )
         body_id = resource.get("id")
-        if matches:
-            if body_id is not None and body_id != matches[0]:
+        if match is not None:
+            if body_id is not None and body_id != match:
                 raise InvalidResource(
                     Issue(
-                        f"the body's id {body_id!r} differs from the matching {resource_type}/{matches[0]}",
+                        f"the body's id {body_id!r} differs from the matching {resource_type}/{match}",
                         expression=(f"{resource_type}.id",),
                     )
                 )
-            resource["id"] = matches[0]
+            resource["id"] = match
             return self.update_in(
-                session, resource_type, matches[0], resource, if_match=if_match, guard=guard
+                session, resource_type, match, resource, if_match=if_match, guard=guard
             )
         if body_id is not None:
             _check_id(resource_type, body_id)
@@ -830,12 +842,12 @@ class RecordService:
         if not query.criteria:
             raise InvalidRequest(Issue("a conditional delete needs at least one search parameter"))
         with self.writing() as session:
-            matches = conditional_matches(session, query, visible, "delete")
-            if len(matches) > 1:
-                raise MultipleMatches(f"{resource_type}?{search} matches more than one resource")
-            if not matches:
+            match = conditional_match(
+                session, query, visible, "delete", f"{resource_type}?{search} {_MORE_THAN_ONE}"
+            )
+            if match is None:
                 return WriteResult(204, None)
-            return self.delete_in(session, resource_type, matches[0], guard=guard)
+            return self.delete_in(session, resource_type, match, guard=guard)
 
     def change_meta(
         self,
