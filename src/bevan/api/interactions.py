@@ -11,13 +11,12 @@ from starlette.responses import Response
 from bevan.api.context import FhirRequest, json_body
 from bevan.api.negotiation import JSON_PATCH, check_body_type
 from bevan.api.pages import page_bundle
-from bevan.api.parameters import ignored_entry, operation_inputs, text, unknown_inputs
 from bevan.api.responses import fhir_json, not_modified, version_headers
 from bevan.fhir import json_text
 from bevan.fhir.bundles import entry_for
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound, UnsupportedMediaType
 from bevan.fhir.outcome import information, operation_outcome
-from bevan.fhir.paging import PageRequest, parse_since, parse_until
+from bevan.fhir.paging import PageRequest
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search import SearchQuery, parse_search
 from bevan.fhir.subsetting import select_elements, summarise
@@ -244,7 +243,7 @@ def search(fhir: FhirRequest) -> Response:
     query = parse_search(
         resource_type, _search_pairs(fhir), strict=fhir.prefer.strict, base_url=fhir.base_url
     )
-    return _searchset(fhir, query, f"{fhir.base_url}/{resource_type}")
+    return searchset(fhir, query, f"{fhir.base_url}/{resource_type}")
 
 
 def compartment_search(fhir: FhirRequest) -> Response:
@@ -264,7 +263,7 @@ def compartment_search(fhir: FhirRequest) -> Response:
     query = parse_search(
         resource_type, _search_pairs(fhir), strict=fhir.prefer.strict, base_url=fhir.base_url
     )
-    return _searchset(
+    return searchset(
         fhir, query.with_criteria(criterion), f"{fhir.base_url}/{compartment}/{id}/{resource_type}"
     )
 
@@ -281,7 +280,8 @@ def _search_pairs(fhir: FhirRequest) -> list[tuple[str, str]]:
     return pairs
 
 
-def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
+def searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
+    """Return a searchset page of query as the caller may see it, its links under base."""
     # Restrictions join the criteria (and every chain and _has), so results, totals and
     # pages all respect them; they stay out of query.applied, so links do not show them.
     page = fhir.records.search(fhir.visible(query), visible=fhir.may_see)
@@ -352,70 +352,6 @@ def _search_entry(
     elif stored.content is not None and query.summary:
         entry["resource"] = summarise(json_text.loads(stored.content), query.summary)
     return entry
-
-
-EVERYTHING_PARAMETERS = ("start", "end", "_since", "_type", "_count")
-
-
-def everything(fhir: FhirRequest) -> Response:
-    """GET or POST /Patient/123/$everything: the patient's record, paged (start, end,
-    _since, _type, _count; from the query or a Parameters body)."""
-    pairs = operation_inputs(fhir)
-    ignored = unknown_inputs(fhir, pairs, EVERYTHING_PARAMETERS, "Patient/$everything")
-    params = {name: text(pairs, name) for name in (*EVERYTHING_PARAMETERS, "_cursor")}
-    types = tuple(t for t in (params["_type"] or "").split(",") if t)
-    unknown = [t for t in types if t not in RESOURCE_TYPES]
-    if unknown:
-        raise InvalidRequest(
-            Issue(
-                f"_type names unknown resource types: {', '.join(unknown)}", expression=("_type",)
-            )
-        )
-    paging = PageRequest.parse(
-        [("_since", params["_since"]), ("_count", params["_count"] or None)]
-        + [("_cursor", params["_cursor"])],
-        default_count=100,
-        what="a page of this record",
-    )
-    care_start = parse_since(params["start"], "start") if params["start"] is not None else None
-    care_end = parse_until(params["end"], "end") if params["end"] is not None else None
-    fhir.allow("Patient", "read")
-    fhir.allow_patient(fhir.path("id"))
-    page = fhir.records.everything(
-        fhir.path("id"),
-        since=paging.since,
-        types=types,
-        count=paging.count,
-        position=paging.position,
-        visible=fhir.may_see,
-        care_start=care_start,
-        care_end=care_end,
-    )
-    entries = [
-        entry_for(f"{fhir.base_url}/{v.resource_type}/{v.id}", v.content, search={"mode": "match"})
-        for v in page.versions
-    ]
-    if ignored:
-        entries.append(ignored_entry(ignored, "Patient/$everything"))
-    return page_bundle(
-        "searchset",
-        entries,
-        path=f"{fhir.base_url}/Patient/{fhir.path('id')}/$everything",
-        applied=[(k, v) for k in EVERYTHING_PARAMETERS if (v := params[k])],
-        total=page.total,
-        next_cursor=page.next_cursor,
-        pretty=fhir.pretty,
-    )
-
-
-def everyone(fhir: FhirRequest) -> Response:
-    """GET or POST /Patient/$everything: every patient, paged (each patient's record via its own $everything)."""
-    fhir.allow("Patient", "search-type")
-    query = parse_search(
-        "Patient",
-        [(k, v) for k, v in operation_inputs(fhir) if k in ("_count", "_cursor")],
-    )
-    return _searchset(fhir, query, f"{fhir.base_url}/Patient/$everything")
 
 
 def type_history(fhir: FhirRequest) -> Response:
