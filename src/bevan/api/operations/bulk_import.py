@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.responses import Response
 
 from bevan.api.bulk_jobs import accepted, ending_audit, jobs_of, output_url, require_respond_async
