@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from bevan.bulk.jobs import JobRun
+from bevan.fhir.patient_references import holds_patient_data
 from bevan.fhir.search import (
     AnyOf,
     Criterion,
@@ -75,7 +76,7 @@ class ExportResult:
         """Note the patients these resources name (by the index rows of their references)."""
         if resource_type == "Patient":
             self.patients.update(ids)
-        elif ids:
+        elif ids and holds_patient_data(resource_type):
             with records.reading() as session:
                 named = session.references_from(resource_type, ids, None, "Patient")
             self.patients.update(id for _, id in named)
@@ -112,15 +113,9 @@ def run_export(
         count = 0
         with path.open("wb") as out:
             for page in _pages(records, request, caller, resource_type):
-                for stored in page:
-                    content = stored.content
-                    if content is None:
-                        continue
-                    if "\n" in content:  # stored text is compact; this is only a safeguard
-                        content = content.replace("\r\n", " ").replace("\n", " ")
-                    out.write(content.encode())
-                    out.write(b"\n")
-                    count += 1
+                lines = [_line(v.content) for v in page if v.content is not None]
+                out.write(b"".join(lines))
+                count += len(lines)
                 if not result.patients_capped:
                     result.note_patients(records, resource_type, [v.id for v in page])
                 run.progress(_progress(done + count, expected, resource_type))
@@ -131,6 +126,14 @@ def run_export(
             path.unlink()
         run.progress(_progress(done, expected, resource_type), force=True)
     return result
+
+
+def _line(content: str) -> bytes:
+    """Return one NDJSON line of stored JSON text (stored compactly: the replace is only
+    a safeguard, as a line break in JSON text can only be whitespace)."""
+    if "\n" in content:
+        content = content.replace("\r\n", " ").replace("\n", " ")
+    return content.encode() + b"\n"
 
 
 def _progress(done: int, expected: int, resource_type: str) -> str:
