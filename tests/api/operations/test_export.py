@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bevan.bulk.jobs import STALE_SECONDS, BulkJobs
+from bevan.bulk.jobs import STALE_SECONDS, BulkJobs, JobCancelled, JobRun
 from bevan.fhir.validation import validate_resource
 from bevan.security.tokens import TokenAuthority
 from bevan.store.bulk_jobs import BulkJobTable
@@ -345,3 +345,32 @@ def test_a_job_whose_worker_stopped_is_reported_failed(loaded: RunningServer) ->
             assert fhir.get(f"/$bulk-status/{row.id}").status_code == 500  # and stays so
     finally:
         never.set()
+
+
+def test_cancelling_a_running_job_stops_it_and_removes_its_files(loaded: RunningServer) -> None:
+    # A job of this server's database run by a worker of its own, mid-way through writing.
+    worker = BulkJobs(BulkJobTable(loaded.store), loaded.data_dir / "bulk", retention_seconds=3600)
+    stopped = threading.Event()
+
+    def writing(run: JobRun) -> dict[str, Any]:
+        (run.directory / "Observation.ndjson").write_bytes(b"{}\n")
+        try:
+            for _ in range(400):
+                run.progress("writing", force=True)
+                time.sleep(0.025)
+        except JobCancelled:
+            stopped.set()
+            raise
+        return {}
+
+    row = worker.start("export", "test-system", f"{loaded.base_url}/$export", writing)
+    with loaded.client() as fhir:
+        polled = fhir.get(f"/$bulk-status/{row.id}")
+        assert polled.status_code == 202 and polled.headers["x-progress"]
+        assert fhir.delete(f"/$bulk-status/{row.id}").status_code == 202
+        assert stopped.wait(5), "the running job did not stop"
+        assert fhir.get(f"/$bulk-status/{row.id}").status_code == 404
+    deadline = time.monotonic() + 5
+    while (loaded.data_dir / "bulk" / row.id).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not (loaded.data_dir / "bulk" / row.id).exists()
