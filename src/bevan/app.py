@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -21,6 +22,7 @@ from bevan.api.routes import fhir_routes, method_not_allowed, not_found
 from bevan.api.sign_in_audit import audited_routes
 from bevan.config import Settings
 from bevan.fhir.validation import warm_up
+from bevan.monitoring.scoring import ScoringOnArrival
 from bevan.records.service import RecordService
 from bevan.records.write_rules import WriteRule
 from bevan.security.access import AccessPolicy
@@ -41,7 +43,7 @@ def write_rules(settings: Settings) -> list[WriteRule]:
     """Return the rules the services attach to writes of the record (the NEWS2 score
     of a completed set, a slot taken by a booking): every door that writes, the API, the
     loader and the web app, goes through the one RecordService that holds them."""
-    return []
+    return [ScoringOnArrival(timedelta(minutes=settings.news2_window_minutes))]
 
 
 def record_service(settings: Settings, store: RecordStore) -> RecordService:

@@ -36,6 +36,11 @@ class Settings:
     # References to this server must resolve (BEVAN_REFERENTIAL_INTEGRITY=off for bulk
     # loads of partial data).
     referential_integrity: bool = True
+    # The readings of one NEWS2 set are all taken within this many minutes.
+    news2_window_minutes: float = 15
+    # How often the virtual ward looks for overdue readings (seconds; 0: never, in this
+    # process; `bevan ward overdue` runs one look).
+    overdue_check_seconds: float = 300
 
     @property
     def base_url(self) -> str:
@@ -65,6 +70,8 @@ class Settings:
             metrics_allow=_listed(os.environ.get("BEVAN_METRICS_ALLOW", "")),
             request_log=_switch(os.environ.get("BEVAN_REQUEST_LOG"), True),
             referential_integrity=_switch(os.environ.get("BEVAN_REFERENTIAL_INTEGRITY"), True),
+            news2_window_minutes=float(os.environ.get("BEVAN_NEWS2_WINDOW_MINUTES", 15)),
+            overdue_check_seconds=float(os.environ.get("BEVAN_OVERDUE_CHECK_SECONDS", 300)),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given)  # type: ignore[arg-type]

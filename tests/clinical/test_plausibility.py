@@ -82,12 +82,13 @@ def test_a_reading_in_the_wrong_unit_is_unreadable() -> None:
 def test_air_or_oxygen_is_read_from_its_code_its_value_or_a_flow_rate() -> None:
     snomed = "http://snomed.info/sct"
     coded = {"code": {"coding": [{"system": snomed, "code": "371825009"}]}}
+    air = {"code": {"coding": [{"system": snomed, "code": "722742002"}]}}
     valued = {
         "code": {"text": "Air or oxygen"},
         "valueCodeableConcept": {"coding": [{"system": snomed, "code": "722742002"}]},
     }
     flow = _quantity("3151-8", 2, "L/min")
     no_flow = _quantity("3151-8", 0, "L/min")
-    assert [reading_of(o).on_oxygen for o in (coded, valued, flow, no_flow)] == [  # type: ignore[union-attr]
-        True, False, True, False,
+    assert [reading_of(o).on_oxygen for o in (coded, air, valued, flow, no_flow)] == [  # type: ignore[union-attr]
+        True, False, False, True, False,
     ]  # fmt: skip

@@ -147,9 +147,9 @@ def reading_of(observation: dict[str, Any]) -> Reading | None:
                 "Observation.valueCodeableConcept",
             )
         return None
-    on_oxygen = _air_or_oxygen(snomed) or _air_or_oxygen(
-        codes_of(observation.get("valueCodeableConcept"), SNOMED)
-    )
+    on_oxygen = _air_or_oxygen(snomed)
+    if on_oxygen is None:
+        on_oxygen = _air_or_oxygen(codes_of(observation.get("valueCodeableConcept"), SNOMED))
     if on_oxygen is not None:
         return Reading(Parameter.AIR_OR_OXYGEN, on_oxygen=on_oxygen)
     for component in _components(observation):
