@@ -20,6 +20,7 @@ subject the Patient, effectiveDateTime):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from bevan.clinical.news2 import Consciousness, Parameter
@@ -196,7 +197,7 @@ def _from_panel(observation: dict[str, Any]) -> Reading | None:
 
 def _number(quantity: dict[str, Any], where: str) -> float:
     value = quantity.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise UnreadableReading("a reading's value must be a number", f"{where}.value")
     return float(value)
 
@@ -226,6 +227,8 @@ def _measured(parameter: Parameter, quantity: Any, where: str) -> float | None:
 
 
 def _flow(quantity: Any) -> float | None:
-    if not isinstance(quantity, dict) or not isinstance(quantity.get("value"), int | float):
+    if not isinstance(quantity, dict) or not isinstance(
+        quantity.get("value"), int | float | Decimal
+    ):
         return None
     return float(quantity["value"])

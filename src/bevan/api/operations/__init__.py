@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from bevan.api import interactions, oversight
 from bevan.api.context import FhirRequest, Handler
-from bevan.api.operations import lastn, meta, meta_add, meta_delete, validate
+from bevan.api.operations import ingest, lastn, meta, meta_add, meta_delete, validate, virtual_ward
 from bevan.fhir.errors import Issue, MethodNotAllowed, NotFound
 
 LEVELS = ("system", "type", "instance")
@@ -76,6 +76,28 @@ OPERATIONS: tuple[Operation, ...] = (
             ("code", "which codes"),
             ("(search)", "any other Observation search parameter"),
         ),
+        offload=True,
+    ),
+    Operation(
+        "ingest",
+        {"type": ingest.ingest},
+        f"{BEVAN}/Observation-ingest",
+        "Readings in bulk (application/fhir+ndjson, one Observation a line), each line "
+        "validated, stored and scored with NEWS2 on its own; the OperationOutcome lists "
+        "every refused line by number and why.",
+        types=("Observation",),
+        methods=("POST",),
+        affects_state=True,
+    ),
+    Operation(
+        "virtual-ward",
+        {"system": virtual_ward.worklist_of},
+        f"{BEVAN}/virtual-ward",
+        "The virtual ward's worklist: each enrolled patient the caller may read, with the "
+        "latest NEWS2 score, band, trend, time since the last set, what the set in progress "
+        "lacks, the overdue flag and open Tasks, highest risk first.",
+        methods=("GET",),
+        parameters=(("organization", "the ODS code (or Organization id) of the responsible team"),),
         offload=True,
     ),
     Operation(
