@@ -36,11 +36,16 @@ class OverdueLook:
     raised: list[tuple[str, str]] = field(default_factory=list)
 
 
-def latest_sets(session: ReadSession, since: datetime) -> dict[str, datetime]:
-    """Return each patient's newest current score effective since a moment."""
+def latest_sets(session: ReadSession, since: datetime, until: datetime) -> dict[str, datetime]:
+    """Return each patient's newest current score effective from since to until."""
     query = parse_search(
         "Observation",
-        [("code", NEWS2_TOKEN), ("status", "final"), ("date", f"ge{format_instant(since)}")],
+        [
+            ("code", NEWS2_TOKEN),
+            ("status", "final"),
+            ("date", f"ge{format_instant(since)}"),
+            ("date", f"le{format_instant(until)}"),
+        ],
     )
     latest: dict[str, datetime] = {}
     for hit in session.search(query, limit=ENROLMENT_LIMIT):
@@ -110,7 +115,7 @@ def look_for_overdue(service: RecordService, now: datetime | None = None) -> Ove
         if not enrolments:
             return look
         longest = max(e.overdue_after for e in enrolments)
-        latest = latest_sets(session, now - longest)
+        latest = latest_sets(session, now - longest, now)
         flagged = patients_with_open_overdue_tasks(session)
     due = [
         (e, latest.get(e.patient_id))
