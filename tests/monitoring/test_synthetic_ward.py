@@ -177,3 +177,20 @@ def test_a_missed_day_gets_an_overdue_task_that_a_new_set_closes(
     closed = fhir.get(f"/Task/{task['id']}").json()
     assert closed["status"] == "completed"
     assert "complete set" in closed["note"][-1]["text"]
+
+
+def test_bevan_ward_overdue_looks_once_and_audits_what_it_raised(
+    loaded, server: RunningServer, fhir: httpx.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bevan.cli import main
+    from bevan.store.audit import AuditLog
+
+    url = str(server.store.engine.url.render_as_string(hide_password=False))
+    args = ["--data-dir", str(server.data_dir), "--database", url]
+    assert main(["ward", "overdue", *args, "--at", "2099-01-01T00:00:00+00:00"]) == 0
+    printed = capsys.readouterr().out
+    raised = [line.split()[0] for line in printed.splitlines()[1:]]
+    assert raised  # the cohort's first admission is active; by 2099 it is overdue
+    entries = AuditLog(server.store.engine).find(user_id="bevan-virtual-ward", limit=2000)
+    for task in raised:
+        assert any(task in entry.content for entry in entries), f"{task} was not audited"

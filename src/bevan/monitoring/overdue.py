@@ -19,7 +19,7 @@ from bevan.fhir.dates import format_instant, now_instant
 from bevan.fhir.search import parse_search
 from bevan.monitoring.codes import NEWS2_TOKEN, OVERDUE, SOURCE, TASK_CODES
 from bevan.monitoring.enrolment import ENROLMENT_LIMIT, Enrolment, active_enrolments
-from bevan.monitoring.escalation import OPEN_STATUSES, owner_of, task_code
+from bevan.monitoring.escalation import OPEN_STATUSES, open_tasks, owner_of, task_code
 from bevan.monitoring.readings import effective_at, patient_id_of
 from bevan.store.reading import ReadSession
 
@@ -131,6 +131,8 @@ def look_for_overdue(service: RecordService, now: datetime | None = None) -> Ove
             if enrolment.patient_id in flagged:
                 continue  # two plans for one patient: one Task
             session.lock(f"news2 Patient/{enrolment.patient_id}")
+            if open_tasks(session, enrolment.patient_id, OVERDUE):
+                continue  # another worker's look raised it meanwhile
             task = overdue_task(enrolment, last)
             owner = owner_of(session, enrolment.patient_id)
             if owner is not None:
