@@ -11,12 +11,14 @@ entered-in-error (it is never left looking current) and the set is scored again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 from bevan.clinical.news2 import News2, Parameter, VitalSigns, news2_score
 from bevan.clinical.plausibility import implausible, impossible
-from bevan.clinical.vital_signs import UnreadableReading, reading_of
+from bevan.clinical.vital_signs import Reading, UnreadableReading, reading_of
 from bevan.fhir import json_text
 from bevan.fhir.dates import format_instant, now_instant
 from bevan.fhir.errors import BusinessRuleViolation, Issue
@@ -40,15 +42,18 @@ from bevan.monitoring.escalation import close_tasks, escalate
 from bevan.monitoring.readings import (
     Score,
     TimedReading,
+    Window,
     effective_at,
     is_score,
     patient_id_of,
+    score_of,
     scored_reading,
     set_around,
     window_of,
 )
 from bevan.records.write_rules import Written
 from bevan.store.reading import ReadSession
+from bevan.store.writing import WriteSession
 
 if TYPE_CHECKING:
     from bevan.records.service import RecordService
@@ -65,6 +70,10 @@ class ScoringOnArrival:
 
     def __init__(self, window: timedelta = DEFAULT_WINDOW) -> None:
         self.window = window  # the readings of one set are all taken within it
+        # What each open writing transaction knows of the patients it wrote readings of.
+        self._sessions: WeakKeyDictionary[WriteSession, dict[str, KnownPatient]] = (
+            WeakKeyDictionary()
+        )
 
     # --- before the version is made ------------------------------------------------
 
@@ -111,9 +120,9 @@ class ScoringOnArrival:
 
     def written(self, service: RecordService, written: Written) -> None:
         resource = written.resource
-        earlier = None if written.created else written.previous()
         if resource is not None and is_score(resource):
             return
+        earlier = None if written.created else written.previous()
         reading = scored_reading(resource) if resource is not None else None
         was_reading = earlier is not None and reading_of_quietly(earlier)
         if reading is None and not was_reading:
@@ -125,25 +134,85 @@ class ScoringOnArrival:
         if patient_id is None or at is None:
             return
         session = written.session
-        session.lock(f"news2 Patient/{patient_id}")
-        window = window_of(session, patient_id, at - self.window, at + self.window)
-        superseded = set()
+        try:
+            self._score(service, written, patient_id, at, reading)
+        except BaseException:
+            # The write is undone (its savepoint rolls back): forget what it taught.
+            self._sessions.get(session, {}).pop(patient_id, None)
+            raise
+
+    def _score(
+        self,
+        service: RecordService,
+        written: Written,
+        patient_id: str,
+        at: datetime,
+        reading: Reading | None,
+    ) -> None:
+        """Note the reading written (or undone) and score the set it completes."""
+        session = written.session
+        known = self._patient(session, patient_id)
+        start, end = at - self.window, at + self.window
+        if not known.covers(start, end):
+            known.learn(window_of(session, patient_id, start, end), start, end)
         if not written.created:
-            for score in window.scores:
+            for score in list(known.scores.values()):
                 if score.current and written.id in score.inputs:
                     supersede(service, session, score)
-                    superseded.add(score.id)
+                    known.scores[score.id] = replace(score, status="entered-in-error")
+        known.readings.pop(written.id, None)
         if reading is None:
             return
         anchor = TimedReading(written.id, at, reading)
-        others = [r for r in window.readings if r.id != written.id]
-        chosen = set_around([*others, anchor], anchor, self.window)
+        known.readings[written.id] = anchor
+        near = [r for r in known.readings.values() if start <= r.at <= end]
+        chosen = set_around(near, anchor, self.window)
         if chosen is None:
             return
         ids = {r.id for r in chosen.values()}
-        if any(s.current and s.inputs & ids and s.id not in superseded for s in window.scores):
+        if any(s.current and s.inputs & ids for s in known.scores.values()):
             return  # this set, or one sharing its readings, is already scored
-        score_set(service, session, patient_id, chosen)
+        score_set(service, session, patient_id, chosen, known)
+
+    def _patient(self, session: WriteSession, patient_id: str) -> KnownPatient:
+        """Return what this transaction knows of a patient, locking the patient's
+        readings against other writers the first time it is asked."""
+        patients = self._sessions.get(session)
+        if patients is None:
+            patients = self._sessions[session] = {}
+        known = patients.get(patient_id)
+        if known is None:
+            session.lock(f"news2 Patient/{patient_id}")
+            known = patients[patient_id] = KnownPatient()
+        return known
+
+
+@dataclass
+class KnownPatient:
+    """What one writing transaction has read and written of a patient's readings and
+    scores: the readings of one request's sets are looked up once, not once each.
+
+    Sound because the patient is locked for the rest of the transaction (PostgreSQL) or
+    the transaction is the database's one writer (SQLite): nobody else adds to it.
+    """
+
+    readings: dict[str, TimedReading] = field(default_factory=dict)
+    scores: dict[str, Score] = field(default_factory=dict)
+    spans: list[tuple[datetime, datetime]] = field(default_factory=list)
+    scale: int | None = None
+    newest: datetime | None = None
+    newest_known: bool = False
+    overdue_tasks_open: bool = True  # until looked at
+
+    def covers(self, start: datetime, end: datetime) -> bool:
+        return any(low <= start and end <= high for low, high in self.spans)
+
+    def learn(self, window: Window, start: datetime, end: datetime) -> None:
+        for timed in window.readings:
+            self.readings.setdefault(timed.id, timed)
+        for score in window.scores:
+            self.scores.setdefault(score.id, score)
+        self.spans.append((start, end))
 
 
 def reading_of_quietly(resource: dict[str, Any]) -> bool:
@@ -221,24 +290,34 @@ def score_set(
     session: Any,
     patient_id: str,
     chosen: dict[Parameter, TimedReading],
+    known: KnownPatient,
 ) -> dict[str, Any]:
     """Score a complete set, write its NEWS2 Observation and escalate; return the score."""
     set_at = max(r.at for r in chosen.values())
-    newest = newest_score_at(session, patient_id)
-    late = newest is not None and set_at < newest
-    score = news2_score(vital_signs_of(chosen), scale=scale_of(session, patient_id))
+    if not known.newest_known:
+        known.newest, known.newest_known = newest_score_at(session, patient_id), True
+    late = known.newest is not None and set_at < known.newest
+    if known.scale is None:
+        known.scale = scale_of(session, patient_id)
+    score = news2_score(vital_signs_of(chosen), scale=known.scale)
     arrived = datetime.now(UTC)
     observation = news2_observation(patient_id, chosen, score, set_at, arrived)
     service.create_in(session, "Observation", observation)
+    stored = score_of(observation["id"], observation)
+    assert stored is not None
+    known.scores[stored.id] = stored
     if not late:
+        known.newest = set_at
         escalate(service, session, patient_id, score, observation["id"], ESCALATION)
-        close_tasks(
-            service,
-            session,
-            patient_id,
-            OVERDUE,
-            f"A complete set of readings taken at {format_instant(set_at)} arrived.",
-        )
+        if known.overdue_tasks_open:
+            close_tasks(
+                service,
+                session,
+                patient_id,
+                OVERDUE,
+                f"A complete set of readings taken at {format_instant(set_at)} arrived.",
+            )
+            known.overdue_tasks_open = False
     return observation
 
 
