@@ -151,3 +151,42 @@ def test_the_worklist_needs_a_team(fhir: httpx.Client) -> None:
     response = fhir.get("/$virtual-ward")
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"] == ["organization"]
+
+
+def test_a_clinician_completes_a_task_with_a_note_and_it_leaves_the_worklist(
+    ward: dict[str, str], server: RunningServer, fhir: httpx.Client
+) -> None:
+    clinician = TokenAuthority.in_directory(server.data_dir).issue(
+        "dr-ward", "clinician", organisation="A81001"
+    )
+    with server.client(clinician) as http:
+        found = http.get(
+            "/Task", params={"subject": f"Patient/{ward['high']}", "status": "requested"}
+        )
+        (entry,) = found.json()["entry"]
+        task = entry["resource"]
+        task["status"] = "completed"
+        task["note"] = [{"text": "Phoned; district nurse visiting within the hour"}]
+        response = http.put(f"/Task/{task['id']}", json=task)
+        assert response.status_code == 200, response.text
+        listed = rows(http.get("/$virtual-ward", params={"organization": TEAM}).json())
+    row = next(r for r in listed if r["patient"][0]["reference"] == f"Patient/{ward['high']}")
+    assert "task" not in row
+    history = fhir.get(f"/Task/{task['id']}/_history").json()
+    assert [e["resource"]["status"] for e in history["entry"]][:1] == ["completed"]
+
+
+def test_a_clinician_cannot_touch_the_task_of_a_patient_they_may_not_read(
+    ward: dict[str, str], server: RunningServer, fhir: httpx.Client
+) -> None:
+    (entry,) = fhir.get("/Task", params={"subject": f"Patient/{ward['elsewhere']}"}).json()["entry"]
+    task = entry["resource"]
+    clinician = TokenAuthority.in_directory(server.data_dir).issue(
+        "dr-ward", "clinician", organisation="A81001"
+    )
+    with server.client(clinician) as http:
+        assert http.get(f"/Task/{task['id']}").status_code == 403
+        task["status"] = "completed"
+        response = http.put(f"/Task/{task['id']}", json=task)
+    assert response.status_code == 403
+    assert fhir.get(f"/Task/{task['id']}").json()["status"] == "requested"
