@@ -9,7 +9,7 @@ from datetime import datetime
 from bevan.cli.options import data_options, open_store, settings_from
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ward = commands.add_parser("ward", help="the virtual ward")
     ward_commands = ward.add_subparsers(dest="ward_command", required=True)
     overdue = ward_commands.add_parser(

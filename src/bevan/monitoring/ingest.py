@@ -5,6 +5,7 @@ itself and the good ones are committed before the answer."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from bevan.fhir import json_text
 from bevan.fhir.errors import FhirError, InvalidResource, Issue
@@ -29,7 +30,7 @@ def ingest_readings(service: RecordService, body: bytes, guard: WriteGuard | Non
     """Store each non-blank line of body that is a valid Observation the caller may
     write (a line with an id is an update of it, else a create); return the Intake."""
     intake = Intake()
-    parsed: list[tuple[int, dict]] = []
+    parsed: list[tuple[int, dict[str, Any]]] = []
     for number, line in enumerate(body.splitlines(), start=1):
         if not line.strip():
             continue
@@ -65,7 +66,7 @@ def ingest_readings(service: RecordService, body: bytes, guard: WriteGuard | Non
     return intake
 
 
-def _observation(line: bytes) -> dict:
+def _observation(line: bytes) -> dict[str, Any]:
     try:
         resource = json_text.loads(line)
     except ValueError:
