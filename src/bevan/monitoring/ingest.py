@@ -12,6 +12,7 @@ from bevan.fhir.errors import FhirError, InvalidResource, Issue
 from bevan.fhir.validation import validate_resource
 from bevan.records.service import RecordService, WriteGuard
 from bevan.store.versions import StoredVersion
+from bevan.store.writing import WriteSession
 
 # The most lines one request may carry: a device's day, or a hub's few minutes.
 MAX_LINES = 50_000
@@ -47,23 +48,39 @@ def ingest_readings(service: RecordService, body: bytes, guard: WriteGuard | Non
         )
     if not parsed:
         return intake
-    with service.writing() as session:
-        for number, resource in parsed:
-            try:
-                with session.savepoint():
-                    id = resource.get("id")
-                    if isinstance(id, str):
-                        result = service.update_in(
-                            session, "Observation", id, resource, guard=guard
-                        )
-                    else:
-                        result = service.create_in(session, "Observation", resource, guard=guard)
-                assert result.stored is not None
-                intake.stored.append(result.stored)
-            except FhirError as error:
-                intake.refused.append((number, error))
+    try:
+        # Most intakes are all good: one transaction with no savepoint per line, which
+        # would flush the rows the writer holds back at every line (benchmarks/virtual_ward.py).
+        with service.writing() as session:
+            stored = [_write(service, session, dict(r), guard) for _, r in parsed]
+        intake.stored = stored
+    except FhirError:
+        # Some line is refused: everything above was undone; each line on its own now.
+        with service.writing() as session:
+            for number, resource in parsed:
+                try:
+                    with session.savepoint():
+                        intake.stored.append(_write(service, session, resource, guard))
+                except FhirError as error:
+                    intake.refused.append((number, error))
     intake.refused.sort(key=lambda refused: refused[0])
     return intake
+
+
+def _write(
+    service: RecordService,
+    session: WriteSession,
+    resource: dict[str, Any],
+    guard: WriteGuard | None,
+) -> StoredVersion:
+    """Store one line's Observation: an update of it when it has an id, else a create."""
+    id = resource.get("id")
+    if isinstance(id, str):
+        result = service.update_in(session, "Observation", id, resource, guard=guard)
+    else:
+        result = service.create_in(session, "Observation", resource, guard=guard)
+    assert result.stored is not None
+    return result.stored
 
 
 def _observation(line: bytes) -> dict[str, Any]:
