@@ -10,6 +10,8 @@ from bevan.fhir import json_text
 from bevan.fhir.dates import now_instant
 from bevan.fhir.search import parse_search
 from bevan.monitoring.codes import (
+    ESCALATION,
+    OVERDUE,
     PRIORITY,
     PRIORITY_RANK,
     SOURCE,
@@ -59,6 +61,25 @@ def open_tasks(session: ReadSession, patient_id: str, kind: str) -> list[dict[st
     return [json_text.loads(h.content) for h in session.search(query, limit=50) if h.content]
 
 
+def open_ward_tasks(session: ReadSession, patient_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Return the patient's open escalation and overdue Tasks, by kind, in one search."""
+    query = parse_search(
+        "Task",
+        [
+            ("subject", f"Patient/{patient_id}"),
+            ("code", f"{TASK_CODES}|{ESCALATION},{TASK_CODES}|{OVERDUE}"),
+            ("status", ",".join(OPEN_STATUSES)),
+        ],
+    )
+    found: dict[str, list[dict[str, Any]]] = {ESCALATION: [], OVERDUE: []}
+    for hit in session.search(query, limit=50):
+        task = json_text.loads(hit.content or "{}")
+        for coding in (task.get("code") or {}).get("coding") or ():
+            if coding.get("system") == TASK_CODES and coding.get("code") in found:
+                found[coding["code"]].append(task)
+    return found
+
+
 def task_code(kind: str) -> dict[str, Any]:
     return {"coding": [{"system": TASK_CODES, "code": kind, "display": TASK_DISPLAY[kind]}]}
 
@@ -77,14 +98,17 @@ def escalate(
     score: News2,
     score_id: str,
     kind: str,
+    open_: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any] | None:
     """Raise a Task for a score in a band that calls for a response, or update the
-    patient's open one (its priority never lowered); return the Task, or None."""
+    patient's open one (open_: those already looked up; its priority never lowered);
+    return the Task, or None."""
     priority = PRIORITY.get(score.band)
     if priority is None:
         return None
     now = now_instant()
-    open_ = open_tasks(session, patient_id, kind)
+    if open_ is None:
+        open_ = open_tasks(session, patient_id, kind)
     if open_:
         task = dict(open_[0])
         if PRIORITY_RANK.get(task.get("priority", ""), 0) > PRIORITY_RANK[priority]:
@@ -120,12 +144,18 @@ def escalate(
 
 
 def close_tasks(
-    service: RecordService, session: WriteSession, patient_id: str, kind: str, note: str
+    service: RecordService,
+    session: WriteSession,
+    patient_id: str,
+    kind: str,
+    note: str,
+    open_: list[dict[str, Any]] | None = None,
 ) -> int:
-    """Complete the patient's open Tasks of one kind with a note; return how many."""
+    """Complete the patient's open Tasks of one kind (open_: those already looked up)
+    with a note; return how many."""
     now = now_instant()
     closed = 0
-    for task in open_tasks(session, patient_id, kind):
+    for task in open_tasks(session, patient_id, kind) if open_ is None else open_:
         task = dict(task)
         task["status"] = "completed"
         task["lastModified"] = now

@@ -38,7 +38,7 @@ from bevan.monitoring.codes import (
     SUB_SCORE_CODES,
     UCUM,
 )
-from bevan.monitoring.escalation import close_tasks, escalate
+from bevan.monitoring.escalation import close_tasks, escalate, open_ward_tasks
 from bevan.monitoring.readings import (
     Score,
     TimedReading,
@@ -202,7 +202,7 @@ class KnownPatient:
     scale: int | None = None
     newest: datetime | None = None
     newest_known: bool = False
-    overdue_tasks_open: bool = True  # until looked at
+    tasks: dict[str, list[dict[str, Any]]] | None = None  # open Tasks by kind, once looked up
 
     def covers(self, start: datetime, end: datetime) -> bool:
         return any(low <= start and end <= high for low, high in self.spans)
@@ -300,6 +300,10 @@ def score_set(
     if known.scale is None:
         known.scale = scale_of(session, patient_id)
     score = news2_score(vital_signs_of(chosen), scale=known.scale)
+    if not late and known.tasks is None:
+        # Looked up before the score is written, beside the lookups above: a search
+        # first stores the rows the writer holds back, so searches are kept together.
+        known.tasks = open_ward_tasks(session, patient_id)
     arrived = datetime.now(UTC)
     observation = news2_observation(patient_id, chosen, score, set_at, arrived)
     service.create_in(session, "Observation", observation)
@@ -307,17 +311,24 @@ def score_set(
     assert stored is not None
     known.scores[stored.id] = stored
     if not late:
+        assert known.tasks is not None
         known.newest = set_at
-        escalate(service, session, patient_id, score, observation["id"], ESCALATION)
-        if known.overdue_tasks_open:
+        task = escalate(
+            service, session, patient_id, score, observation["id"], ESCALATION,
+            known.tasks[ESCALATION],
+        )  # fmt: skip
+        if task is not None:
+            known.tasks[ESCALATION] = [task]
+        if known.tasks[OVERDUE]:
             close_tasks(
                 service,
                 session,
                 patient_id,
                 OVERDUE,
                 f"A complete set of readings taken at {format_instant(set_at)} arrived.",
+                known.tasks[OVERDUE],
             )
-            known.overdue_tasks_open = False
+            known.tasks[OVERDUE] = []
     return observation
 
 
