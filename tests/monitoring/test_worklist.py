@@ -190,3 +190,14 @@ def test_a_clinician_cannot_touch_the_task_of_a_patient_they_may_not_read(
         response = http.put(f"/Task/{task['id']}", json=task)
     assert response.status_code == 403
     assert fhir.get(f"/Task/{task['id']}").json()["status"] == "requested"
+
+
+def test_a_team_of_more_patients_than_one_search_may_name_is_listed_whole(
+    ward: dict[str, str], server: RunningServer
+) -> None:
+    from bevan.monitoring.enrolment import active_enrolments
+
+    many = {*ward.values(), *(uuid.uuid4().hex for _ in range(250))}
+    with server.records.reading() as session:
+        found = {e.patient_id for e in active_enrolments(session, many)}
+    assert found == set(ward.values())

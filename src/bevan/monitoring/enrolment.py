@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bevan.fhir import json_text
+from bevan.fhir.limits import MAX_OR_VALUES
 from bevan.fhir.search import parse_search
 from bevan.monitoring.readings import patient_id_of
 from bevan.store.reading import ReadSession
@@ -78,11 +79,17 @@ def active_enrolments(
     session: ReadSession, patient_ids: set[str] | None = None
 ) -> Iterator[Enrolment]:
     """Yield every active monitoring plan (of the given patients only, if given)."""
-    pairs = [("status", "active")]
-    if patient_ids is not None:
-        if not patient_ids:
-            return
-        pairs.append(("subject", ",".join(f"Patient/{p}" for p in sorted(patient_ids))))
+    if patient_ids is None:
+        yield from _plans(session, [("status", "active")])
+        return
+    ordered = sorted(patient_ids)
+    for start in range(0, len(ordered), MAX_OR_VALUES):  # a search ORs so many values
+        chunk = ordered[start : start + MAX_OR_VALUES]
+        subjects = ",".join(f"Patient/{p}" for p in chunk)
+        yield from _plans(session, [("status", "active"), ("subject", subjects)])
+
+
+def _plans(session: ReadSession, pairs: list[tuple[str, str]]) -> Iterator[Enrolment]:
     query = parse_search("CarePlan", pairs)
     for hit in session.search(query, limit=ENROLMENT_LIMIT):
         if hit.content is None:
@@ -109,13 +116,8 @@ def patients_of(session: ReadSession, organisation_ids: list[str]) -> set[str]:
     """Return the patients with an active EpisodeOfCare managed by these organisations."""
     if not organisation_ids:
         return set()
-    query = parse_search(
-        "EpisodeOfCare",
-        [
-            ("organization", ",".join(f"Organization/{o}" for o in organisation_ids)),
-            ("status", "active"),
-        ],
-    )
+    organisations = ",".join(f"Organization/{o}" for o in organisation_ids[:MAX_OR_VALUES])
+    query = parse_search("EpisodeOfCare", [("organization", organisations), ("status", "active")])
     out = set()
     for hit in session.search(query, limit=ENROLMENT_LIMIT):
         patient = patient_id_of(json_text.loads(hit.content or "{}"), "patient")

@@ -124,6 +124,8 @@ def look_for_overdue(service: RecordService, now: datetime | None = None) -> Ove
     ]
     look.overdue = len(due)
     due = [(e, last) for e, last in due if e.patient_id not in flagged]
+    # Patients locked in the order every writer takes them (see monitoring/ingest.py).
+    due.sort(key=lambda pair: f"Patient/{pair[0].patient_id}")
     if not due:
         return look
     with service.writing() as session:
