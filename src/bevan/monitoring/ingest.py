@@ -1,6 +1,7 @@
 """Bulk intake for devices: newline-delimited Observations, each line validated, stored
-and scored on its own, all in one transaction (a savepoint each), so a bad line costs only
-itself and the good ones are committed before the answer."""
+and scored on its own, so a bad line costs only itself and the good ones are committed
+before the answer. An all-good intake is one transaction; when some line is refused, the
+intake is written again with a savepoint for each line."""
 
 from __future__ import annotations
 

@@ -3,8 +3,10 @@ implausible ones, and scores every complete set as the reading that completes it
 written, in the same transaction, escalating when the band calls for a response.
 
 Whatever door a reading comes through (one by one, a transaction or batch Bundle,
-$ingest, the loader), its set is looked at once per reading with one search of the
-patient's window; a set is scored once. A corrected reading (an update, a delete, or one
+$ingest, the loader), the patient's readings around it are looked up with one search the
+first time a request writes one of theirs, and remembered for the rest of that request
+(KnownPatient), so a set's seven readings cost one search, not seven; a set is scored
+once. A corrected reading (an update, a delete, or one
 now marked implausible) supersedes the score it fed: the old score's status becomes
 entered-in-error (it is never left looking current) and the set is scored again.
 """
