@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import bundle_import, crud, export, search
+from benchmarks import bundle_import, crud, export, search, virtual_ward
 from benchmarks.options import RunOptions
 from benchmarks.report import ScenarioResult
 
@@ -15,6 +15,7 @@ SCENARIOS: dict[str, Callable[[RunOptions], ScenarioResult]] = {
     "import": bundle_import.run,
     "search": search.run,
     "export": export.run,
+    "virtual-ward": virtual_ward.run,
 }
 
 

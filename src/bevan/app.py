@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
+import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -22,13 +25,18 @@ from bevan.api.sign_in_audit import audited_routes
 from bevan.bulk.jobs import BulkJobs
 from bevan.config import Settings
 from bevan.fhir.validation import warm_up
+from bevan.monitoring.codes import SYSTEM_PRINCIPAL
+from bevan.monitoring.overdue import OverdueLook, look_for_overdue
+from bevan.monitoring.scoring import ScoringOnArrival
 from bevan.records.service import RecordService
 from bevan.records.write_rules import WriteRule
 from bevan.security.access import AccessPolicy
+from bevan.security.audit import AuditRecord
 from bevan.security.audit_key import load_audit_key
 from bevan.security.client_address import ForwardedHeaders, TrustedProxies
 from bevan.security.disabled_accounts import DisabledAccounts
 from bevan.security.oauth import ClientRegistry, RevocationList, oauth_routes
+from bevan.security.system_writes import system_write_records
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
 from bevan.security.users import UserDirectory
@@ -43,7 +51,44 @@ def write_rules(settings: Settings) -> list[WriteRule]:
     """Return the rules the services attach to writes of the record (the NEWS2 score
     of a completed set, a slot taken by a booking): every door that writes, the API, the
     loader and the web app, goes through the one RecordService that holds them."""
-    return []
+    return [ScoringOnArrival(timedelta(minutes=settings.news2_window_minutes))]
+
+
+log = logging.getLogger("bevan.app")
+
+
+def overdue_audit(settings: Settings, look: OverdueLook) -> list[AuditRecord]:
+    """Return the audit entries of the Tasks an overdue look raised, by the virtual
+    ward's system principal."""
+    return system_write_records(
+        SYSTEM_PRINCIPAL,
+        [(f"Task/{task}", patient) for task, patient in look.raised],
+        settings.base_url,
+        "virtual ward readings overdue",
+    )
+
+
+def record_system_writes(settings: Settings, store: RecordStore, look: OverdueLook) -> None:
+    """Audit, now, what an overdue look run outside the server raised."""
+    records = overdue_audit(settings, look)
+    if records:
+        log_ = AuditLog(store.engine, store.write_lock, key=load_audit_key(settings.data_dir))
+        AuditTrail(log_).record_sync(records)
+
+
+async def look_for_overdue_every(
+    seconds: float, settings: Settings, records: RecordService, trail: AuditTrail
+) -> None:
+    """Look for overdue readings every so many seconds, off the event loop, auditing
+    each Task raised; a failed look is logged and the next one tried."""
+    while True:
+        await anyio.sleep(seconds)
+        try:
+            look = await anyio.to_thread.run_sync(look_for_overdue, records)
+            for record in overdue_audit(settings, look):
+                await trail.record(record)
+        except Exception:
+            log.exception("the look for overdue virtual ward readings failed")
 
 
 def record_service(settings: Settings, store: RecordStore) -> RecordService:
@@ -115,7 +160,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.trail.start()
-        yield
+        async with anyio.create_task_group() as background:
+            if settings.overdue_check_seconds > 0:
+                background.start_soon(
+                    look_for_overdue_every,
+                    settings.overdue_check_seconds,
+                    settings,
+                    records,
+                    services.trail,
+                )
+            yield
+            background.cancel_scope.cancel()
         services.writer.stop()
         await services.trail.stop()
         store.close()

@@ -40,6 +40,11 @@ class Settings:
     # How long a bulk request ($export, $import) and its files are kept after it was
     # asked for; after that its status and files answer 404.
     bulk_retention_hours: float = DEFAULT_BULK_RETENTION_HOURS
+    # The readings of one NEWS2 set are all taken within this many minutes.
+    news2_window_minutes: float = 15
+    # How often the virtual ward looks for overdue readings (seconds; 0: never, in this
+    # process; `bevan ward overdue` runs one look).
+    overdue_check_seconds: float = 300
 
     @property
     def bulk_directory(self) -> Path:
@@ -77,6 +82,8 @@ class Settings:
             bulk_retention_hours=float(
                 os.environ.get("BEVAN_BULK_RETENTION_HOURS", DEFAULT_BULK_RETENTION_HOURS)
             ),
+            news2_window_minutes=float(os.environ.get("BEVAN_NEWS2_WINDOW_MINUTES", 15)),
+            overdue_check_seconds=float(os.environ.get("BEVAN_OVERDUE_CHECK_SECONDS", 300)),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given)  # type: ignore[arg-type]

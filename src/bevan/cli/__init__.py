@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bevan.cli.backup import register as register_backup
 
     register_backup(commands)
+
+    from bevan.cli.ward import register as register_ward
+
+    register_ward(commands)
     return parser
 
 

@@ -80,6 +80,8 @@ PATIENT_WRITES = {
     "Patient": {"update", "patch"},
 }
 DEVICE_WRITES = {"Observation": {"create"}}
+# Types outside the Patient compartment that clinicians may still write, for their patients.
+CLINICAL_WRITES = frozenset({"Task"})
 NO_PATIENT_DATA = frozenset({"analyst", "privacy-officer"})
 # Search parameters naming the patient of types outside the Patient compartment that
 # still carry patient data (Binary and Bundle have none: their matches are filtered).
@@ -148,7 +150,10 @@ class AccessPolicy:
             raise _forbidden(f"a device may not {interaction} {resource_type} resources")
         if role == "device" and not writing:
             raise _forbidden("a device may only send readings")
-        if writing and not patient_data and role not in ("system",):
+        # Clinicians act on the Tasks raised about their patients (a virtual ward's
+        # escalations): judged, like any record, by the patients each one names.
+        clinical_task = resource_type in CLINICAL_WRITES and role in CLINICAL_ROLES
+        if writing and not patient_data and not clinical_task and role not in ("system",):
             raise _forbidden(f"only system accounts change {resource_type} resources")
         if interaction == "search-type" and resource_type in UNRESTRICTED_SEARCH_TYPES:
             raise _forbidden(

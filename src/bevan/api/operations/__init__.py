@@ -19,11 +19,13 @@ from bevan.api.operations import (
     bulk_import,
     everything,
     export,
+    ingest,
     lastn,
     meta,
     meta_add,
     meta_delete,
     validate,
+    virtual_ward,
 )
 from bevan.fhir.errors import Issue, MethodNotAllowed, NotFound
 
@@ -86,6 +88,28 @@ OPERATIONS: tuple[Operation, ...] = (
             ("code", "which codes"),
             ("(search)", "any other Observation search parameter"),
         ),
+        offload=True,
+    ),
+    Operation(
+        "ingest",
+        {"type": ingest.ingest},
+        f"{BEVAN}/Observation-ingest",
+        "Readings in bulk (application/fhir+ndjson, one Observation a line), each line "
+        "validated, stored and scored with NEWS2 on its own; the OperationOutcome lists "
+        "every refused line by number and why.",
+        types=("Observation",),
+        methods=("POST",),
+        affects_state=True,
+    ),
+    Operation(
+        "virtual-ward",
+        {"system": virtual_ward.worklist_of},
+        f"{BEVAN}/virtual-ward",
+        "The virtual ward's worklist: each enrolled patient the caller may read, with the "
+        "latest NEWS2 score, band, trend, time since the last set, what the set in progress "
+        "lacks, the overdue flag and open Tasks, highest risk first.",
+        methods=("GET",),
+        parameters=(("organization", "the ODS code (or Organization id) of the responsible team"),),
         offload=True,
     ),
     Operation(
