@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -23,6 +24,7 @@ from bevan.config import Settings
 from bevan.fhir.validation import warm_up
 from bevan.records.service import RecordService
 from bevan.records.write_rules import WriteRule
+from bevan.scheduling.booking import BookingRule
 from bevan.security.access import AccessPolicy
 from bevan.security.audit_key import load_audit_key
 from bevan.security.client_address import ForwardedHeaders, TrustedProxies
@@ -41,7 +43,7 @@ def write_rules(settings: Settings) -> list[WriteRule]:
     """Return the rules the services attach to writes of the record (the NEWS2 score
     of a completed set, a slot taken by a booking): every door that writes, the API, the
     loader and the web app, goes through the one RecordService that holds them."""
-    return []
+    return [BookingRule(timedelta(minutes=settings.offer_window_minutes))]
 
 
 def record_service(settings: Settings, store: RecordStore) -> RecordService:

@@ -36,6 +36,11 @@ class Settings:
     # References to this server must resolve (BEVAN_REFERENTIAL_INTEGRITY=off for bulk
     # loads of partial data).
     referential_integrity: bool = True
+    # How long a slot freed for someone on a waiting list is held for them to accept.
+    offer_window_minutes: int = 120
+    # How often the server ends offers whose window has passed (0: never; run
+    # `bevan waitlist expire-offers` instead).
+    offer_check_seconds: float = 60.0
 
     @property
     def base_url(self) -> str:
@@ -65,6 +70,8 @@ class Settings:
             metrics_allow=_listed(os.environ.get("BEVAN_METRICS_ALLOW", "")),
             request_log=_switch(os.environ.get("BEVAN_REQUEST_LOG"), True),
             referential_integrity=_switch(os.environ.get("BEVAN_REFERENTIAL_INTEGRITY"), True),
+            offer_window_minutes=int(os.environ.get("BEVAN_OFFER_WINDOW_MINUTES", 120)),
+            offer_check_seconds=float(os.environ.get("BEVAN_OFFER_CHECK_SECONDS", 60)),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given)  # type: ignore[arg-type]
