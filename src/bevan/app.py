@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -25,11 +27,15 @@ from bevan.fhir.validation import warm_up
 from bevan.records.service import RecordService
 from bevan.records.write_rules import WriteRule
 from bevan.scheduling.booking import BookingRule
+from bevan.scheduling.diary import patient_of
+from bevan.scheduling.offer_expiry import end_lapsed_offers_every
+from bevan.scheduling.waiting_list import OFFER_ENDED_REASON
 from bevan.security.access import AccessPolicy
 from bevan.security.audit_key import load_audit_key
 from bevan.security.client_address import ForwardedHeaders, TrustedProxies
 from bevan.security.disabled_accounts import DisabledAccounts
 from bevan.security.oauth import ClientRegistry, RevocationList, oauth_routes
+from bevan.security.service_audit import SCHEDULER, service_update
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
 from bevan.security.users import UserDirectory
@@ -110,7 +116,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.trail.start()
+        expiry = start_offer_expiry(settings, services)
         yield
+        if expiry is not None:
+            expiry.cancel()
         services.writer.stop()
         await services.trail.stop()
         store.close()
@@ -142,6 +151,31 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
     return app
+
+
+def start_offer_expiry(settings: Settings, services: Services) -> asyncio.Task[None] | None:
+    """Start the round that ends lapsed waiting-list offers (each audited as the
+    scheduler), unless settings turn it off."""
+    if settings.offer_check_seconds <= 0:
+        return None
+
+    async def audit(ended: list[dict[str, Any]]) -> None:
+        for task in ended:
+            await services.trail.record(
+                service_update(
+                    SCHEDULER,
+                    (f"Task/{task['id']}", str((task.get("focus") or {}).get("reference"))),
+                    patient_of(task),
+                    OFFER_ENDED_REASON,
+                    services.source,
+                )
+            )
+
+    return asyncio.create_task(
+        end_lapsed_offers_every(
+            settings.offer_check_seconds, services.records, services.writer.run, audit
+        )
+    )
 
 
 def http_middleware(settings: Settings, metrics: ServerMetrics) -> list[Middleware]:

@@ -41,8 +41,8 @@ from bevan.store.writing import WriteSession
 if TYPE_CHECKING:
     from bevan.records.service import RecordService
 
-# The most waiting-list entries, or offers, one slot's offer weighs.
-MAX_CANDIDATES = 1000
+# Resources read a page at a time.
+PAGE = 1000
 OFFER_ENDED_REASON = "the offer window passed"
 
 
@@ -70,10 +70,15 @@ def lock_slot(session: WriteSession, slot_id: str) -> None:
 def search_all(
     service: RecordService, session: ReadSession, resource_type: str, pairs: list[tuple[str, str]]
 ) -> list[dict[str, Any]]:
-    """Return the content of the current resources matching pairs (at most MAX_CANDIDATES)."""
-    query = parse_search(resource_type, [*pairs, ("_count", str(MAX_CANDIDATES))])
-    page = service.search(query, session)
-    return [json_text.loads(v.content) for v in page.matches if v.content is not None]
+    """Return the content of every current resource matching pairs, page by page."""
+    query = parse_search(resource_type, [*pairs, ("_count", str(PAGE))])
+    found: list[dict[str, Any]] = []
+    while True:
+        page = service.search(query, session)
+        found.extend(json_text.loads(v.content) for v in page.matches if v.content is not None)
+        if page.next_cursor is None:
+            return found
+        query = replace(query, cursor=page.next_cursor)
 
 
 def offers(
@@ -185,13 +190,13 @@ def offer_window_end(task: dict[str, Any]) -> datetime | None:
     return instant(((task.get("restriction") or {}).get("period") or {}).get("end"))
 
 
-def expire_offers(service: RecordService, now: datetime | None = None) -> int:
+def expire_offers(service: RecordService, now: datetime | None = None) -> list[dict[str, Any]]:
     """End every offer whose window has passed (status cancelled), each in a transaction
-    of its own, so its slot is offered to the next person; return how many ended."""
+    of its own, so its slot is offered to the next person; return the Tasks ended."""
     now = now or datetime.now(UTC)
     with service.reading() as session:
         open_offers = offers(service, session, [("status", "requested")])
-    ended = 0
+    ended: list[dict[str, Any]] = []
     for task in open_offers:
         lapses = offer_window_end(task)
         if lapses is None or lapses > now:
@@ -206,7 +211,7 @@ def expire_offers(service: RecordService, now: datetime | None = None) -> int:
             current["status"] = "cancelled"
             current["statusReason"] = {"text": OFFER_ENDED_REASON}
             service.update_in(session, "Task", task["id"], current)
-            ended += 1
+            ended.append(current)
     return ended
 
 
@@ -230,7 +235,7 @@ def waiting_list_statistics(
     now = now or datetime.now(UTC)
     waits: dict[str, list[float]] = {}
     with service.reading() as session:
-        for entry in _every(service, session, "Appointment", [("status", "waitlist")]):
+        for entry in search_all(service, session, "Appointment", [("status", "waitlist")]):
             created = instant(entry.get("created")) or instant(
                 (entry.get("meta") or {}).get("lastUpdated")
             )
@@ -278,20 +283,6 @@ def _count(
 ) -> int:
     query = parse_search(resource_type, [*pairs, ("_summary", "count")])
     return int(service.search(query, session).total or 0)
-
-
-def _every(
-    service: RecordService, session: ReadSession, resource_type: str, pairs: list[tuple[str, str]]
-) -> list[dict[str, Any]]:
-    """Return every current resource matching pairs, page by page."""
-    query = parse_search(resource_type, [*pairs, ("_count", str(MAX_CANDIDATES))])
-    found: list[dict[str, Any]] = []
-    while True:
-        page = service.search(query, session)
-        found.extend(json_text.loads(v.content) for v in page.matches if v.content is not None)
-        if page.next_cursor is None:
-            return found
-        query = replace(query, cursor=page.next_cursor)
 
 
 __all__ = [

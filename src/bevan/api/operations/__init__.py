@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from bevan.api import interactions, oversight
 from bevan.api.context import FhirRequest, Handler
-from bevan.api.operations import lastn, meta, meta_add, meta_delete, validate
+from bevan.api.operations import generate_slots, lastn, meta, meta_add, meta_delete, validate
 from bevan.fhir.errors import Issue, MethodNotAllowed, NotFound
 
 LEVELS = ("system", "type", "instance")
@@ -115,6 +115,25 @@ OPERATIONS: tuple[Operation, ...] = (
         "Removes tags, security labels and profiles from a resource, as a new version.",
         methods=("POST",),
         parameters=(("meta", "a Meta holding what to remove"),),
+        affects_state=True,
+    ),
+    Operation(
+        "generate-slots",
+        {"instance": generate_slots.generate_slots_operation},
+        f"{BEVAN}/Schedule-generate-slots",
+        "Makes a diary's free Slots from a template (by default a week of 15-minute slots, "
+        "09:00-12:00 and 14:00-17:00 Monday to Friday, Europe/London), in one "
+        "transaction; a time that already has a slot is left alone.",
+        types=("Schedule",),
+        methods=("POST",),
+        parameters=(
+            ("start", "the first day (YYYY-MM-DD), required"),
+            ("days", "how many days from start (1-31, default 7)"),
+            ("session", "HH:MM-HH:MM, repeatable (default 09:00-12:00 and 14:00-17:00)"),
+            ("minutes", "each slot's length (5-240, default 15)"),
+            ("weekdays", "mon,tue,... (default mon-fri)"),
+            ("patientBookable", "true (default): patients may book the slots themselves"),
+        ),
         affects_state=True,
     ),
     Operation(
