@@ -4,6 +4,7 @@ the offer lapse hands it to the next, and it is never offered to two at once."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -229,3 +230,38 @@ def offer_to_nobody_else(fhir: httpx.Client, patient: str) -> bool:
     return [e["resource"]["for"]["reference"] for e in found.get("entry", [])] == [
         f"Patient/{patient}"
     ]
+
+
+def test_waiting_list_statistics_count_each_service(
+    diary: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with diary.client() as fhir:
+        put_all(fhir, [slot("lapse-past", moment(-2, 9))])  # its time passed unbooked
+        answer = fhir.get("/Appointment/$waitlist-statistics")
+        assert answer.status_code == 200, answer.text
+        services = {
+            parts["serviceType"]: parts
+            for each in answer.json()["parameter"]
+            for parts in [
+                {p["name"]: next(v for k, v in p.items() if k != "name") for p in each["part"]}
+            ]
+        }
+    gp = services[f"{SERVICE}|394814009"]
+    # waiter-1, -2 and -3 wait still; each joined moments ago.
+    assert gp["waiting"] == 3
+    assert gp["medianWaitDays"] == 0
+    assert gp["offersOpen"] == 0
+    assert gp["slotsWasted"] == 1
+    with diary.client(token(diary, "patient", patient_id="waiter-1")) as fhir:
+        refused = fhir.get("/Appointment/$waitlist-statistics")
+        assert refused.status_code == 403, refused.text
+    url = diary.store.engine.url.render_as_string(hide_password=False)
+    assert main(["waitlist", "stats", "--data-dir", str(diary.data_dir), "--database", url]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {
+        "service": f"{SERVICE}|394814009",
+        "waiting": 3,
+        "median_wait_days": 0.0,
+        "offers_open": 0,
+        "slots_wasted": 1,
+    } in printed

@@ -152,3 +152,15 @@ def _loads(content: str | None) -> dict[str, Any]:
 
 def _refused(text: str, expression: str) -> Forbidden:
     return Forbidden(Issue(text, code="forbidden", expression=(expression,)))
+
+
+def check_waitlist_statistics(context: Any) -> None:
+    """Refuse waiting-list statistics to patients and devices: they are the service's
+    figures, for its staff, analysts and systems."""
+    if context.role in ("patient", "device"):
+        raise Forbidden(
+            Issue(
+                "waiting-list statistics are for the practice's staff, analysts and systems",
+                code="forbidden",
+            )
+        )

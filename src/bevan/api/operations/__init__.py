@@ -15,7 +15,15 @@ from starlette.responses import Response
 
 from bevan.api import interactions, oversight
 from bevan.api.context import FhirRequest, Handler
-from bevan.api.operations import generate_slots, lastn, meta, meta_add, meta_delete, validate
+from bevan.api.operations import (
+    generate_slots,
+    lastn,
+    meta,
+    meta_add,
+    meta_delete,
+    validate,
+    waitlist_statistics,
+)
 from bevan.fhir.errors import Issue, MethodNotAllowed, NotFound
 
 LEVELS = ("system", "type", "instance")
@@ -135,6 +143,18 @@ OPERATIONS: tuple[Operation, ...] = (
             ("patientBookable", "true (default): patients may book the slots themselves"),
         ),
         affects_state=True,
+    ),
+    Operation(
+        "waitlist-statistics",
+        {"type": waitlist_statistics.waitlist_statistics},
+        f"{BEVAN}/Appointment-waitlist-statistics",
+        "Each service's waiting list: people waiting, their median wait so far in days, "
+        "slots held on offer, and slots whose time passed while free (counts only; not "
+        "for patients or devices).",
+        types=("Appointment",),
+        methods=("GET",),
+        parameters=(("service-type", "one service (system|code, or code)"),),
+        offload=True,
     ),
     Operation(
         "audit",
