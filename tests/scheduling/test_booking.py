@@ -3,17 +3,12 @@ cancellation frees the slot in the same write, and racing bookings leave one win
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from bevan.security.tokens import TokenAuthority
-from bevan.store.migrate import upgrade
-from bevan.store.record_store import RecordStore
-from tests.conftest import RunningServer, database_url, free_port, serve_command
+from tests.conftest import RunningServer
 from tests.people import PEOPLE
 from tests.scheduling.diaries import (
     CLINICS,
@@ -25,7 +20,6 @@ from tests.scheduling.diaries import (
     read,
     slot,
 )
-from tests.test_workers import wait_until_answering
 
 
 @pytest.fixture(scope="module")
@@ -173,46 +167,3 @@ def test_of_many_racing_bookings_exactly_one_wins(diary: RunningServer) -> None:
             found = fhir.get("/Appointment", params={"slot": f"Slot/{the_slot['id']}"}).json()
             assert found["total"] == 1
             assert read(fhir, f"Slot/{the_slot['id']}")["status"] == "busy"
-
-
-@pytest.fixture(scope="module")
-def two_workers(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """`bevan serve --workers 2` on its own database: bookings reach both processes."""
-    data_dir = tmp_path_factory.mktemp(f"workers-{backend}")
-    url = database_url(backend, data_dir)
-    store = RecordStore.from_url(url)
-    upgrade(store.engine)
-    port = free_port()
-    command = serve_command(data_dir, port, "--workers", "2", "--database", url)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_until_answering(port, process)
-        token = TokenAuthority.in_directory(data_dir).issue("test-system", "system")
-        yield RunningServer(f"http://127.0.0.1:{port}/fhir", token, store, data_dir)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        store.close()
-
-
-def test_racing_bookings_on_two_workers_leave_exactly_one_winner_per_slot(
-    two_workers: RunningServer,
-) -> None:
-    with two_workers.client() as fhir:
-        put_all(fhir, PEOPLE + CLINICS)
-        contested = [slot(f"workers-{n}", moment(6, 9, 15 * n)) for n in range(5)]
-        put_all(fhir, contested)
-
-    def book(n: int) -> int:
-        # A connection of its own each: the two workers take them in turn.
-        with two_workers.client() as client:
-            return create(client, appointment(contested[n % 5], "related")).status_code
-
-    with ThreadPoolExecutor(max_workers=RACERS) as pool:
-        answers = list(pool.map(book, range(RACERS * 2)))
-    assert sorted(answers) == [201] * 5 + [409] * (RACERS * 2 - 5)
-    with two_workers.client() as fhir:
-        booked = fhir.get("/Appointment", params={"status": "booked", "_count": "100"}).json()
-        assert sorted(e["resource"]["slot"][0]["reference"] for e in booked["entry"]) == sorted(
-            f"Slot/{s['id']}" for s in contested
-        )
