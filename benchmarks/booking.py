@@ -45,6 +45,7 @@ GP = {"coding": [{"system": SNOMED, "code": "394814009", "display": "General pra
 TEMPLATE_DAYS, SLOT_MINUTES = 17, 5
 SLOTS_PER_SCHEDULE = TEMPLATE_DAYS * (24 * 60 - 15) // SLOT_MINUTES  # 4,845
 SEARCH_DAYS = 14
+RUN = uuid.uuid4().hex[:8]
 
 
 @dataclass
@@ -71,7 +72,8 @@ async def _grow(client: FhirClient, diary: Diary, slots: int, keep: int) -> None
     """Add schedules until the diary holds at least slots; keep up to keep free slots."""
     while diary.slots < slots:
         n = len(diary.schedules)
-        location, schedule = f"bench-clinic-{n}", f"bench-diary-{n}"
+        # Named for this run: a PostgreSQL database is not emptied between runs.
+        location, schedule = f"bench-{RUN}-clinic-{n}", f"bench-{RUN}-diary-{n}"
         await _put(client, {"resourceType": "Location", "id": location, "name": f"Room {n}"})
         await _put(
             client,
