@@ -88,6 +88,15 @@ def test_cancelling_frees_the_slot_and_it_can_be_booked_again(diary: RunningServ
         assert read(fhir, "Slot/book-4")["status"] == "busy"
 
 
+def test_deleting_a_booking_frees_its_slot(diary: RunningServer) -> None:
+    with diary.client() as fhir:
+        free = slot("book-9", moment(2, 11))
+        put_all(fhir, [free])
+        booked = create(fhir, appointment(free, "related")).json()
+        assert fhir.delete(f"/Appointment/{booked['id']}").status_code in (200, 204)
+        assert read(fhir, "Slot/book-9")["status"] == "free"
+
+
 def test_amending_with_a_stale_if_match_is_refused(diary: RunningServer) -> None:
     with diary.client() as fhir:
         free = slot("book-5", moment(2, 10))

@@ -30,6 +30,7 @@ from tests.scheduling.diaries import (
 )
 
 MINOR_SURGERY = {"coding": [{"system": SERVICE, "code": "20664005", "display": "Minor surgery"}]}
+PHYSIO = {"coding": [{"system": SERVICE, "code": "722138006", "display": "Physiotherapy"}]}
 WAITERS = [
     {
         "resourceType": "Patient",
@@ -178,6 +179,24 @@ def test_a_patient_answers_only_their_own_offer(patient_diary: RunningServer) ->
     with server.client() as fhir:
         # Nobody else waits for it now: it is free again.
         assert read(fhir, "Slot/wait-4")["status"] == "free"
+
+
+def test_leaving_the_list_hands_an_open_offer_to_the_next(patient_diary: RunningServer) -> None:
+    server = patient_diary
+    wanted = slot("wait-5", moment(5, 9), service=PHYSIO)
+    with server.client() as fhir:
+        put_all(fhir, [wanted])
+        booked = create(fhir, appointment(wanted, "related")).json()
+        first = join(fhir, waiting("waiter-1", priority=1, service=PHYSIO))
+        join(fhir, waiting("waiter-2", priority=2, service=PHYSIO))
+        cancel(fhir, booked)
+        [offer] = offers_to(fhir, "waiter-1")
+        entry = read(fhir, f"Appointment/{first}")
+        cancel(fhir, entry)  # waiter-1 no longer needs it
+        assert read(fhir, f"Task/{offer['id']}")["status"] == "cancelled"
+        [then] = offers_to(fhir, "waiter-2")
+        assert then["focus"] == {"reference": "Slot/wait-5"}
+        assert read(fhir, "Slot/wait-5")["status"] == "busy-tentative"
 
 
 def run_expiry(server: RunningServer, capsys: pytest.CaptureFixture[str]) -> str:
