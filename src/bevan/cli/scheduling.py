@@ -86,7 +86,7 @@ def cmd_waitlist_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bevan slots` and `bevan waitlist` to the command's subparsers."""
     slots = commands.add_parser("slots", help="a diary's slots")
     slot_commands = slots.add_subparsers(dest="slots_command", required=True)
