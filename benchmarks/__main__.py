@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import bundle_import, crud, export, search, virtual_ward
+from benchmarks import booking, bundle_import, crud, export, search, virtual_ward
 from benchmarks.options import RunOptions
 from benchmarks.report import ScenarioResult
 
@@ -16,6 +16,7 @@ SCENARIOS: dict[str, Callable[[RunOptions], ScenarioResult]] = {
     "search": search.run,
     "export": export.run,
     "virtual-ward": virtual_ward.run,
+    "booking": booking.run,
 }
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -30,12 +32,17 @@ from bevan.monitoring.overdue import OverdueLook, look_for_overdue
 from bevan.monitoring.scoring import ScoringOnArrival
 from bevan.records.service import RecordService
 from bevan.records.write_rules import WriteRule
+from bevan.scheduling.booking import BookingRule
+from bevan.scheduling.diary import patient_of
+from bevan.scheduling.offer_expiry import end_lapsed_offers_every
+from bevan.scheduling.waiting_list import OFFER_ENDED_REASON
 from bevan.security.access import AccessPolicy
 from bevan.security.audit import AuditRecord
 from bevan.security.audit_key import load_audit_key
 from bevan.security.client_address import ForwardedHeaders, TrustedProxies
 from bevan.security.disabled_accounts import DisabledAccounts
 from bevan.security.oauth import ClientRegistry, RevocationList, oauth_routes
+from bevan.security.service_audit import SCHEDULER, service_update
 from bevan.security.system_writes import system_write_records
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
@@ -51,7 +58,10 @@ def write_rules(settings: Settings) -> list[WriteRule]:
     """Return the rules the services attach to writes of the record (the NEWS2 score
     of a completed set, a slot taken by a booking): every door that writes, the API, the
     loader and the web app, goes through the one RecordService that holds them."""
-    return [ScoringOnArrival(timedelta(minutes=settings.news2_window_minutes))]
+    return [
+        ScoringOnArrival(timedelta(minutes=settings.news2_window_minutes)),
+        BookingRule(timedelta(minutes=settings.offer_window_minutes)),
+    ]
 
 
 log = logging.getLogger("bevan.app")
@@ -169,7 +179,10 @@ def create_app(
                     records,
                     services.trail,
                 )
+            expiry = start_offer_expiry(settings, services)
             yield
+            if expiry is not None:
+                expiry.cancel()
             background.cancel_scope.cancel()
         services.writer.stop()
         await services.trail.stop()
@@ -202,6 +215,31 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
     return app
+
+
+def start_offer_expiry(settings: Settings, services: Services) -> asyncio.Task[None] | None:
+    """Start the round that ends lapsed waiting-list offers (each audited as the
+    scheduler), unless settings turn it off."""
+    if settings.offer_check_seconds <= 0:
+        return None
+
+    async def audit(ended: list[dict[str, Any]]) -> None:
+        for task in ended:
+            await services.trail.record(
+                service_update(
+                    SCHEDULER,
+                    (f"Task/{task['id']}", str((task.get("focus") or {}).get("reference"))),
+                    patient_of(task),
+                    OFFER_ENDED_REASON,
+                    services.source,
+                )
+            )
+
+    return asyncio.create_task(
+        end_lapsed_offers_every(
+            settings.offer_check_seconds, services.records, services.writer.run, audit
+        )
+    )
 
 
 def http_middleware(settings: Settings, metrics: ServerMetrics) -> list[Middleware]:

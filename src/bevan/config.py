@@ -46,6 +46,12 @@ class Settings:
     # process; `bevan ward overdue` runs one look).
     overdue_check_seconds: float = 300
 
+    # How long a slot freed for someone on a waiting list is held for them to accept.
+    offer_window_minutes: int = 120
+    # How often the server ends offers whose window has passed (0: never; run
+    # `bevan waitlist expire-offers` instead).
+    offer_check_seconds: float = 60.0
+
     @property
     def bulk_directory(self) -> Path:
         """Return where bulk requests keep their files (one directory per request)."""
@@ -84,6 +90,8 @@ class Settings:
             ),
             news2_window_minutes=float(os.environ.get("BEVAN_NEWS2_WINDOW_MINUTES", 15)),
             overdue_check_seconds=float(os.environ.get("BEVAN_OVERDUE_CHECK_SECONDS", 300)),
+            offer_window_minutes=int(os.environ.get("BEVAN_OFFER_WINDOW_MINUTES", 120)),
+            offer_check_seconds=float(os.environ.get("BEVAN_OFFER_CHECK_SECONDS", 60)),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from bevan.api.operations import (
     bulk_import,
     everything,
     export,
+    generate_slots,
     ingest,
     lastn,
     meta,
@@ -26,6 +27,7 @@ from bevan.api.operations import (
     meta_delete,
     validate,
     virtual_ward,
+    waitlist_statistics,
 )
 from bevan.fhir.errors import Issue, MethodNotAllowed, NotFound
 
@@ -150,6 +152,37 @@ OPERATIONS: tuple[Operation, ...] = (
         methods=("POST",),
         parameters=(("meta", "a Meta holding what to remove"),),
         affects_state=True,
+    ),
+    Operation(
+        "generate-slots",
+        {"instance": generate_slots.generate_slots_operation},
+        f"{BEVAN}/Schedule-generate-slots",
+        "Makes a diary's free Slots from a template (by default a week of 15-minute slots, "
+        "09:00-12:00 and 14:00-17:00 Monday to Friday, Europe/London), in one "
+        "transaction; a time that already has a slot is left alone.",
+        types=("Schedule",),
+        methods=("POST",),
+        parameters=(
+            ("start", "the first day (YYYY-MM-DD), required"),
+            ("days", "how many days from start (1-31, default 7)"),
+            ("session", "HH:MM-HH:MM, repeatable (default 09:00-12:00 and 14:00-17:00)"),
+            ("minutes", "each slot's length (5-240, default 15)"),
+            ("weekdays", "mon,tue,... (default mon-fri)"),
+            ("patientBookable", "true (default): patients may book the slots themselves"),
+        ),
+        affects_state=True,
+    ),
+    Operation(
+        "waitlist-statistics",
+        {"type": waitlist_statistics.waitlist_statistics},
+        f"{BEVAN}/Appointment-waitlist-statistics",
+        "Each service's waiting list: people waiting, their median wait so far in days, "
+        "slots held on offer, and slots whose time passed while free (counts only; not "
+        "for patients or devices).",
+        types=("Appointment",),
+        methods=("GET",),
+        parameters=(("service-type", "one service (system|code, or code)"),),
+        offload=True,
     ),
     Operation(
         "audit",
