@@ -78,8 +78,7 @@ def port_in_use(host: str, port: int) -> str | None:
 def cmd_demo(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bevan.app import create_app, settle_heap
-    from bevan.records.service import RecordService
+    from bevan.app import create_app, record_service, settle_heap
     from bevan.security.tokens import TokenAuthority
 
     settings = replace(settings_from(args), request_log=False)  # keep the demo's advice in view
@@ -92,9 +91,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     store = open_store(settings)
     settle_heap()
-    service = RecordService(
-        store, settings.base_url, referential_integrity=settings.referential_integrity
-    )
+    service = record_service(settings, store)
     with service.reading() as session:
         existing = session.resource_counts().get("Patient", 0)
     if existing == 0:
@@ -142,13 +139,15 @@ Try:
 def demo_population(data_dir: Path, patients: int, seed: int) -> list[Path]:
     """Return the demo population's NDJSON files, written into data_dir the first time
     and reused after: the demo then starts by loading them, never by making them again."""
+    from bevan.cli.data import coming_monday
     from bevan.synth import write_population
 
-    out = data_dir / f"demo-population-{seed}-{patients}"
+    monday = coming_monday()  # the practices' diaries start then
+    out = data_dir / f"demo-population-{seed}-{patients}-{monday.isoformat()}"
     if not out.is_dir():
         print(f"Generating {patients} synthetic patients (seed {seed}) ...", flush=True)
         partial = out.with_name(out.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        write_population(patients, seed, partial, ndjson=True)
+        write_population(patients, seed, partial, ndjson=True, diaries_from=monday)
         partial.rename(out)
     return sorted(out.glob("*.ndjson"))

@@ -10,6 +10,7 @@ references every file makes are checked once all are in.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import multiprocessing
 import os
@@ -20,13 +21,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bevan.fhir import json_text
+from bevan.fhir.errors import FhirError
 from bevan.records.load_preparation import (
     PreparedChunk,
+    bulk_resource,
+    describe,
     prepare_chunk,
     read_chunks,
     reference_path,
 )
+from bevan.records.service import prepare_version
+from bevan.records.write_rules import Written
 from bevan.store.bulk import BulkResource, BulkSession, CurrentResource, bulk_session
+from bevan.store.versions import StoredVersion
 
 if TYPE_CHECKING:
     from bevan.records.loader import LoadReport
@@ -109,9 +116,10 @@ def load_ndjson(
         with bulk_session(service.store) as bulk:
             counts: dict[int, Counter[str]] = {}
             loading: FileLoad | None = None
+            rules = RulesAtLoad(service)
             for file, chunk in preparer.prepared(paths):
                 if loading is None:
-                    loading = FileLoad(bulk, file, paths[file], report, progress, partial)
+                    loading = FileLoad(bulk, file, paths[file], report, progress, partial, rules)
                 if chunk is not None:
                     loading.write(chunk)
                     continue
@@ -138,9 +146,11 @@ class FileLoad:
         report: LoadReport,
         progress: Callable[[int], None],
         partial: bool,
+        rules: RulesAtLoad,
     ) -> None:
         self.bulk, self.file, self.path = bulk, file, path
         self.report, self.progress, self.partial = report, progress, partial
+        self.rules = rules
         self.stored: Counter[str] = Counter()
         self.unchanged = 0
         self.refused = False
@@ -153,7 +163,9 @@ class FileLoad:
             self.refused = self.refused or bool(chunk.refused)
             if not self.refused or self.partial:
                 # once the file is refused, its other lines are still checked, not written
-                written, kept, held = _write_chunk(self.bulk, self.file, chunk.resources)
+                written, kept, held = _write_chunk(
+                    self.bulk, self.rules, self.file, chunk.resources
+                )
                 for resource, why in held:
                     self.report.refuse(self.path, resource.line, why)
                 self.refused = self.refused or bool(held)
@@ -180,12 +192,16 @@ class FileLoad:
 
 
 def _write_chunk(
-    bulk: BulkSession, file: int, resources: list[BulkResource]
+    bulk: BulkSession,
+    rules: RulesAtLoad,
+    file: int,
+    resources: list[BulkResource],
 ) -> tuple[Counter[str], int, list[tuple[BulkResource, str]]]:
     """Write a chunk's resources; return what was stored by type, how many were found
     stored already as they are, and the resources refused with why."""
     stored: Counter[str] = Counter()
     refused: list[tuple[BulkResource, str]] = []
+    resources = rules.prepared(resources, refused)
     first: dict[tuple[str, str], BulkResource] = {}
     again: list[BulkResource] = []  # a second line for one resource in this chunk
     for resource in resources:
@@ -197,9 +213,9 @@ def _write_chunk(
     existing = bulk.existing(first)
     fresh, allowed = _claim_nhs_numbers(bulk, list(first.values()), refused)
     new = [r for r in fresh if (r.resource_type, r.id) not in existing]
-    rids = bulk.insert(new)
-    bulk.note_stored(file, rids)
-    stored.update(r.resource_type for r in new)
+    keys = bulk.insert(new)
+    bulk.note_stored(file, [rid for _, rid in keys])
+    written = [(r, seq, rid, True) for r, (seq, rid) in zip(new, keys, strict=True)]
     unchanged = 0
     for resource in [r for r in fresh if (r.resource_type, r.id) in existing] + again:
         if resource in again and not allowed(resource, refused):
@@ -210,15 +226,102 @@ def _write_chunk(
                 (resource.resource_type, resource.id)
             )
         if current is None:
-            rids = bulk.insert([resource])
-            bulk.note_stored(file, rids)
+            ((seq, rid),) = bulk.insert([resource])
+            bulk.note_stored(file, [rid])
+            written.append((resource, seq, rid, True))
         elif not current.deleted and _same_content(current, resource):
             bulk.note_references(resource, current.rid)
+            stored[resource.resource_type] += 1
             unchanged += 1
         else:
-            bulk.replace(_as_next_version(resource, current), current)
-        stored[resource.resource_type] += 1
+            resource = _as_next_version(resource, current)
+            seq = bulk.replace(resource, current)
+            written.append((resource, seq, current.rid, False))
+    undone = rules.written(bulk, written, refused)
+    stored.update(r.resource_type for r, _, rid, _ in written if rid not in undone)
     return stored, unchanged, refused
+
+
+class RulesAtLoad:
+    """The services' write rules (records/write_rules.py), applied to what a load
+    writes of the types they name, as to every other write: preparing on each resource
+    before it is stored (made again if a rule amended it), written in the load's
+    transaction once its chunk is stored. Resources a rule writes are checked for
+    references when they are written; the load's own at its end."""
+
+    def __init__(self, service: RecordService) -> None:
+        self.rules = service.rules
+        self.base_url = service.base_url
+        # What rules write goes through the service, its references checked at once
+        # (they name what the loaded resource names, already written or in the load).
+        self.service = copy.copy(service)
+        self.service.referential_integrity = False
+
+    def _names(self, resource_type: str) -> bool:
+        return bool(self.rules) and bool(self.rules.for_type(resource_type))
+
+    def prepared(
+        self, resources: list[BulkResource], refused: list[tuple[BulkResource, str]]
+    ) -> list[BulkResource]:
+        """Return resources as the rules leave them, without those they refuse."""
+        if not self.rules:
+            return resources
+        kept = []
+        for resource in resources:
+            if not self._names(resource.resource_type):
+                kept.append(resource)
+                continue
+            stamped = json_text.loads(resource.content)
+            before = dict(stamped)
+            try:
+                self.rules.preparing(resource.resource_type, stamped)
+            except FhirError as error:
+                refused.append((resource, describe(error.issues)))
+                continue
+            if stamped.keys() == before.keys() and all(stamped[k] is before[k] for k in stamped):
+                kept.append(resource)  # a rule assigns what it changes: nothing was
+                continue
+            version = prepare_version(
+                resource.resource_type, resource.id, stamped, resource.version_id, self.base_url
+            )
+            kept.append(bulk_resource(version, self.base_url, resource.file, resource.line))
+        return kept
+
+    def written(
+        self,
+        bulk: BulkSession,
+        written: list[tuple[BulkResource, int, int, bool]],
+        refused: list[tuple[BulkResource, str]],
+    ) -> set[int]:
+        """Tell the rules of each resource written (resource, seq, rid, created); return
+        the rids of those a rule refused, each undone with what its rule wrote."""
+        named = [w for w in written if self._names(w[0].resource_type)]
+        if not named:
+            return set()
+        undone: set[int] = set()
+        session = bulk.write_session()
+        try:
+            for resource, seq, rid, _ in named:
+                stored = StoredVersion(
+                    resource.resource_type,
+                    resource.id,
+                    resource.version_id,
+                    resource.last_updated,
+                    False,
+                    resource.content,
+                    seq,
+                )
+                content = json_text.loads(resource.content)
+                try:
+                    with session.savepoint():
+                        self.rules.written(self.service, Written(session, stored, content))
+                except FhirError as error:
+                    refused.append((resource, describe(error.issues)))
+                    undone.add(rid)
+        finally:
+            bulk.rules_done(session)
+        bulk.discard(undone)
+        return undone
 
 
 def _claim_nhs_numbers(

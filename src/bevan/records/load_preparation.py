@@ -24,7 +24,7 @@ from bevan.fhir.ids import is_valid_id
 from bevan.fhir.limits import MAX_JSON_DEPTH
 from bevan.fhir.references import local_references, parse_reference
 from bevan.fhir.validation import validate_resource
-from bevan.records.service import SERVER_WRITTEN_TYPES, prepare_version
+from bevan.records.service import SERVER_WRITTEN_TYPES, PreparedVersion, prepare_version
 from bevan.store.bulk import BulkResource
 
 # Lines a worker prepares at a time: enough that handing them over costs little beside
@@ -91,18 +91,27 @@ def prepare_line(file: int, number: int, line: bytes, base_url: str | None) -> B
     elif not isinstance(id, str) or not is_valid_id(id):
         raise _refused(f"{id!r} is not a valid id: 1-64 letters, digits, '-' or '.'")
     version = prepare_version(resource_type, id, resource, 1, base_url)
+    return bulk_resource(version, base_url, file, number)
+
+
+def bulk_resource(
+    version: PreparedVersion, base_url: str | None, file: int, line: int
+) -> BulkResource:
+    """Return a prepared version as the store's bulk writer takes it."""
     references = _local_targets(version.content, version.resource, base_url)
     return BulkResource(
-        resource_type=resource_type,
-        id=id,
-        version_id=1,
+        resource_type=version.resource_type,
+        id=version.id,
+        version_id=version.version,
         last_updated=version.last_updated,
         content=version.content,
         rows=tuple((table, tuple(rows)) for table, rows in version.rows.tables()),
-        nhs_numbers=nhs_numbers_held(version.resource) if resource_type == "Patient" else (),
+        nhs_numbers=(
+            nhs_numbers_held(version.resource) if version.resource_type == "Patient" else ()
+        ),
         references=tuple(sorted(references)),
         file=file,
-        line=number,
+        line=line,
     )
 
 

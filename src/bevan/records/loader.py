@@ -109,11 +109,10 @@ def load_files(
         from bevan.records.bulk_load import load_ndjson
 
         load_ndjson(service, ndjson, report, progress, partial=partial, workers=workers)
-    if bundles:
-        waiting = Waiting()
-        for path in bundles:
-            _load_bundle(service, path, report, progress, waiting)
-        _load_waiting(service, report, progress, waiting)
+    waiting = Waiting()
+    for path in bundles:
+        _load_bundle(service, path, report, progress, waiting)
+    _load_waiting(service, report, progress, waiting)
     if report.total >= FIRST_STATISTICS_REFRESH:
         service.store.analyse(settle=True)
     return report

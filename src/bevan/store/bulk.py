@@ -18,8 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from sqlalchemy import Connection, RootTransaction
+
 from bevan.store.record_store import RecordStore
 from bevan.store.statements import INDEX_COLUMNS, KEYED_NAMES
+from bevan.store.writing import WriteSession
 
 # Index rows by table name, each row's values after rid and resource_type.
 TableRows = tuple[tuple[str, tuple[tuple[Any, ...], ...]], ...]
@@ -73,29 +76,52 @@ _CHUNK = 500
 class BulkSession:
     """One load's connection to the record: a transaction per file, committed whole."""
 
-    def __init__(self, store: RecordStore, connection: Any) -> None:
+    def __init__(self, store: RecordStore, connection: Connection) -> None:
         self.store = store
-        self.connection = connection  # the driver's own connection
+        self.sessions = connection  # what write sessions for the services' rules share
+        self.connection: Any = connection.connection.driver_connection  # the driver's own
         self.mark = "?" if store.sqlite else "%s"
-        self._in_transaction = False
+        self._transaction: RootTransaction | None = None
 
     # --- transactions -------------------------------------------------------------
 
     def begin(self) -> None:
         self._begin()
-        self._in_transaction = True
+        try:
+            self._transaction = self.sessions.begin()
+        except BaseException:
+            self._after_transaction()
+            raise
 
     def commit(self) -> None:
-        self._commit()
-        self._in_transaction = False
+        assert self._transaction is not None
+        self._transaction.commit()
+        self._transaction = None
         self._after_transaction()
 
     def rollback(self) -> None:
         """Undo the open transaction, if there is one."""
-        if self._in_transaction:
-            self._rollback()
-            self._in_transaction = False
+        if self._transaction is not None:
+            self._transaction.rollback()
+            self._transaction = None
             self._after_transaction()
+
+    def write_session(self) -> WriteSession:
+        """Return a write session in this load's open transaction, for what the services'
+        write rules read and write; close it with rules_done()."""
+        store = self.store
+        return WriteSession(
+            self.sessions, store.sqlite, store.hot, store.compiler, store.facts, store.shapes
+        )
+
+    def rules_done(self, session: WriteSession) -> None:
+        """Store what a write session wrote, so the load's own keys follow on from it."""
+        session.store_held_rows()
+        session.close()
+        self._keys_taken()
+
+    def _keys_taken(self) -> None:
+        pass
 
     # --- what is there already --------------------------------------------------------
 
@@ -138,8 +164,8 @@ class BulkSession:
 
     # --- writes ---------------------------------------------------------------------
 
-    def insert(self, resources: Sequence[BulkResource]) -> list[int]:
-        """Store new resources (none of them stored before); return their rids."""
+    def insert(self, resources: Sequence[BulkResource]) -> list[tuple[int, int]]:
+        """Store new resources (none of them stored before); return their (seq, rid)."""
         if not resources:
             return []
         keys = self._next_keys(len(resources))
@@ -148,7 +174,6 @@ class BulkSession:
         index: dict[str, list[tuple[Any, ...]]] = {}
         references: list[tuple[Any, ...]] = []
         holders: list[tuple[Any, ...]] = []
-        rids = []
         for resource, (seq, rid) in zip(resources, keys, strict=True):
             t, id = resource.resource_type, resource.id
             versions.append(
@@ -156,14 +181,13 @@ class BulkSession:
             )
             current.append((rid, t, id, resource.version_id, seq, resource.last_updated, False))
             self._collect(rid, resource, index, references, holders)
-            rids.append(rid)
         self._insert_rows("resource_version", KEYED_NAMES["resource_version"], versions)
         self._insert_rows("resource", KEYED_NAMES["resource"], current)
         self._insert_collected(index, references, holders)
-        return rids
+        return keys
 
     def replace(self, resource: BulkResource, current: CurrentResource) -> int:
-        """Store resource as the next version of one already stored; return its rid."""
+        """Store resource as the next version of one already stored; return its seq."""
         m = self.mark
         ((seq, _),) = self._next_keys(1)
         self._insert_rows(
@@ -194,7 +218,7 @@ class BulkSession:
         holders: list[tuple[Any, ...]] = []
         self._collect(current.rid, resource, index, references, holders)
         self._insert_collected(index, references, holders)
-        return current.rid
+        return seq
 
     def note_references(self, resource: BulkResource, rid: int) -> None:
         """Keep the references of a resource stored before and left as it was, so they
@@ -313,12 +337,6 @@ class BulkSession:
     def _begin(self) -> None:
         raise NotImplementedError
 
-    def _commit(self) -> None:
-        self.connection.commit()
-
-    def _rollback(self) -> None:
-        self.connection.rollback()
-
     def _after_transaction(self) -> None:
         pass
 
@@ -399,22 +417,15 @@ class SqliteBulkSession(BulkSession):
             cursor.close()
 
     def _begin(self) -> None:
+        # BEGIN IMMEDIATE follows (the engine's begin for writes), under the lock every
+        # writer of this database queues on.
         lock = self.store.write_lock
         if lock is not None:
             lock.acquire()
-        try:
-            self._execute("BEGIN IMMEDIATE")
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
         self._keys = None
 
-    def _commit(self) -> None:
-        self._execute("COMMIT")
-
-    def _rollback(self) -> None:
-        self._execute("ROLLBACK")
+    def _keys_taken(self) -> None:
+        self._keys = None
 
     def _after_transaction(self) -> None:
         lock = self.store.write_lock
@@ -495,16 +506,17 @@ class PostgresBulkSession(BulkSession):
 @contextmanager
 def bulk_session(store: RecordStore) -> Iterator[BulkSession]:
     """A load's session on store: its own connection, temporary tables and settings."""
-    raw = store.engine.raw_connection()
-    driver = raw.driver_connection
     kind: type[BulkSession] = SqliteBulkSession if store.sqlite else PostgresBulkSession
-    session = kind(store, driver)
-    try:
+    with store.engine.connect().execution_options(bevan_write=True) as connection:
+        session = kind(store, connection)
         session.open()
         try:
             yield session
         finally:
-            session.rollback()
+            try:
+                session.rollback()
+            except BaseException:
+                # the lock and transaction are gone with the connection
+                session._transaction = None
+                session._after_transaction()
             session.close()
-    finally:
-        raw.close()
