@@ -49,7 +49,8 @@ def run_import(records: RecordService, files: list[UploadedFile], run: JobRun) -
         handled += n
         run.progress(f"{handled} resources read")
 
-    report = load_files(records, [f.path for f in files], progress)
+    # An import keeps each file's good lines and reports the others one by one.
+    report = load_files(records, [f.path for f in files], progress, partial=True)
     names = {str(f.path): f.name for f in files}
     result = ImportResult(stored=dict(report.stored))
     for text in report.refused:
