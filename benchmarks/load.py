@@ -116,15 +116,17 @@ def _cpu_seconds() -> float:
 def _load(url: str, directory: Path, label: str) -> tuple[int, float, list[float], int, float]:
     """Return (stored, seconds, rate in each tenth, refused, CPU seconds of this process
     and its workers) of one `bevan load`."""
+    from bevan.app import record_service
+    from bevan.config import Settings
     from bevan.records.loader import load_files
-    from bevan.records.service import RecordService
     from bevan.store.migrate import upgrade
     from bevan.store.record_store import RecordStore
 
     expected = sum(1 for path in _files(directory) for line in path.open("rb") if line.strip())
     store = RecordStore.from_url(url)
     upgrade(store.engine)
-    service = RecordService(store, "http://localhost:8000/fhir")
+    # The service `bevan load` uses, with the write rules of the other services.
+    service = record_service(Settings(database_url=url), store)
     timeline = Timeline(expected)
     _say(f"{label}: loading {expected:,} resources ...")
     started = time.perf_counter()

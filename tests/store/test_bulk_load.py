@@ -286,3 +286,25 @@ def test_the_services_write_rules_see_every_loaded_line(store: RecordStore, tmp_
     assert _counts(store) == {"Patient": 1, "Observation": 2, "Flag": 2}
     tagged = orjson.loads(service.read("Observation", "r1").content or "{}")
     assert tagged["meta"]["tag"][0]["code"] == "implausible"
+
+
+def test_diaries_load_whole_though_appointments_come_before_their_slots(
+    store: RecordStore, tmp_path: Path
+) -> None:
+    # Appointment.ndjson is read before Slot.ndjson: the booking rule, finding no slot,
+    # puts the appointments off, in their order, until the slots are in.
+    from bevan.app import record_service
+    from bevan.cli.data import coming_monday
+    from bevan.config import Settings
+
+    population = tmp_path / "population"
+    write_population(20, 5, population, ndjson=True, workers=1, diaries_from=coming_monday())
+    service = record_service(Settings(data_dir=tmp_path), store)
+    files = sorted(population.glob("*.ndjson"))
+    assert [p.stem for p in files].index("Appointment") < [p.stem for p in files].index("Slot")
+    report = load_files(service, files)
+    assert report.refused == []
+    expected = _lines_by_type(population)
+    counts = _counts(store)
+    assert all(counts[t] >= n for t, n in expected.items()), (counts, expected)
+    assert counts["Appointment"] == expected["Appointment"] > 0

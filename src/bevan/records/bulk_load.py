@@ -129,6 +129,7 @@ def load_ndjson(
                     counts[file] = stored
                     for resource_type, n in stored.items():
                         report.count(resource_type, n)
+            _try_deferred_again(bulk, rules, paths, report, counts)
             _check_references(bulk, service, paths, report, counts, partial)
     finally:
         preparer.close()
@@ -213,9 +214,23 @@ def _write_chunk(
     existing = bulk.existing(first)
     fresh, allowed = _claim_nhs_numbers(bulk, list(first.values()), refused)
     new = [r for r in fresh if (r.resource_type, r.id) not in existing]
-    keys = bulk.insert(new)
+    # What a rule watches is written one resource at a time, each rule seeing what came
+    # before it in the file and nothing after, as if each line had been sent alone.
+    plain = [r for r in new if not rules.names(r.resource_type)]
+    keys = bulk.insert(plain)
     bulk.note_stored(file, [rid for _, rid in keys])
-    written = [(r, seq, rid, True) for r, (seq, rid) in zip(new, keys, strict=True)]
+    stored.update(r.resource_type for r in plain)
+    undone: set[int] = set()
+    for resource in new:
+        if rules.names(resource.resource_type):
+            if rules.putting_off(resource):
+                continue
+            ((seq, rid),) = bulk.insert([resource])
+            bulk.note_stored(file, [rid])
+            undone |= rules.written(bulk, [(resource, seq, rid, True)], refused)
+            if rid not in undone:
+                stored[resource.resource_type] += 1
+    written: list[tuple[BulkResource, int, int, bool]] = []
     unchanged = 0
     for resource in [r for r in fresh if (r.resource_type, r.id) in existing] + again:
         if resource in again and not allowed(resource, refused):
@@ -237,8 +252,9 @@ def _write_chunk(
             resource = _as_next_version(resource, current)
             seq = bulk.replace(resource, current)
             written.append((resource, seq, current.rid, False))
-    undone = rules.written(bulk, written, refused)
-    stored.update(r.resource_type for r, _, rid, _ in written if rid not in undone)
+    for item in written:
+        if item[2] not in rules.written(bulk, [item], refused):
+            stored[item[0].resource_type] += 1
     return stored, unchanged, refused
 
 
@@ -256,8 +272,28 @@ class RulesAtLoad:
         # (they name what the loaded resource names, already written or in the load).
         self.service = copy.copy(service)
         self.service.referential_integrity = False
+        # The content of each resource of the chunk being written, as the rules left it.
+        self._contents: dict[tuple[str, str], dict[str, Any]] = {}
+        # Lines (file, line) a rule refused for want of a resource not stored yet: tried
+        # again once every file is in, as references are checked then.
+        self.deferred: list[tuple[int, int]] = []
+        self.deferring = True
+        self._putting_off: set[int] = set()  # files whose watched lines are put off
 
-    def _names(self, resource_type: str) -> bool:
+    def putting_off(self, resource: BulkResource) -> bool:
+        """Return True (and put it off) if resource's file has a line put off before it."""
+        if self.deferring and resource.file in self._putting_off:
+            self.deferred.append((resource.file, resource.line))
+            return True
+        return False
+
+    def next_round(self) -> None:
+        """Start a round of trying again what was put off."""
+        self.deferred = []
+        self._putting_off = set()
+
+    def names(self, resource_type: str) -> bool:
+        """Return True if a rule watches writes of resource_type."""
         return bool(self.rules) and bool(self.rules.for_type(resource_type))
 
     def prepared(
@@ -268,7 +304,7 @@ class RulesAtLoad:
             return resources
         kept = []
         for resource in resources:
-            if not self._names(resource.resource_type):
+            if not self.names(resource.resource_type):
                 kept.append(resource)
                 continue
             stamped = json_text.loads(resource.content)
@@ -278,12 +314,16 @@ class RulesAtLoad:
             except FhirError as error:
                 refused.append((resource, describe(error.issues)))
                 continue
-            if stamped.keys() == before.keys() and all(stamped[k] is before[k] for k in stamped):
+            self._contents[(resource.resource_type, resource.id)] = stamped
+            if stamped.keys() == before.keys() and all(
+                stamped[k] is before[k] or stamped[k] == before[k] for k in stamped
+            ):
                 kept.append(resource)  # a rule assigns what it changes: nothing was
                 continue
             version = prepare_version(
                 resource.resource_type, resource.id, stamped, resource.version_id, self.base_url
             )
+            self._contents[(resource.resource_type, resource.id)] = version.resource
             kept.append(bulk_resource(version, self.base_url, resource.file, resource.line))
         return kept
 
@@ -295,7 +335,8 @@ class RulesAtLoad:
     ) -> set[int]:
         """Tell the rules of each resource written (resource, seq, rid, created); return
         the rids of those a rule refused, each undone with what its rule wrote."""
-        named = [w for w in written if self._names(w[0].resource_type)]
+        named = [w for w in written if self.names(w[0].resource_type)]
+        contents, self._contents = self._contents, {}
         if not named:
             return set()
         undone: set[int] = set()
@@ -311,13 +352,24 @@ class RulesAtLoad:
                     resource.content,
                     seq,
                 )
-                content = json_text.loads(resource.content)
+                if self.putting_off(resource):
+                    # after one line is put off, the rest of its file follows it, in order
+                    undone.add(rid)
+                    continue
+                content = contents.get((resource.resource_type, resource.id))
+                if content is None or resource.version_id != 1:  # a new version's meta
+                    content = json_text.loads(resource.content)
                 try:
                     with session.savepoint():
                         self.rules.written(self.service, Written(session, stored, content))
                 except FhirError as error:
-                    refused.append((resource, describe(error.issues)))
                     undone.add(rid)
+                    if self.deferring and all(i.code == "not-found" for i in error.issues):
+                        # what it needs may come in a later file: try it again then
+                        self.deferred.append((resource.file, resource.line))
+                        self._putting_off.add(resource.file)
+                    else:
+                        refused.append((resource, describe(error.issues)))
         finally:
             bulk.rules_done(session)
         bulk.discard(undone)
@@ -371,6 +423,35 @@ def _as_next_version(resource: BulkResource, current: CurrentResource) -> BulkRe
     stamped = json_text.loads(resource.content)
     stamped["meta"]["versionId"] = str(version)
     return resource._replace(version_id=version, content=json_text.dumps(stamped).decode())
+
+
+def _try_deferred_again(
+    bulk: BulkSession,
+    rules: RulesAtLoad,
+    paths: list[Path],
+    report: LoadReport,
+    counts: dict[int, Counter[str]],
+) -> None:
+    """Write again the lines a rule put off, round after round while a round stores
+    some; in the last round what still fails is refused, with the rule's reason."""
+    while rules.deferred:
+        waiting = sorted(set(rules.deferred))
+        rules.next_round()
+        lines = _lines(paths, set(waiting))
+        for file in sorted({file for file, _ in waiting}):
+            chunk = prepare_chunk(
+                file, rules.base_url, [(n, lines[(f, n)]) for f, n in waiting if f == file]
+            )
+            loading = FileLoad(bulk, file, paths[file], report, lambda n: None, True, rules)
+            loading.write(chunk)
+            stored = loading.finish() or Counter()
+            counts.setdefault(file, Counter()).update(stored)
+            for resource_type, n in stored.items():
+                report.count(resource_type, n)
+        if len(set(rules.deferred)) >= len(waiting):  # this round stored nothing
+            if not rules.deferring:
+                return
+            rules.deferring = False
 
 
 def _check_references(

@@ -451,6 +451,11 @@ class SqliteBulkSession(BulkSession):
         self.connection.executemany(sql, rows)
 
 
+# Fewer rows than this go in as an INSERT: starting a COPY costs more than a few rows
+# (resources a write rule watches are written one at a time).
+COPY_FROM_ROWS = 32
+
+
 class PostgresBulkSession(BulkSession):
     """PostgreSQL: keys from the tables' sequences, rows through COPY.
 
@@ -496,6 +501,12 @@ class PostgresBulkSession(BulkSession):
             return
         cursor = self.connection.cursor()
         try:
+            if len(rows) < COPY_FROM_ROWS:
+                marks = ", ".join(["%s"] * len(names))
+                cursor.executemany(
+                    f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", rows
+                )
+                return
             with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
