@@ -9,9 +9,6 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from bevan.api.context import Services
 from bevan.api.health import health_routes
@@ -26,7 +23,12 @@ from bevan.security.access import AccessPolicy
 from bevan.security.audit_key import load_audit_key
 from bevan.security.client_address import ForwardedHeaders, TrustedProxies
 from bevan.security.disabled_accounts import DisabledAccounts
-from bevan.security.oauth import ClientRegistry, RevocationList, oauth_routes
+from bevan.security.oauth import (
+    AuthorizationServer,
+    ClientRegistry,
+    RevocationList,
+    oauth_routes,
+)
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
 from bevan.security.users import UserDirectory
@@ -34,6 +36,10 @@ from bevan.store.access import BreakGlassLedger
 from bevan.store.audit import AuditLog
 from bevan.store.group import GroupWriter
 from bevan.store.record_store import RecordStore
+from bevan.web.page_access import UserNames, WebApp
+from bevan.web.routes import web_routes
+from bevan.web.sessions import SessionKeeper, session_key
+from bevan.web.templating import Pages
 
 
 def create_app(
@@ -86,8 +92,21 @@ def create_app(
             return "the database schema is behind this release: run `bevan db upgrade`"
         return None
 
-    async def home(request: Request) -> Response:
-        return RedirectResponse(f"{settings.base_path}/metadata")
+    users = UserDirectory.on(store.engine)
+    clients = ClientRegistry.on(store.engine)
+    authorization = AuthorizationServer(tokens, users, clients, revocations, settings.base_url)
+    # The web app signs people in as a client of this same authorization server.
+    web = WebApp(
+        SessionKeeper(
+            authorization,
+            tokens,
+            clients,
+            settings.base_url.removesuffix(settings.base_path),
+            session_key(settings.data_dir),
+        ),
+        Pages(),
+        UserNames(users),
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -99,20 +118,15 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/", home, methods=["GET"]),
             *health_routes(database_ready),
             *metrics_route(metrics, tokens, settings.metrics_allow),
             # Before the FHIR routes: /fhir/.well-known/... would otherwise match Type/id.
             *audited_routes(
-                oauth_routes(
-                    tokens,
-                    UserDirectory.on(store.engine),
-                    ClientRegistry.on(store.engine),
-                    revocations,
-                    settings.base_url,
-                )
+                oauth_routes(tokens, users, clients, revocations, settings.base_url, authorization)
             ),
             *fhir_routes(settings.base_path),
+            # The web app, at /: after the API, whose routes are matched first.
+            *web_routes(),
         ],
         exception_handlers={404: not_found, 405: method_not_allowed},
         lifespan=lifespan,
@@ -123,6 +137,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.services = services
+    app.state.web = web
     return app
 
 

@@ -923,6 +923,7 @@ def oauth_routes(
     clients: ClientRegistry,
     revocations: RevocationList,
     base_url: str,
+    server: AuthorizationServer | None = None,
 ) -> list[Route]:
     """Return the routes for sign-in, tokens, revocation and SMART discovery.
 
@@ -930,7 +931,7 @@ def oauth_routes(
     `aud` SMART applications must name, and the path the FHIR-relative discovery
     document lives under. Mount these before the FHIR routes.
     """
-    server = AuthorizationServer(authority, users, clients, revocations, base_url)
+    server = server or AuthorizationServer(authority, users, clients, revocations, base_url)
     base_path = urlsplit(base_url).path.rstrip("/")
 
     def fhir_base(request: Request) -> str:
