@@ -15,6 +15,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import shutil
 import sys
 import tarfile
@@ -98,7 +99,10 @@ def unpack(package: Package, data: bytes, vendor: Path) -> None:
             destination.parent.mkdir(parents=True, exist_ok=True)
             source = archive.extractfile(member)
             assert source is not None
-            destination.write_bytes(source.read())
+            data_out = source.read()
+            if destination.suffix == ".css":
+                data_out = without_remote_fonts(data_out)
+            destination.write_bytes(data_out)
     (target / "VERSION.json").write_text(
         json.dumps(
             {"name": package.name, "version": package.version, "integrity": package.integrity}
@@ -106,11 +110,24 @@ def unpack(package: Package, data: bytes, vendor: Path) -> None:
     )
 
 
+# The pages' Content-Security-Policy loads nothing from other sites. The NHS.UK
+# frontend's web font (Frutiger) is served only from NHS England's asset host, so its
+# @font-face rules are taken out of the stylesheet and text is set in the fallback
+# (Arial), as the design system itself does wherever the font cannot load.
+_REMOTE_FONT = re.compile(rb"@font-face\{[^}]*https://[^}]*\}")
+
+
+def without_remote_fonts(css: bytes) -> bytes:
+    """Return a stylesheet without the @font-face rules that load fonts from elsewhere."""
+    return _REMOTE_FONT.sub(b"", css)
+
+
 def in_place(package: Package, vendor: Path) -> bool:
     stamp = vendor / package.folder / "VERSION.json"
     if not stamp.exists():
         return False
-    return bool(json.loads(stamp.read_text()).get("integrity") == package.integrity)
+    found = json.loads(stamp.read_text())
+    return bool(found.get("integrity") == package.integrity and found.get("fonts") == "local")
 
 
 def main(argv: list[str] | None = None) -> int:
