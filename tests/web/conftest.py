@@ -140,8 +140,11 @@ def clinic(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 
-def sign_in(clinic: Clinic, role: str) -> httpx.Client:
-    """Return a client signed in to the web app as role, through its OAuth sign-in."""
+def sign_in(
+    clinic: Clinic, role: str, username: str | None = None, password: str = PASSWORD
+) -> httpx.Client:
+    """Return a client signed in to the web app as role (or as username), through its
+    OAuth sign-in."""
     client = httpx.Client(base_url=clinic.root, follow_redirects=False, timeout=60)
     started = client.get("/sign-in")
     assert started.status_code == 303, started.text
@@ -150,7 +153,7 @@ def sign_in(clinic: Clinic, role: str) -> httpx.Client:
     fields = {
         k: html.unescape(v) for k, v in re.findall(r'name="([^"]+)" value="([^"]*)"', form.text)
     }
-    fields.update(username=clinic.usernames[role], password=PASSWORD, action="sign-in")
+    fields.update(username=username or clinic.usernames[role], password=password, action="sign-in")
     signed = client.post("/auth/authorize", data=fields)
     assert signed.status_code == 303, signed.text
     back = client.get(signed.headers["location"])

@@ -358,3 +358,22 @@ def _access_token(cookie: str) -> str:
     session = WebSession.from_cookie(cookie)
     assert session is not None
     return session.access_token
+
+
+def test_the_demo_prints_sign_ins_that_open_the_web_app(clinic: Clinic) -> None:
+    from bevan.cli.demo_accounts import demo_sign_ins
+    from bevan.security.users import UserDirectory
+
+    made = demo_sign_ins(clinic.server.store.engine, clinic.server.records)
+    sign_ins = {s.role: s for s in made}
+    assert set(sign_ins) == {"clinician", "patient"}
+    browsers = {}
+    for role, first_page in (("clinician", "/patients"), ("patient", "/my-record")):
+        browser = sign_in(clinic, role, sign_ins[role].username, sign_ins[role].password)
+        assert browser.get("/").headers["location"] == first_page
+        assert browser.get(first_page).status_code == 200
+        browsers[role] = browser
+    # The demo clinician cares for the demo patient: their practice is the patient's.
+    account = UserDirectory.on(clinic.server.store.engine).by_username(sign_ins["patient"].username)
+    assert account is not None and account.patient_id
+    assert browsers["clinician"].get(f"/patients/{account.patient_id}").status_code == 200
