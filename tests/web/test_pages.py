@@ -377,3 +377,27 @@ def test_the_demo_prints_sign_ins_that_open_the_web_app(clinic: Clinic) -> None:
     account = UserDirectory.on(clinic.server.store.engine).by_username(sign_ins["patient"].username)
     assert account is not None and account.patient_id
     assert browsers["clinician"].get(f"/patients/{account.patient_id}").status_code == 200
+
+
+def test_a_session_whose_access_token_has_expired_is_renewed_without_signing_in_again(
+    clinic: Clinic,
+) -> None:
+    from bevan.security.tokens import TokenAuthority
+    from bevan.web.sessions import WebSession
+
+    browser = sign_in(clinic, "nurse")  # a session of its own: its refresh token rotates
+    session = WebSession.from_cookie(browser.cookies["bevan_session"])
+    assert session is not None and session.refresh_token
+    expired = TokenAuthority.in_directory(clinic.server.data_dir).issue(
+        "someone", "nurse", organisation=clinic.practice, lifetime=-60
+    )
+    stale = WebSession(session.id, expired, session.refresh_token)
+    with httpx.Client(base_url=clinic.root, cookies={"bevan_session": stale.cookie()}) as tab:
+        page = tab.get("/patients")
+        assert page.status_code == 200
+        renewed = WebSession.from_cookie(page.cookies["bevan_session"])
+        assert renewed is not None
+        assert renewed.access_token != expired and renewed.refresh_token != session.refresh_token
+        # The form token belongs to the session, not to its tokens: it still works.
+        assert renewed.id == session.id
+        assert csrf_of(page) == csrf_of(browser.get("/patients"))
