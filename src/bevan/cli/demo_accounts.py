@@ -4,6 +4,7 @@ that patient, each given a fresh password every time the demo starts."""
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from dataclasses import dataclass
 
 import orjson
@@ -30,11 +31,14 @@ class DemoSignIn:
 def demo_sign_ins(engine: Engine, records: RecordService) -> list[DemoSignIn]:
     """Return sign-ins for a demo clinician and a demo patient (one with vital signs
     recorded, registered at the clinician's practice); none if there is no such patient."""
-    found = records.search(parse_search("Observation", "category=vital-signs&_count=1")).matches
+    # The patient with most readings among the first few hundred: a summary with trends.
+    found = records.search(parse_search("Observation", "category=vital-signs&_count=500")).matches
     if not found:
         return []
-    observation = orjson.loads(found[0].content or b"{}")
-    patient_id = observation.get("subject", {}).get("reference", "").removeprefix("Patient/")
+    subjects = Counter(
+        orjson.loads(o.content or b"{}").get("subject", {}).get("reference", "") for o in found
+    )
+    patient_id = subjects.most_common(1)[0][0].removeprefix("Patient/")
     try:
         patient = orjson.loads(records.read("Patient", patient_id).content or b"{}")
         practice_ref = patient["generalPractitioner"][0]["reference"].removeprefix("Organization/")
