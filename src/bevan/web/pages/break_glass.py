@@ -10,7 +10,7 @@ from dataclasses import replace
 import orjson
 from starlette.responses import RedirectResponse, Response
 
-from bevan.api import oversight
+from bevan.api.operations import break_glass as break_glass_operation
 from bevan.fhir.errors import Forbidden
 from bevan.security.access import BREAK_GLASS_HOURS, CLINICAL_ROLES
 from bevan.web.page_access import PageRequest
@@ -59,7 +59,7 @@ def _clinical(page: PageRequest) -> None:
 
 def review_queue(page: PageRequest) -> Response:
     """GET /break-glass/reviews: grants awaiting review (the API's GET $break-glass)."""
-    answer = oversight.break_glass_queue(page.fhir)
+    answer = break_glass_operation.break_glass_queue(page.fhir)
     grants = orjson.loads(bytes(answer.body))["grants"]
     users = page.users
     for grant in grants:
@@ -72,7 +72,7 @@ def review(page: PageRequest) -> Response:
     POST $break-glass/{grant})."""
     outcome = page.form.get("outcome", "").strip()
     if not outcome:
-        answer = oversight.break_glass_queue(page.fhir)
+        answer = break_glass_operation.break_glass_queue(page.fhir)
         grants = orjson.loads(bytes(answer.body))["grants"]
         for grant in grants:
             grant["user"] = page.users.display(grant["user_id"])
@@ -85,5 +85,5 @@ def review(page: PageRequest) -> Response:
             given={},
         )
     body = orjson.dumps({"outcome": outcome, "confirm": page.form.get("confirm") == "yes"})
-    oversight.review_break_glass(replace(page.fhir, body=body))
+    break_glass_operation.review_break_glass(replace(page.fhir, body=body))
     return RedirectResponse("/break-glass/reviews", status_code=303)

@@ -14,7 +14,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bevan.api import oversight
+from bevan.api.operations.audit import access_log as audit_operation
 from bevan.fhir.errors import FhirError
 from bevan.fhir.search import parse_search
 from bevan.security.audit import ODS
@@ -74,7 +74,7 @@ def access_log(page: PageRequest) -> Response:
     page.resources = (f"Patient/{patient_id}",)
     scope = dict(page.request.scope)
     scope["path_params"] = {"id": patient_id}
-    answer = oversight.access_log(replace(page.fhir, request=Request(scope, page.request.receive)))
+    answer = audit_operation(replace(page.fhir, request=Request(scope, page.request.receive)))
     bundle = orjson.loads(bytes(answer.body))
     organisations: dict[str, str] = {}
     accesses = [
