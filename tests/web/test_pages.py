@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from bevan.security.audit import summarise
 from bevan.web import presentation
 from tests.web.conftest import Clinic, csrf_of, sign_in, text_of
 
@@ -265,6 +266,17 @@ def test_page_views_are_audited_like_the_reads_they_stand_for(clinic: Clinic) ->
     assert page_reads, "the summary page's view is not in the audit trail"
     event = page_reads[0]
     assert event["outcome"] == "0"
+    # A search page's entry carries its criteria, as the API's search entry does.
+    clinician = clinic.browser("clinician")
+    number = _nhs_number(clinic.patient)
+    assert _search(clinician, nhs_number=number).status_code == 200
+    with clinic.fhir() as fhir:
+        searches = fhir.get(
+            "/AuditEvent",
+            params={"patient": f"Patient/{patient}", "_count": "10"},
+        ).json()["entry"]
+    queries = [summarise(e["resource"]).query or "" for e in searches]
+    assert any(number in q and "identifier" in q for q in queries), queries
     assert any(
         a.get("role", [{}])[0].get("text") == "nurse" for a in event["agent"] if a.get("role")
     )

@@ -57,6 +57,8 @@ class PageRequest:
     users: UserNames
     # What the audit entry names: the resource the page stands for, if one.
     resources: tuple[str, ...] = ()
+    # The search the page ran, as the API's query string would give it (for the audit).
+    query: str | None = None
     form: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -149,7 +151,9 @@ def page_endpoint(
         if interaction is None:
             return response
         record = audit_record(request, interaction, access, response, problem, names_patients=False)
-        record = replace(record, resources=page.resources or record.resources)
+        record = replace(
+            record, resources=page.resources or record.resources, query=page.query or record.query
+        )
         return await audited(request, record, response)
 
     return endpoint

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from urllib.parse import urlencode
 
 import orjson
 from starlette.responses import Response
@@ -56,6 +57,7 @@ def search_patients(page: PageRequest) -> Response:
     pairs = _criteria(form)
     results = None
     if not form.errors:
+        page.query = urlencode(pairs)
         query = parse_search("Patient", [*pairs, ("_count", str(RESULTS))])
         found = page.fhir.records.search(page.fhir.visible(query), visible=page.fhir.may_see)
         page.fhir.saw(found.matches)
