@@ -38,7 +38,7 @@ from bevan.store.audit import AuditLog
 from bevan.store.group import GroupWriter
 from bevan.store.record_store import RecordStore
 from bevan.web.page_access import UserNames, WebApp
-from bevan.web.routes import web_routes
+from bevan.web.routes import html_not_found, web_routes
 from bevan.web.sessions import SessionKeeper, session_key
 from bevan.web.templating import Pages
 
@@ -144,7 +144,10 @@ def create_app(
             # The web app, at /: after the API, whose routes are matched first.
             *web_routes(),
         ],
-        exception_handlers={404: not_found, 405: method_not_allowed},
+        exception_handlers={
+            404: html_not_found(not_found, settings.base_path),
+            405: method_not_allowed,
+        },
         lifespan=lifespan,
         # Forwarded headers first, only when there are proxies to believe: otherwise they
         # change nothing, and a request need not pass through it.

@@ -358,6 +358,12 @@ def test_signing_out_revokes_the_session_and_its_token(clinic: Clinic) -> None:
 
 
 def test_the_fhir_api_is_unchanged_beside_the_web_app(clinic: Clinic) -> None:
+    with httpx.Client(base_url=clinic.root) as client:
+        page = client.get("/no-such-page", headers={"Accept": "text/html"})
+        assert page.status_code == 404 and "Page not found" in page.text
+        api = client.get("/no-such-page", headers={"Accept": "application/fhir+json"})
+        assert api.status_code == 404
+        assert api.json()["resourceType"] == "OperationOutcome"
     with httpx.Client(base_url=clinic.server.base_url) as api:
         metadata = api.get("/metadata")
         assert metadata.status_code == 200

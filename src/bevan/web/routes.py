@@ -7,13 +7,18 @@ render unstyled and the API is unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bevan.web.page_access import page_endpoint
+from bevan.web.page_access import PAGE_HEADERS, WebApp, page_endpoint
 from bevan.web.pages import break_glass, home, my_record, patient_search, patient_summary, sign_in
 from bevan.web.templating import STATIC
 
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 STAFF = frozenset({"clinician", "nurse", "receptionist"})
 PATIENTS = frozenset({"patient"})
 PRIVACY = frozenset({"privacy-officer"})
@@ -74,3 +79,28 @@ def web_routes() -> list[BaseRoute]:
         ),
         Mount("/assets", StaticFiles(directory=STATIC, check_dir=False), name="assets"),
     ]
+
+
+def html_not_found(api_not_found: ExceptionHandler, base_path: str) -> ExceptionHandler:
+    """Return a 404 handler that answers a browser asking for a page outside the API with
+    the web app's "Page not found" page, and everything else as the API does (which
+    audits it either way)."""
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        answer = await api_not_found(request, exc)
+        path = request.url.path
+        outside_api = not path.startswith((base_path + "/", "/auth/", "/.well-known/"))
+        if (
+            outside_api
+            and "text/html" in request.headers.get("accept", "")
+            and answer.status_code == 404
+        ):
+            web: WebApp = request.app.state.web
+            page = web.pages.render(
+                request, "not_found.html", 404, reasons=["Check the address, or start again."]
+            )
+            page.headers.update(PAGE_HEADERS)
+            return page
+        return answer
+
+    return not_found
