@@ -21,8 +21,7 @@ from bevan.web import presentation
 from bevan.web.navigation import navigation_for
 
 TEMPLATES = Path(__file__).parent / "templates"
-STATIC = Path(__file__).parent / "static"
-VENDOR = STATIC / "vendor"
+STATIC = Path(__file__).parent / "static"  # vendor/ within it is fetched by the install step
 
 
 class Pages:
@@ -51,7 +50,6 @@ class Pages:
                 "concept": presentation.concept_text,
             }
         )
-        self.styled = (VENDOR / "nhsuk" / "nhsuk-frontend.min.css").exists()
 
     def render(
         self, request: Request, template: str, status: int = 200, **context: Any
@@ -64,7 +62,6 @@ class Pages:
             navigation=navigation_for(principal.role if principal else None, request.url.path),
             csrf=page.csrf if page is not None else "",
             principal=principal,
-            styled=self.styled,
             **context,
         )
         return HTMLResponse(text, status_code=status)
