@@ -105,7 +105,12 @@ def unpack(package: Package, data: bytes, vendor: Path) -> None:
             destination.write_bytes(data_out)
     (target / "VERSION.json").write_text(
         json.dumps(
-            {"name": package.name, "version": package.version, "integrity": package.integrity}
+            {
+                "name": package.name,
+                "version": package.version,
+                "integrity": package.integrity,
+                "fonts": "local",  # remote @font-face rules taken out (see below)
+            }
         )
     )
 
