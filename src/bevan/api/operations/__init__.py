@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from bevan.api import interactions, oversight
 from bevan.api.context import FhirRequest, Handler
-from bevan.api.operations import lastn, meta, meta_add, meta_delete, validate
+from bevan.api.operations import lastn, meta, meta_add, meta_delete, validate, viewdefinition_run
 from bevan.fhir.errors import Issue, MethodNotAllowed, NotFound
 
 LEVELS = ("system", "type", "instance")
@@ -36,6 +36,8 @@ class Operation:
     parameters: tuple[tuple[str, str], ...] = field(default=())  # (name, what it does)
     affects_state: bool = False
     offload: bool = False  # may take long: answered off the event loop
+    # False: the handler names the patients its answer touched (the audit scans no bodies)
+    audit_scans_bodies: bool = True
 
     @property
     def levels(self) -> tuple[str, ...]:
@@ -118,6 +120,27 @@ OPERATIONS: tuple[Operation, ...] = (
         affects_state=True,
     ),
     Operation(
+        "viewdefinition-run",
+        {"system": viewdefinition_run.viewdefinition_run},
+        "http://sql-on-fhir.org/OperationDefinition/$viewdefinition-run",
+        "A SQL on FHIR ViewDefinition's rows over resources sent inline or over the stored "
+        "record (analysts: the whole population); X-Bevan-As-Of says what they reflect.",
+        methods=("POST",),
+        parameters=(
+            ("viewResource", "the ViewDefinition"),
+            ("viewReference", "a stored Library holding one (Library/id or its url)"),
+            ("resource", "resources to run over instead of the stored record"),
+            ("patient", "only this patient's resources (repeatable)"),
+            ("group", "only the resources of this Group's patients"),
+            ("_since", "only resources changed since this instant"),
+            ("_limit", "at most this many rows"),
+            ("_format", "ndjson (default), json, csv or parquet"),
+            ("header", "csv: whether to write the header line (default true)"),
+        ),
+        offload=True,
+        audit_scans_bodies=False,
+    ),
+    Operation(
         "audit",
         {"instance": oversight.access_log},
         f"{BEVAN}/Patient-audit",
@@ -162,6 +185,12 @@ def offloaded(request: Request) -> bool:
     """Return True if the operation asked for may take long (route flag)."""
     operation = _requested(request)
     return operation is not None and operation.offload
+
+
+def names_patients(request: Request) -> bool:
+    """Return True unless the operation names, itself, the patients it touched (route flag)."""
+    operation = _requested(request)
+    return operation is None or operation.audit_scans_bodies
 
 
 def writes(request: Request) -> bool:
