@@ -1,5 +1,5 @@
 """The `bevan` command: serve, demo, load, synth, token, db, audit, user, client,
-backup and restore, one module of the package to each family."""
+backup and restore, view, one module of the package to each family."""
 
 from __future__ import annotations
 
@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bevan.cli.backup import register as register_backup
 
     register_backup(commands)
+
+    from bevan.cli.views import register as register_views
+
+    register_views(commands)
     return parser
 
 
