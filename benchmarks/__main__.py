@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import bundle_import, crud, search
+from benchmarks import bundle_import, crud, search, views
 from benchmarks.options import RunOptions
 from benchmarks.report import ScenarioResult
 
@@ -14,6 +14,7 @@ SCENARIOS: dict[str, Callable[[RunOptions], ScenarioResult]] = {
     "crud": crud.run,
     "import": bundle_import.run,
     "search": search.run,
+    "views": views.run,
 }
 
 

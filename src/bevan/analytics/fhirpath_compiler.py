@@ -124,6 +124,13 @@ class Compiled:
     choice_source: Compiled | None = None
     choice_name: str = ""
     constant: list[Any] | None = None  # the value, when it never depends on the input
+    # The expression as simple steps from one input item (member keys, first(), resource
+    # and reference keys), when it is no more than that: see scalar_lines.
+    steps: tuple[tuple[str, str | None], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.chain is not None:
+            self.steps = tuple(("key", key) for key in self.chain)
 
 
 def normalise_type(name: str) -> str:
@@ -362,7 +369,10 @@ class ExpressionCompiler:
             chain = source.chain + keys
             return Compiled(_chain(chain), fhir_type, chain=chain)
         run, step = source.run, _chain(keys)
-        return Compiled(lambda focus, context: step(run(focus, context), context), fhir_type)
+        steps = None if source.steps is None else source.steps + tuple(("key", k) for k in keys)
+        return Compiled(
+            lambda focus, context: step(run(focus, context), context), fhir_type, steps=steps
+        )
 
     def index(self, node: Index, input_type: str | None) -> Compiled:
         source = self.node(node.source, input_type)
@@ -413,7 +423,7 @@ class ExpressionCompiler:
             return Compiled(lambda focus, context: direct(inner_run(focus, context)), wanted)
         if source.type is not None:
             if _type_conforms(source.type, wanted):
-                return Compiled(source.run, wanted, chain=source.chain)
+                return Compiled(source.run, wanted, chain=source.chain, steps=source.steps)
             return self.constant_value([], wanted)
         run = source.run
 
@@ -642,6 +652,12 @@ def _function(name: str, low: int = 0, high: int = 0) -> Callable[[Handler], Han
     return register
 
 
+def _then(
+    source: Compiled, step: str, argument: str | None
+) -> tuple[tuple[str, str | None], ...] | None:
+    return None if source.steps is None else (*source.steps, (step, argument))
+
+
 def _map(source: Compiled, fhir_type: str | None, f: Callable[[list[Any]], list[Any]]) -> Compiled:
     run = source.run
     return Compiled(lambda focus, context: f(run(focus, context)), fhir_type)
@@ -655,8 +671,7 @@ def _first(c: ExpressionCompiler, s: Compiled, a: tuple[Node, ...], t: str | Non
         values = run(focus, context)
         return values[:1] if len(values) > 1 else values
 
-    compiled = Compiled(first, s.type)
-    return compiled
+    return Compiled(first, s.type, steps=_then(s, "first", None))
 
 
 @_function("last")
@@ -873,7 +888,9 @@ def _resource_key(
     def keys(values: list[Any]) -> list[Any]:
         return [v["id"] for v in values if type(v) is dict and "resourceType" in v and "id" in v]
 
-    return _map(s, "string", keys)
+    compiled = _map(s, "string", keys)
+    compiled.steps = _then(s, "resource_key", None)
+    return compiled
 
 
 def reference_key(reference: dict[str, Any], wanted_type: str | None) -> str | None:
@@ -910,7 +927,9 @@ def _reference_key(
                     out.append(key)
         return out
 
-    return _map(s, "string", keys)
+    compiled = _map(s, "string", keys)
+    compiled.steps = _then(s, "reference_key", wanted)
+    return compiled
 
 
 def _boundary_function(name: str, high: bool) -> None:
@@ -989,3 +1008,54 @@ def _to_integer(c: ExpressionCompiler, s: Compiled, a: tuple[Node, ...], t: str 
         return []
 
     return _map(s, "integer", integer)
+
+
+class _Slow:
+    """The answer of a scalar function that met more than one value: ask the evaluator."""
+
+    def __repr__(self) -> str:
+        return "SLOW"
+
+
+SLOW: Any = _Slow()
+
+
+def scalar_lines(steps: tuple[tuple[str, str | None], ...], source: str, target: str) -> list[str]:
+    """Return Python lines setting target to the expression's one value for the item named
+    source (None if empty), or to SLOW where a step finds several values and the general
+    evaluator must decide. `reference_key` and `SLOW` must be in the lines' namespace.
+
+    Straight-line code, because a view's columns are mostly paths like
+    `code.coding.first().code`, and reading them with no intermediate lists or calls is
+    what makes them cheap per row (benchmarks/views.py).
+    """
+    lines = [f"{target} = None", f"for v in ({source},):"]
+    body: list[str] = []
+    for index, (kind, argument) in enumerate(steps):
+        following = steps[index + 1][0] if index + 1 < len(steps) else None
+        if kind == "key":
+            body += [
+                "if type(v) is not dict: break",
+                f"v = v.get({argument!r})",
+                "if v is None: break",
+                "if type(v) is list:",
+            ]
+            if following == "first":
+                body += ["    if not v: break", "    v = v[0]"]
+            else:
+                body += [
+                    "    if len(v) != 1:",
+                    f"        if v: {target} = SLOW",
+                    "        break",
+                    "    v = v[0]",
+                ]
+        elif kind == "resource_key":
+            body += [
+                "if type(v) is not dict or 'resourceType' not in v: break",
+                "v = v.get('id')",
+            ]
+        elif kind == "reference_key":
+            body += ["if type(v) is not dict: break", f"v = reference_key(v, {argument!r})"]
+        # first() of a single value is itself; lists were taken care of by the step before
+    body.append(f"{target} = v")
+    return lines + ["    " + line for line in body]

@@ -19,11 +19,14 @@ from typing import Any
 
 from bevan.analytics.fhirpath_compiler import (
     PRIMITIVES,
+    SLOW,
     Compiled,
     Context,
     ExpressionCompiler,
     FhirPathCompileError,
     FhirPathRunError,
+    reference_key,
+    scalar_lines,
 )
 from bevan.analytics.fhirpath_grammar import FhirPathSyntaxError
 from bevan.fhir.errors import BusinessRuleViolation, InvalidRequest, Issue
@@ -91,6 +94,16 @@ class CompiledView:
         """Yield the view's rows for resources (those of other types are passed over)."""
         resource_type, select, where = self.resource, self._select, self._where
         context = Context()
+        if isinstance(select, _SingleRowSelect) and not where:
+            single = select.single
+            try:
+                for resource in resources:
+                    if resource.get("resourceType") == resource_type:
+                        context.resource = resource
+                        yield single(resource, context)
+            except FhirPathRunError as error:
+                raise ViewRunError(str(error)) from error
+            return
         try:
             for resource in resources:
                 if resource.get("resourceType") != resource_type:
@@ -325,6 +338,7 @@ class _SelectCompiler:
             raise _fail(place, "column must be a non-empty list")
         found: list[Column] = []
         getters = []
+        paths: list[tuple[tuple[str, str | None], ...] | None] = []
         for i, column in enumerate(columns):
             where = f"{place}[{i}]"
             if not isinstance(column, dict):
@@ -347,7 +361,8 @@ class _SelectCompiler:
                 )
             )
             getters.append(_column_getter(compiled.run, collection, name))
-        return found, _own_row(getters)
+            paths.append(None if collection else compiled.steps)
+        return found, _own_row(getters, paths)
 
 
 def _column_getter(
@@ -373,21 +388,49 @@ def _column_getter(
     return one
 
 
-def _own_row(getters: list[Callable[[list[Any], Context], Any]]) -> SelectRows:
-    # One tuple expression per width, rather than a generator, because building the tuple
-    # is most of a simple view's cost per row (benchmarks/views.py).
-    names = [f"g{i}" for i in range(len(getters))]
-    calls = ", ".join(f"{n}(focus, context)" for n in names)
-    source = f"def row(item, context):\n    focus = [item]\n    return [({calls},)]\n"
-    namespace: dict[str, Any] = dict(zip(names, getters, strict=True))
-    exec(source, namespace)  # noqa: S102 - text built above from generated names only
-    row: SelectRows = namespace["row"]
-    return row
+class _SingleRowSelect:
+    """A select that gives exactly one row per item: called as SelectRows it gives a list
+    of that row; `.single` gives the row itself, which a view of such selects uses."""
+
+    def __init__(self, single: Callable[[Any, Context], Row]) -> None:
+        self.single = single
+
+    def __call__(self, item: Any, context: Context) -> list[Row]:
+        return [self.single(item, context)]
+
+
+def _own_row(
+    getters: list[Callable[[list[Any], Context], Any]],
+    steps: list[tuple[tuple[str, str | None], ...] | None],
+) -> _SingleRowSelect:
+    # One generated function per select rather than a loop over columns, because calls
+    # and intermediate lists are most of a simple view's cost per row (benchmarks/views.py):
+    # a column that is a plain path is read inline (scalar_lines), and only when that
+    # meets several values (or for other expressions) by the general evaluator.
+    namespace: dict[str, Any] = {"SLOW": SLOW, "reference_key": reference_key}
+    lines = ["def row(item, context):"]
+    for i, (getter, path) in enumerate(zip(getters, steps, strict=True)):
+        namespace[f"g{i}"] = getter
+        if path is None:
+            lines.append(f"    a{i} = g{i}([item], context)")
+        else:
+            lines += ["    " + line for line in scalar_lines(path, "item", f"a{i}")]
+            lines.append(f"    if a{i} is SLOW: a{i} = g{i}([item], context)")
+    lines.append(f"    return ({', '.join(f'a{i}' for i in range(len(getters)))},)")
+    exec("\n".join(lines), namespace)  # noqa: S102 - text built from keys quoted by repr
+    return _SingleRowSelect(namespace["row"])
 
 
 def _cross_join(parts: list[SelectRows]) -> SelectRows:
     if len(parts) == 1:
         return parts[0]
+    if all(isinstance(part, _SingleRowSelect) for part in parts):
+        singles = [part.single for part in parts if isinstance(part, _SingleRowSelect)]
+
+        def single(item: Any, context: Context) -> Row:
+            return tuple(itertools.chain.from_iterable(one(item, context) for one in singles))
+
+        return _SingleRowSelect(single)
 
     def joined(item: Any, context: Context) -> list[Row]:
         row_index = context.row_index
