@@ -116,12 +116,12 @@ def test_a_clinician_sees_only_the_rows_their_search_would(loaded: RunningServer
     assert set(rows) == {"vr-1", "vr-2", "vr-4"} == {i for i in found if i.startswith("vr-")}
 
 
-@pytest.mark.parametrize("role", ["patient", "device"])
-def test_patients_and_devices_learn_nothing_from_the_stored_record(
+@pytest.mark.parametrize("role", ["patient", "device", "receptionist", "privacy-officer"])
+def test_patients_devices_and_non_clinical_staff_learn_nothing_from_the_stored_record(
     loaded: RunningServer, role: str
 ) -> None:
     token = TokenAuthority.in_directory(loaded.data_dir).issue(
-        f"{role}-user", role, patient_id="related", device_id="d1"
+        f"{role}-user", role, patient_id="related", device_id="d1", organisation="A81001"
     )
     with loaded.client(token) as caller:
         answer = run(caller, view_of(), json_format())
@@ -293,3 +293,27 @@ def test_the_capability_statement_lists_the_operation(loaded: RunningServer) -> 
         statement = fhir.get("/metadata").json()
     operations = {op["name"] for op in statement["rest"][0].get("operation", [])}
     assert "viewdefinition-run" in operations
+
+
+def test_a_group_narrows_the_run_to_its_patients(loaded: RunningServer) -> None:
+    group = {
+        "resourceType": "Group",
+        "id": "vr-cohort",
+        "type": "person",
+        "actual": True,
+        "member": [{"entity": {"reference": "Patient/unrelated"}}],
+    }
+    with loaded.client() as system:
+        put_all(system, [group])
+    with client_for(loaded, "analyst") as analyst:
+        rows = run(
+            analyst,
+            view_of(),
+            json_format(),
+            {"name": "group", "valueReference": {"reference": "Group/vr-cohort"}},
+        )
+        missing = run(
+            analyst, view_of(), {"name": "group", "valueReference": {"reference": "Group/none"}}
+        )
+    assert {r["patient"] for r in rows.json()} == {"unrelated"}
+    assert missing.status_code == 404
