@@ -22,6 +22,7 @@ from bevan.api.sign_in_audit import audited_routes
 from bevan.config import Settings
 from bevan.fhir.validation import warm_up
 from bevan.records.service import RecordService
+from bevan.records.write_rules import WriteRule
 from bevan.security.access import AccessPolicy
 from bevan.security.audit_key import load_audit_key
 from bevan.security.client_address import ForwardedHeaders, TrustedProxies
@@ -36,6 +37,23 @@ from bevan.store.group import GroupWriter
 from bevan.store.record_store import RecordStore
 
 
+def write_rules(settings: Settings) -> list[WriteRule]:
+    """Return the rules the services attach to writes of the record (the NEWS2 score
+    of a completed set, a slot taken by a booking): every door that writes, the API, the
+    loader and the web app, goes through the one RecordService that holds them."""
+    return []
+
+
+def record_service(settings: Settings, store: RecordStore) -> RecordService:
+    """Return the record service for settings over store, with the services' write rules."""
+    return RecordService(
+        store,
+        settings.base_url,
+        referential_integrity=settings.referential_integrity,
+        rules=write_rules(settings),
+    )
+
+
 def create_app(
     settings: Settings, store: RecordStore | None = None, *, trail: AuditTrail | None = None
 ) -> Starlette:
@@ -46,9 +64,7 @@ def create_app(
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = store or RecordStore.from_url(settings.resolved_database_url)
-    records = RecordService(
-        store, settings.base_url, referential_integrity=settings.referential_integrity
-    )
+    records = record_service(settings, store)
     revocations = RevocationList.on(store.engine)
     disabled = DisabledAccounts.on(store.engine)
     tokens = TokenAuthority.in_directory(

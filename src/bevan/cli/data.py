@@ -25,9 +25,8 @@ def load_with_progress(service: RecordService, files: list[Path], label: str) ->
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from bevan.app import settle_heap
+    from bevan.app import record_service, settle_heap
     from bevan.records.loader import expand_paths
-    from bevan.records.service import RecordService
 
     settings = settings_from(args)
     store = open_store(settings)
@@ -38,9 +37,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         print(f"bevan load: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     report = load_with_progress(
-        RecordService(
-            store, settings.base_url, referential_integrity=settings.referential_integrity
-        ),
+        record_service(settings, store),
         files,
         "Loading",
     )
@@ -68,15 +65,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_reindex(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from bevan.records.service import RecordService, reindex
+    from bevan.app import record_service
+    from bevan.records.service import reindex
 
     settings = settings_from(args)
     store = open_store(settings)
     with tqdm(desc="Reindexing", unit=" resources", file=sys.stderr) as bar:
         done = reindex(
-            RecordService(
-                store, settings.base_url, referential_integrity=settings.referential_integrity
-            ),
+            record_service(settings, store),
             bar.update,
         )
     store.analyse()

@@ -92,7 +92,7 @@ def cmd_view_conformance(args: argparse.Namespace) -> int:
     return 0 if passed == total else 1
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bevan view run` and `bevan view conformance` to the command's subparsers."""
     view = commands.add_parser("view", help="SQL on FHIR views: run one, or the conformance suite")
     view_commands = view.add_subparsers(dest="view_command", required=True)

@@ -1,8 +1,7 @@
 """The FHIR operations this server answers, in one table: the router dispatches by it
 and the CapabilityStatement lists it, so neither can claim what the other lacks.
 
-Each operation's handler lives in a file named after it; `$everything`, `$audit` and
-`$break-glass` are still answered from the modules that held them first.
+Each operation's handler lives in a file named after it.
 """
 
 from __future__ import annotations
@@ -13,9 +12,18 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bevan.api import interactions, oversight
 from bevan.api.context import FhirRequest, Handler
-from bevan.api.operations import lastn, meta, meta_add, meta_delete, validate, viewdefinition_run
+from bevan.api.operations import (
+    audit,
+    break_glass,
+    everything,
+    lastn,
+    meta,
+    meta_add,
+    meta_delete,
+    validate,
+    viewdefinition_run,
+)
 from bevan.fhir.errors import Issue, MethodNotAllowed, NotFound
 
 LEVELS = ("system", "type", "instance")
@@ -50,7 +58,7 @@ class Operation:
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "everything",
-        {"type": interactions.everyone, "instance": interactions.everything},
+        {"type": everything.everyone, "instance": everything.everything},
         f"{HL7}/Patient-everything",
         "A patient's whole record, paged: the Patient, everything in its compartment and "
         "what those refer to (by type, every patient).",
@@ -142,7 +150,7 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "audit",
-        {"instance": oversight.access_log},
+        {"instance": audit.access_log},
         f"{BEVAN}/Patient-audit",
         "Who accessed a patient's record, newest first (the patient, or a privacy officer).",
         types=("Patient",),
@@ -151,7 +159,7 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "break-glass",
-        {"system": oversight.break_glass_queue},
+        {"system": break_glass.break_glass_queue},
         f"{BEVAN}/break-glass",
         "Break-glass grants awaiting review (privacy officers); POST $break-glass/[grant] "
         'with {"outcome": ...} closes one.',
