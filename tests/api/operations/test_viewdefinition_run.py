@@ -192,6 +192,7 @@ def test_patient_since_and_limit_narrow_the_run(loaded: RunningServer) -> None:
             json_format(),
             {"name": "patient", "valueReference": {"reference": "Patient/unrelated"}},
         )
+        by_id = run(system, view_of(), json_format(), {"name": "patient", "valueId": "unrelated"})
         since = run(
             system,
             view_of(),
@@ -200,6 +201,7 @@ def test_patient_since_and_limit_narrow_the_run(loaded: RunningServer) -> None:
         )
         limited = run(system, view_of(), json_format(), {"name": "_limit", "valueInteger": 2})
     assert {r["patient"] for r in for_patient.json()} == {"unrelated"}
+    assert by_id.json() == for_patient.json()
     assert since.json() == []
     assert len(limited.json()) == 2
 

@@ -27,6 +27,7 @@ from bevan.api.context import FhirRequest, json_body
 from bevan.api.negotiation import check_body_type
 from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import FhirError, InvalidRequest, Issue, NotFound
+from bevan.fhir.ids import is_valid_id
 from bevan.fhir.parameters import parameter_pairs
 from bevan.fhir.search import parse_search
 from bevan.security.audit import patients_in
@@ -267,10 +268,15 @@ def _stored(
 
 def _patient_id(value: Any) -> str:
     text = value.get("reference") if isinstance(value, dict) else value
-    if isinstance(text, str) and text.startswith("Patient/") and len(text) > len("Patient/"):
-        return text.removeprefix("Patient/")
+    if isinstance(text, str):
+        id = text.removeprefix("Patient/")
+        if is_valid_id(id) and (id != text or "/" not in text):
+            return id
     raise InvalidRequest(
-        Issue("patient must be a Reference to a Patient (Patient/id)", expression=("patient",))
+        Issue(
+            "patient must be a Reference to a Patient (Patient/id), or a Patient id",
+            expression=("patient",),
+        )
     )
 
 
