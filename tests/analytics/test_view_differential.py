@@ -72,7 +72,7 @@ def views(draw: st.DrawFn) -> tuple[str, list[str], bool]:
     return resource, paths, draw(st.booleans())
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(views())
 def test_views_agree_with_a_reference_evaluator(view: tuple[str, list[str], bool]) -> None:
     resource_type, paths, collection = view
