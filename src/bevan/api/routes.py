@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bevan.api import audit_events, operations
+from bevan.api import audit_events, bulk_jobs, operations
 from bevan.api import interactions as i
 from bevan.api.capability import capability_text
 from bevan.api.context import (
@@ -110,6 +110,27 @@ def fhir_routes(base_path: str) -> list[Route]:
             methods=["GET"],
         ),
         Route(f"{b}/${{operation}}", operation, methods=["GET", "POST"]),
+        # Bulk requests' status URLs and files: before Type/id, which they would match.
+        Route(
+            f"{b}/{bulk_jobs.STATUS_PATH}/{{job}}",
+            e(bulk_jobs.job_status, interaction="operation", names_patients=False),
+            methods=["GET"],
+        ),
+        Route(
+            f"{b}/{bulk_jobs.STATUS_PATH}/{{job}}",
+            e(bulk_jobs.cancel_job, interaction="operation", names_patients=False),
+            methods=["DELETE"],
+        ),
+        Route(
+            f"{b}/{bulk_jobs.OUTPUT_PATH}/{{job}}/{{name}}",
+            e(
+                bulk_jobs.job_file,
+                interaction="operation",
+                names_patients=False,
+                serves=frozenset({bulk_jobs.NDJSON, "application/ndjson"}),
+            ),
+            methods=["GET"],
+        ),
         # The audit trail, not the record store, answers for AuditEvent.
         Route(
             f"{b}/AuditEvent",
