@@ -21,6 +21,8 @@ from bevan.api.routes import fhir_routes, method_not_allowed, not_found
 from bevan.api.sign_in_audit import audited_routes
 from bevan.config import Settings
 from bevan.fhir.validation import warm_up
+from bevan.monitoring.delivery import SubscriptionDelivery
+from bevan.monitoring.subscriptions import SubscriptionsBesideTheRecord, SubscriptionService
 from bevan.records.service import RecordService
 from bevan.records.write_rules import WriteRule
 from bevan.security.access import AccessPolicy
@@ -28,6 +30,7 @@ from bevan.security.audit_key import load_audit_key
 from bevan.security.client_address import ForwardedHeaders, TrustedProxies
 from bevan.security.disabled_accounts import DisabledAccounts
 from bevan.security.oauth import ClientRegistry, RevocationList, oauth_routes
+from bevan.security.subscriber_access import SubscriberAccess
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
 from bevan.security.users import UserDirectory
@@ -35,13 +38,14 @@ from bevan.store.access import BreakGlassLedger
 from bevan.store.audit import AuditLog
 from bevan.store.group import GroupWriter
 from bevan.store.record_store import RecordStore
+from bevan.store.subscriptions import SubscriptionTable
 
 
 def write_rules(settings: Settings) -> list[WriteRule]:
     """Return the rules the services attach to writes of the record (the NEWS2 score
     of a completed set, a slot taken by a booking): every door that writes, the API, the
     loader and the web app, goes through the one RecordService that holds them."""
-    return []
+    return [SubscriptionsBesideTheRecord()]
 
 
 def record_service(settings: Settings, store: RecordStore) -> RecordService:
@@ -71,19 +75,38 @@ def create_app(
         settings.data_dir, revocations.is_revoked, disabled.is_disabled
     )
     proxies = TrustedProxies.parse(settings.trusted_proxies)
+    policy = AccessPolicy(records, BreakGlassLedger(store))
+    trail = trail or AuditTrail(
+        AuditLog(store.engine, store.write_lock, key=load_audit_key(settings.data_dir))
+    )
+    subscriptions = SubscriptionService(
+        SubscriptionTable(store), settings.subscription_endpoints, settings.base_url
+    )
+    delivery = SubscriptionDelivery(
+        subscriptions,
+        records,
+        SubscriberAccess(
+            policy,
+            trail,
+            disabled=disabled.is_disabled,
+            revoked=revocations.is_revoked,
+            source=settings.base_url,
+        ),
+        retry_seconds=settings.subscription_retry_seconds,
+        attempts=settings.subscription_attempts,
+    )
     services = Services(
         records=records,
         tokens=tokens,
-        policy=AccessPolicy(records, BreakGlassLedger(store)),
-        trail=trail
-        or AuditTrail(
-            AuditLog(store.engine, store.write_lock, key=load_audit_key(settings.data_dir))
-        ),
+        policy=policy,
+        trail=trail,
         writer=GroupWriter(store),
         max_body_bytes=settings.max_body_bytes,
         proxies=proxies,
         source=settings.base_url,
         max_patient_body_bytes=settings.max_patient_body_bytes,
+        subscriptions=subscriptions,
+        delivery=delivery,
     )
     warm_up()
     metrics = ServerMetrics()
@@ -108,7 +131,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.trail.start()
+        delivery.start()
         yield
+        delivery.stop()
         services.writer.stop()
         await services.trail.stop()
         store.close()
