@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import bundle_import, crud, search
+from benchmarks import bundle_import, crud, search, subscriptions
 from benchmarks.options import RunOptions
 from benchmarks.report import ScenarioResult
 
@@ -14,6 +14,7 @@ SCENARIOS: dict[str, Callable[[RunOptions], ScenarioResult]] = {
     "crud": crud.run,
     "import": bundle_import.run,
     "search": search.run,
+    "subscriptions": subscriptions.run,
 }
 
 
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="synth",
         help="import data: `bevan synth` (default) or the Synthea sample replicated with fresh ids",
     )
+    parser.add_argument(
+        "--rate", type=float, help="subscriptions: writes sent per second (default 1,000)"
+    )
     parser.add_argument("--seed", type=int, default=1948, help="bevan synth seed")
     parser.add_argument("--database", help="database URL (default a fresh SQLite file)")
     return parser
@@ -65,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         patients=args.patients,
         seed=args.seed,
         source=args.source,
+        rate=args.rate,
     )
     names = list(SCENARIOS) if args.name == "all" else [args.name]
     for name in names:

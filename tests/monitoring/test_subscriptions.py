@@ -278,6 +278,13 @@ def test_a_restricted_users_subscription_delivers_nothing_they_may_not_read(
         delivered = {c.path.rsplit("/", 1)[-1] for c in receiver.to(f"{prefix}/Task/")}
         assert delivered == {shown}
         assert not set(hidden) & delivered
+        # What was sent is in the audit trail as the nurse's read of it.
+        trail = fhir.get("/AuditEvent", params={"entity": f"Task/{shown}", "agent": "nurse-sub"})
+        assert trail.status_code == 200, trail.text
+        assert any(
+            f"Subscription/{made['id']}" in entry["resource"]["outcomeDesc"]
+            for entry in trail.json().get("entry", [])
+        )
 
         # Their subscription is theirs alone: another user is told it does not exist.
         with client_as(server, "other-nurse", "nurse", organisation="A81001") as other:

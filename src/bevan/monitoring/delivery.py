@@ -80,17 +80,21 @@ class DeliveryAccess(Protocol):
 
     def may_read(self, owner: SubscriptionOwner, resource: dict[str, Any]) -> bool: ...
 
-    def delivered(
-        self,
-        owner: SubscriptionOwner,
-        subscription_id: str,
-        resources: list[dict[str, Any]],
-        method: str,
-        where: str,
-    ) -> None: ...
+    def disclosing(self, disclosures: list[Disclosure]) -> None: ...
 
 
 @dataclass(frozen=True)
+class Disclosure:
+    """A resource about to be sent to a subscriber: audited as its owner's read."""
+
+    owner: SubscriptionOwner
+    subscription_id: str
+    resource: dict[str, Any]
+    channel: str  # rest-hook | websocket
+    where: str  # the endpoint, or the websocket's subscription
+
+
+@dataclass(frozen=True, eq=False)
 class Notification:
     """One call to make: a handshake (resource None) or a match."""
 
@@ -112,6 +116,7 @@ class RestHook:
     failures: int = 0
     next_try: float = 0.0
     handshake_version: int | None = None
+    head_audited: bool = False  # the first queued notification's disclosure is audited
 
 
 class DeliveryLock:
@@ -307,11 +312,13 @@ class SubscriptionDelivery:
             self._hooks = hooks
 
     def _match(self, changes: list[Change], served: list[Subscription]) -> None:
-        """Queue each served subscription's matches among the changed resources."""
+        """Queue each served subscription's matches among the changed resources (and
+        ping the websockets bound here, once their disclosures are audited)."""
         by_type: dict[str, dict[str, None]] = {}
         for change in changes:
             if not change.deleted:
                 by_type.setdefault(change.resource_type, {})[change.id] = None
+        pings: list[tuple[Subscription, Notification]] = []
         for subscription in served:
             ids = list(by_type.get(subscription.resource_type, ()))
             if not ids:
@@ -329,7 +336,16 @@ class SubscriptionDelivery:
                     self._fail(subscription, f"the subscriber may not run its criteria: {reason}")
                     break
                 for resource_type, id, content in found:
-                    self._deliver(subscription, Notification(resource_type, id, content))
+                    notification = Notification(resource_type, id, content)
+                    if subscription.channel == "websocket":
+                        pings.append((subscription, notification))
+                    else:
+                        with self._mutex:
+                            hook = self._hooks.get(subscription.id)
+                            if hook is not None:
+                                hook.queue.append(notification)
+        if pings:
+            self._ping(pings)
 
     def _matches(
         self, subscription: Subscription, ids: tuple[str, ...]
@@ -348,29 +364,36 @@ class SubscriptionDelivery:
                 out.append((stored.resource_type, stored.id, stored.content))
         return out
 
-    def _deliver(self, subscription: Subscription, notification: Notification) -> None:
-        if subscription.channel == "websocket":
+    def _ping(self, pings: list[tuple[Subscription, Notification]]) -> None:
+        """Ping the websockets bound to each subscription, once for each match."""
+        sent: list[tuple[list[Sink], str]] = []
+        disclosures = []
+        for subscription, notification in pings:
             with self._mutex:
                 sinks = list(self._sinks.get(subscription.id, ()))
-            for sink in sinks:
-                sink(f"ping {subscription.id}")
-            if sinks and notification.content is not None:
-                self.access.delivered(
+            if not sinks or notification.content is None:
+                continue
+            sent.append((sinks, f"ping {subscription.id}"))
+            disclosures.append(
+                Disclosure(
                     subscription.owner,
                     subscription.id,
-                    [orjson.loads(notification.content)],
-                    "WEBSOCKET",
-                    f"ping {subscription.id}",
+                    orjson.loads(notification.content),
+                    "websocket",
+                    f"{subscription.id}",
                 )
-            return
-        with self._mutex:
-            hook = self._hooks.get(subscription.id)
-            if hook is not None:
-                hook.queue.append(notification)
+            )
+        if disclosures:
+            self.access.disclosing(disclosures)
+        for sinks, text in sent:
+            for sink in sinks:
+                sink(text)
 
     # --- rest-hook calls ------------------------------------------------------------------
 
     def _send_due(self) -> None:
+        """Start the next call of each rest-hook that is due, after auditing, in one
+        entry batch, the disclosures they are about to make."""
         now = time.monotonic()
         with self._mutex:
             due = [
@@ -380,6 +403,27 @@ class SubscriptionDelivery:
             ]
             for hook in due:
                 hook.sending = True
+            unaudited = [
+                (hook, hook.queue[0])
+                for hook in due
+                if not hook.head_audited and hook.queue[0].content is not None
+            ]
+        if unaudited:
+            self.access.disclosing(
+                [
+                    Disclosure(
+                        hook.subscription.owner,
+                        hook.subscription.id,
+                        orjson.loads(notification.content or "{}"),
+                        "rest-hook",
+                        hook.subscription.endpoint or "",
+                    )
+                    for hook, notification in unaudited
+                ]
+            )
+            with self._mutex:
+                for hook, _ in unaudited:
+                    hook.head_audited = True
         for hook in due:
             assert self._sender is not None
             self._sender.submit(self._send, hook, hook.queue[0])
@@ -396,6 +440,7 @@ class SubscriptionDelivery:
             if problem is None:
                 if hook.queue and hook.queue[0] is notification:
                     hook.queue.popleft()
+                    hook.head_audited = False
                 hook.failures = 0
                 hook.next_try = 0.0
                 if notification is HANDSHAKE:
@@ -405,6 +450,7 @@ class SubscriptionDelivery:
                 hook.next_try = time.monotonic() + self.retry_seconds * 2 ** (hook.failures - 1)
                 if hook.failures >= self.attempts:
                     hook.queue.clear()
+                    hook.head_audited = False
                     what = "handshake" if notification is HANDSHAKE else "notification"
                     marked = (
                         "error",
@@ -448,14 +494,6 @@ class SubscriptionDelivery:
         response = self._client.request(method, url, content=body, headers=headers)
         if not 200 <= response.status_code < 300:
             return f"HTTP {response.status_code} from {url}"
-        if notification.content is not None:
-            self.access.delivered(
-                subscription.owner,
-                subscription.id,
-                [orjson.loads(notification.content)],
-                method,
-                url,
-            )
         return None
 
     def _fail(self, subscription: Subscription, reason: str) -> None:

@@ -19,6 +19,7 @@ from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import Forbidden, Issue
 from bevan.fhir.patient_references import patients_named
 from bevan.fhir.search import SearchQuery
+from bevan.monitoring.delivery import Disclosure
 from bevan.security.access import AccessContext, AccessPolicy
 from bevan.security.audit import AuditRecord
 from bevan.security.scopes import parse_scopes, require_scope
@@ -111,23 +112,18 @@ class SubscriberAccess:
         """Return True if owner may read resource, as a read would decide."""
         return self.policy.may_see(AccessContext(principal_of(owner)), resource)
 
-    def delivered(
-        self,
-        owner: SubscriptionOwner,
-        subscription_id: str,
-        resources: list[dict[str, Any]],
-        method: str,
-        where: str,
-    ) -> None:
-        """Audit a delivery as owner's read of resources (sent by method to where)."""
-        patients: set[str] = set()
-        for resource in resources:
-            patients |= patients_named(resource, self.source).ids
-        one = next(iter(patients)) if len(patients) == 1 else None
-        self.trail.record_sync(
-            [
+    def disclosing(self, disclosures: list[Disclosure]) -> None:
+        """Audit, in one transaction, each resource about to be sent to a subscriber as
+        a read by the subscription's owner (before it is sent, as an answer is)."""
+        now = now_instant()
+        records = []
+        for disclosure in disclosures:
+            owner, resource = disclosure.owner, disclosure.resource
+            patients = sorted(patients_named(resource, self.source).ids)
+            one = patients[0] if len(patients) == 1 else None
+            records.append(
                 AuditRecord(
-                    recorded=now_instant(),
+                    recorded=now,
                     user_id=owner.subject,
                     role=owner.role,
                     organisation=owner.organisation,
@@ -135,14 +131,17 @@ class SubscriberAccess:
                     action="R",
                     interaction="read",
                     outcome="0",
-                    outcome_text=f"delivered for Subscription/{subscription_id}",
+                    outcome_text=(
+                        f"sent by {disclosure.channel} for Subscription/"
+                        f"{disclosure.subscription_id}"
+                    ),
                     http_status=200,
-                    resources=tuple(f"{r['resourceType']}/{r['id']}" for r in resources),
+                    resources=(f"{resource['resourceType']}/{resource['id']}",),
                     patient_id=one,
-                    other_patients=tuple(sorted(patients)) if one is None else (),
+                    other_patients=tuple(patients) if one is None else (),
                     source=self.source,
-                    method=method,
-                    path=where,
+                    method="PUT" if disclosure.channel == "rest-hook" else "WEBSOCKET",
+                    path=disclosure.where,
                 )
-            ]
-        )
+            )
+        self.trail.record_sync(records)
