@@ -4,11 +4,14 @@ operator allowed; a failing endpoint never holds up a write."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,8 +20,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from bevan.monitoring.delivery import DeliveryLock
 from bevan.security.tokens import TokenAuthority
-from tests.conftest import RunningServer, database_url, start_server
+from tests.conftest import RunningServer, database_url, free_port, serve_command, start_server
 from tests.people import PEOPLE, RESTRICTED
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -356,3 +360,66 @@ def test_a_websocket_bound_to_a_subscription_is_pinged_for_each_match(
         with pytest.raises(TimeoutError):
             socket.recv(timeout=0.5)  # one ping: the other patient's Task is not theirs
     assert fhir.get(f"/Subscription/{made['id']}").json()["status"] == "active"
+
+
+def test_with_two_worker_processes_each_match_is_delivered_once(
+    receiver: HookReceiver, tmp_path: Path
+) -> None:
+    port = free_port()
+    token = TokenAuthority.in_directory(tmp_path).issue("ward-system", "system")
+    environment = {**os.environ, "BEVAN_SUBSCRIPTION_ENDPOINTS": f"{receiver.base}/hooks"}
+    process = subprocess.Popen(
+        serve_command(tmp_path, port, "--workers", "2"),
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/fhir"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/metadata", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as fhir:
+            patient = {"resourceType": "Patient", "id": "related", "name": [{"family": "Ward"}]}
+            assert fhir.put("/Patient/related", json=patient).status_code in (200, 201)
+            made = subscribe(
+                fhir,
+                subscription(
+                    "Task?priority=stat",
+                    f"{receiver.base}/hooks/two-workers",
+                    payload="application/fhir+json",
+                ),
+            )
+            assert status_becomes(fhir, made["id"], "active", timeout=20)["status"] == "active"
+            # New connections each time, so both workers take writes.
+            written = [
+                httpx.post(f"{base}/Task", json=task("related"), headers=headers).json()["id"]
+                for _ in range(10)
+            ]
+        for id in written:
+            assert receiver.wait_for(lambda c, id=id: c.path == f"/hooks/two-workers/Task/{id}")
+        time.sleep(1.0)
+        paths = [c.path for c in receiver.to("/hooks/two-workers/Task/")]
+        assert sorted(paths) == sorted(f"/hooks/two-workers/Task/{id}" for id in written)
+        assert len(receiver.to("/hooks/two-workers")) == len(written) + 1  # and one handshake
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def test_only_one_process_at_a_time_holds_delivery(server: RunningServer) -> None:
+    delivering = server.app.state.services.delivery
+    deadline = time.monotonic() + 10
+    while not delivering.lock.held and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert delivering.lock.held  # the server's own delivery took it as it started
+    another = DeliveryLock(server.store.engine)  # as another worker process would
+    try:
+        assert not another.try_take()
+    finally:
+        another.release()

@@ -67,8 +67,9 @@ LEADER_RETRY_SECONDS = 2.0
 IDS_PER_SEARCH = 100
 CALL_TIMEOUT_SECONDS = 5.0
 SENDING_THREADS = 4
-# Arbitrary but fixed: the key of the PostgreSQL advisory lock held by the deliverer.
-ADVISORY_LOCK_KEY = 0x0B_E7A7_5B5C
+# Arbitrary but fixed: the PostgreSQL advisory lock held by the deliverer is this key and
+# the schema's (so servers on different schemas of one database each have a deliverer).
+ADVISORY_LOCK_KEY = 0x0BE7_A75B
 
 
 class DeliveryAccess(Protocol):
@@ -148,7 +149,7 @@ class DeliveryLock:
         if self._connection is None:
             self._connection = self.engine.connect()
         taken = self._connection.exec_driver_sql(
-            f"SELECT pg_try_advisory_lock({ADVISORY_LOCK_KEY})"
+            f"SELECT pg_try_advisory_lock({ADVISORY_LOCK_KEY}, hashtext(current_schema()))"
         ).scalar()
         self._connection.commit()
         self.held = bool(taken)
