@@ -17,7 +17,7 @@ from bevan.api.context import Services
 from bevan.api.health import health_routes
 from bevan.api.metrics import RequestMetrics, ServerMetrics, metrics_route
 from bevan.api.request_log import RequestLog, send_request_log_to_stdout
-from bevan.api.routes import fhir_routes, method_not_allowed, not_found
+from bevan.api.routes import fhir_routes, method_not_allowed, not_found, websocket_routes
 from bevan.api.sign_in_audit import audited_routes
 from bevan.config import Settings
 from bevan.fhir.validation import warm_up
@@ -154,6 +154,7 @@ def create_app(
                 )
             ),
             *fhir_routes(settings.base_path),
+            *websocket_routes(settings.base_path),
         ],
         exception_handlers={404: not_found, 405: method_not_allowed},
         lifespan=lifespan,

@@ -74,7 +74,7 @@ def small_bundle(request: Request) -> bool:
     return declared.isascii() and declared.isdigit() and int(declared) <= SMALL_BUNDLE_BYTES
 
 
-def subscription_routes(base_path: str) -> list[BaseRoute]:
+def subscription_routes(base_path: str) -> list[Route]:
     """Return the routes of Subscriptions, kept beside the record (api/subscriptions.py);
     they come before the record's own routes, which would otherwise take them."""
     b, e = base_path, fhir_endpoint
@@ -104,13 +104,20 @@ def subscription_routes(base_path: str) -> list[BaseRoute]:
             e(subs.delete_subscription, interaction="delete", offload=True),
             methods=["DELETE"],
         ),
-        WebSocketRoute(
-            f"{b}/{subscription_websocket.PATH}", subscription_websocket.subscription_websocket
-        ),
     ]
 
 
-def fhir_routes(base_path: str) -> list[BaseRoute]:
+def websocket_routes(base_path: str) -> list[BaseRoute]:
+    """Return the websocket routes: the one subscriptions are bound to."""
+    return [
+        WebSocketRoute(
+            f"{base_path}/{subscription_websocket.PATH}",
+            subscription_websocket.subscription_websocket,
+        )
+    ]
+
+
+def fhir_routes(base_path: str) -> list[Route]:
     """Return the routes of the FHIR REST API.
 
     The first route whose path and method both match answers, so among the routes of

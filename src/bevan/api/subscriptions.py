@@ -139,8 +139,13 @@ def update_subscription(fhir: FhirRequest) -> Response:
 
 
 def delete_subscription(fhir: FhirRequest) -> Response:
-    """DELETE /Subscription/[id]: stop and remove one of the caller's subscriptions."""
+    """DELETE /Subscription/[id]: stop and remove one of the caller's subscriptions. As
+    for any resource, deleting one that does not exist (or is another's, which to the
+    caller is the same) answers 204 and changes nothing."""
     principal = _caller(fhir, "delete")
-    _service(fhir).delete(_owned(fhir, principal).id)
-    _changed(fhir)
+    id = fhir.path("id")
+    stored = _service(fhir).table.get(id) if is_valid_id(id) else None
+    if stored is not None and may_manage(principal, stored.owner):
+        _service(fhir).delete(id)
+        _changed(fhir)
     return Response(status_code=204)

@@ -255,9 +255,9 @@ class SubscriptionService:
     def listed(self, owner_subject: str | None) -> list[StoredSubscription]:
         return self.table.listed(owner_subject)
 
-    def delete(self, id: str) -> None:
-        if not self.table.remove(id):
-            raise NotFound(f"Subscription/{id} is not known")
+    def delete(self, id: str) -> bool:
+        """Remove a subscription; return False if there was none."""
+        return is_valid_id(id) and self.table.remove(id)
 
     def live(self) -> list[Subscription]:
         """Return the subscriptions that are requested or active, read for delivery."""
