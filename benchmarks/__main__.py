@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import bundle_import, crud, search, subscriptions
+from benchmarks import booking, bundle_import, crud, export, search, subscriptions, virtual_ward
 from benchmarks.options import RunOptions
 from benchmarks.report import ScenarioResult
 
@@ -15,6 +15,9 @@ SCENARIOS: dict[str, Callable[[RunOptions], ScenarioResult]] = {
     "import": bundle_import.run,
     "search": search.run,
     "subscriptions": subscriptions.run,
+    "export": export.run,
+    "virtual-ward": virtual_ward.run,
+    "booking": booking.run,
 }
 
 
@@ -42,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--patients",
         type=int,
         help="import size (default 1,000, 200 quick; synthea 100, 14 quick); "
-        "search data (default 90,000 = ~1M resources, 400 quick)",
+        "search data (default 90,000 = ~1M resources, 400 quick); "
+        "export data (default 5,000, 400 quick)",
     )
     parser.add_argument(
         "--source",

@@ -3,16 +3,17 @@ accounts only). AuditEvents are never written through the API: the trail writes 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.responses import Response
 
 from bevan.api.context import FhirRequest
+from bevan.api.pages import page_bundle
 from bevan.api.responses import fhir_json
-from bevan.fhir.bundles import bundle
 from bevan.fhir.errors import Forbidden, Issue, NotFound
 from bevan.security.audit import without_other_patients
 from bevan.security.audit_search import audit_query
@@ -49,16 +50,15 @@ def audit_entries_bundle(
     entries: list[AuditEntry],
     count: int,
     path: str,
-    applied: list[tuple[str, str]],
+    applied: Iterable[tuple[str, str]],
     patient_id: str | None = None,
 ) -> Response:
-    """Return a searchset of entries (count+1 asked for: one more means a next page)."""
-    links = [("self", f"{path}?{urlencode(applied)}" if applied else path)]
+    """Return a searchset of entries (count+1 asked for: one more means a next page,
+    continued before the last entry shown)."""
+    following = None
     if len(entries) > count:
         entries = entries[:count]
-        after = [(k, v) for k, v in applied if k not in ("_before", "_count")]
-        after += [("_count", str(count)), ("_before", str(entries[-1].seq))]
-        links.append(("next", f"{path}?{urlencode(after)}"))
+        following = str(entries[-1].seq)
     found = [
         {
             "fullUrl": f"{fhir.base_url}/AuditEvent/{entry.seq}",
@@ -67,7 +67,15 @@ def audit_entries_bundle(
         }
         for entry in entries
     ]
-    return fhir_json(bundle("searchset", found, links=links), pretty=fhir.pretty)
+    return page_bundle(
+        "searchset",
+        found,
+        path=path,
+        applied=applied,
+        next_cursor=following,
+        cursor="_before",
+        pretty=fhir.pretty,
+    )
 
 
 def search_audit_events(fhir: FhirRequest) -> Response:

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 
 from bevan.api.context import FhirRequest, json_body
 from bevan.api.negotiation import JSON_PATCH, check_body_type
-from bevan.api.parameters import ignored_entry, operation_inputs, text, unknown_inputs
+from bevan.api.pages import page_bundle
 from bevan.api.responses import fhir_json, not_modified, version_headers
 from bevan.fhir import json_text
-from bevan.fhir.bundles import bundle, entry_for
+from bevan.fhir.bundles import entry_for
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound, UnsupportedMediaType
 from bevan.fhir.outcome import information, operation_outcome
+from bevan.fhir.paging import PageRequest
 from bevan.fhir.resource_types import RESOURCE_TYPES
-from bevan.fhir.search import DEFAULT_COUNT, SearchQuery, parse_count, parse_search
+from bevan.fhir.search import Include, SearchQuery, parse_search
 from bevan.fhir.subsetting import select_elements, summarise
 from bevan.fhir.validation import check_resource_type
 from bevan.records.bundles import parse_etag, process_bundle
@@ -242,7 +243,7 @@ def search(fhir: FhirRequest) -> Response:
     query = parse_search(
         resource_type, _search_pairs(fhir), strict=fhir.prefer.strict, base_url=fhir.base_url
     )
-    return _searchset(fhir, query, f"{fhir.base_url}/{resource_type}")
+    return searchset(fhir, query, f"{fhir.base_url}/{resource_type}")
 
 
 def compartment_search(fhir: FhirRequest) -> Response:
@@ -262,7 +263,7 @@ def compartment_search(fhir: FhirRequest) -> Response:
     query = parse_search(
         resource_type, _search_pairs(fhir), strict=fhir.prefer.strict, base_url=fhir.base_url
     )
-    return _searchset(
+    return searchset(
         fhir, query.with_criteria(criterion), f"{fhir.base_url}/{compartment}/{id}/{resource_type}"
     )
 
@@ -279,26 +280,13 @@ def _search_pairs(fhir: FhirRequest) -> list[tuple[str, str]]:
     return pairs
 
 
-def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
+def searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
+    """Return a searchset page of query as the caller may see it, its links under base."""
     # Restrictions join the criteria (and every chain and _has), so results, totals and
     # pages all respect them; they stay out of query.applied, so links do not show them.
-    page = fhir.records.search(fhir.visible(query), visible=fhir.may_see)
-    self_link = f"{base}?{urlencode(query.applied)}" if query.applied else base
-    links = [("self", self_link)]
-    if page.next_cursor is not None:
-        links.append(
-            (
-                "next",
-                f"{base}?{urlencode([*query.applied, ('_cursor', page.next_cursor.encode())])}",
-            )
-        )
-    if page.previous_cursor is not None:
-        links.append(
-            (
-                "previous",
-                f"{base}?{urlencode([*query.applied, ('_cursor', page.previous_cursor.encode())])}",
-            )
-        )
+    page = fhir.records.search(
+        fhir.visible(query), visible=None if fhir.unlimited() else fhir.may_see
+    )
     entries = [_search_entry(fhir, query, v, "match") for v in page.matches]
     entries += [_search_entry(fhir, query, v, "include") for v in page.included]
     fhir.saw([*page.matches, *page.included])
@@ -325,8 +313,15 @@ def _searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
             )
         )
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
-    return fhir_json(
-        bundle("searchset", entries, total=page.total, links=links), pretty=fhir.pretty
+    return page_bundle(
+        "searchset",
+        entries,
+        path=base,
+        applied=query.applied,
+        total=page.total,
+        next_cursor=page.next_cursor.encode() if page.next_cursor is not None else None,
+        previous_cursor=page.previous_cursor.encode() if page.previous_cursor else None,
+        pretty=fhir.pretty,
     )
 
 
@@ -334,10 +329,11 @@ def _unreadable_includes(fhir: FhirRequest, query: SearchQuery) -> list[tuple[st
     """Return (name, expression) for each _include and _revinclude bringing in a type the
     caller may not read at all (role or scopes): those are left out, and said so."""
     found: list[tuple[str, str]] = []
-    for parameter, specs, kinds in (
+    ways: tuple[tuple[str, tuple[Include, ...], Callable[[Include], tuple[str, ...]]], ...] = (
         ("_include", query.include, lambda s: (s.target_type,) if s.target_type else ()),
         ("_revinclude", query.revinclude, lambda s: (s.source_type,)),
-    ):
+    )
+    for parameter, specs, kinds in ways:
         for spec in specs:
             for kind in kinds(spec):
                 try:
@@ -359,62 +355,6 @@ def _search_entry(
     elif stored.content is not None and query.summary:
         entry["resource"] = summarise(json_text.loads(stored.content), query.summary)
     return entry
-
-
-EVERYTHING_PARAMETERS = ("start", "end", "_since", "_type", "_count")
-
-
-def everything(fhir: FhirRequest) -> Response:
-    """GET or POST /Patient/123/$everything: the patient's record, paged (start, end,
-    _since, _type, _count; from the query or a Parameters body)."""
-    pairs = operation_inputs(fhir)
-    ignored = unknown_inputs(fhir, pairs, EVERYTHING_PARAMETERS, "Patient/$everything")
-    params = {name: text(pairs, name) for name in (*EVERYTHING_PARAMETERS, "_cursor")}
-    types = tuple(t for t in (params["_type"] or "").split(",") if t)
-    unknown = [t for t in types if t not in RESOURCE_TYPES]
-    if unknown:
-        raise InvalidRequest(
-            Issue(
-                f"_type names unknown resource types: {', '.join(unknown)}", expression=("_type",)
-            )
-        )
-    count = parse_count(params["_count"] or "100")
-    fhir.allow("Patient", "read")
-    fhir.allow_patient(fhir.path("id"))
-    page = fhir.records.everything(
-        fhir.path("id"),
-        since=params["_since"],
-        types=types,
-        count=count,
-        cursor=params["_cursor"],
-        visible=fhir.may_see,
-        care_start=params["start"],
-        care_end=params["end"],
-    )
-    path = f"{fhir.base_url}/Patient/{fhir.path('id')}/$everything"
-    applied = [(k, v) for k in EVERYTHING_PARAMETERS if (v := params[k])]
-    links = [("self", f"{path}?{urlencode(applied)}" if applied else path)]
-    if page.next_cursor is not None:
-        links.append(("next", f"{path}?{urlencode([*applied, ('_cursor', page.next_cursor)])}"))
-    entries = [
-        entry_for(f"{fhir.base_url}/{v.resource_type}/{v.id}", v.content, search={"mode": "match"})
-        for v in page.versions
-    ]
-    if ignored:
-        entries.append(ignored_entry(ignored, "Patient/$everything"))
-    return fhir_json(
-        bundle("searchset", entries, total=page.total, links=links), pretty=fhir.pretty
-    )
-
-
-def everyone(fhir: FhirRequest) -> Response:
-    """GET or POST /Patient/$everything: every patient, paged (each patient's record via its own $everything)."""
-    fhir.allow("Patient", "search-type")
-    query = parse_search(
-        "Patient",
-        [(k, v) for k, v in operation_inputs(fhir) if k in ("_count", "_cursor")],
-    )
-    return _searchset(fhir, query, f"{fhir.base_url}/Patient/$everything")
 
 
 def type_history(fhir: FhirRequest) -> Response:
@@ -444,19 +384,24 @@ def _history(
     id: str | None,
     visible: Callable[[StoredVersion], bool] | None = None,
 ) -> Response:
-    params = fhir.request.query_params
-    count = parse_count(params.get("_count", str(DEFAULT_COUNT)))
-    since = params.get("_since")
+    paging = PageRequest.parse(fhir.request.query_params.items())
     page = fhir.records.history(
-        resource_type, id, since=since, count=count, cursor=params.get("_cursor"), visible=visible
+        resource_type,
+        id,
+        since=paging.since,
+        count=paging.count,
+        before=paging.position,
+        visible=visible,
     )
-    path = "/".join(p for p in (fhir.base_url, resource_type, id, "_history") if p)
-    applied = [(k, v) for k, v in (("_since", since), ("_count", params.get("_count"))) if v]
-    links = [("self", f"{path}?{urlencode(applied)}" if applied else path)]
-    if page.next_cursor is not None:
-        links.append(("next", f"{path}?{urlencode([*applied, ('_cursor', page.next_cursor)])}"))
-    entries = [_history_entry(fhir.base_url, v) for v in page.versions]
-    return fhir_json(bundle("history", entries, total=page.total, links=links), pretty=fhir.pretty)
+    return page_bundle(
+        "history",
+        [_history_entry(fhir.base_url, v) for v in page.versions],
+        path="/".join(p for p in (fhir.base_url, resource_type, id, "_history") if p),
+        applied=[(k, v) for k, v in paging.applied if k != "_cursor" and v],
+        total=page.total,
+        next_cursor=page.next_cursor,
+        pretty=fhir.pretty,
+    )
 
 
 def _history_entry(base_url: str, stored: StoredVersion) -> dict[str, Any]:

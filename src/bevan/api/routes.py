@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from bevan.api import audit_events, operations, oversight, subscription_websocket
+from bevan.api import audit_events, bulk_jobs, operations, subscription_websocket
 from bevan.api import interactions as i
 from bevan.api import subscriptions as subs
 from bevan.api.capability import capability_text
@@ -18,13 +18,15 @@ from bevan.api.context import (
     base_url_of,
     fhir_endpoint,
 )
+from bevan.api.operations import audit, break_glass
 from bevan.api.responses import error_response, fhir_json
 from bevan.fhir.errors import FhirError, MethodNotAllowed, NotFound
 from bevan.security.access import AccessContext
 
 
 def metadata(fhir: FhirRequest) -> Response:
-    return fhir_json(capability_text(fhir.base_url), pretty=fhir.pretty)
+    cors = bool(fhir.request.app.state.settings.cors_origins)
+    return fhir_json(capability_text(fhir.base_url, cors), pretty=fhir.pretty)
 
 
 # A search naming the resources it wants (by id, business identifier or patient) reads a
@@ -152,6 +154,27 @@ def fhir_routes(base_path: str) -> list[Route]:
             methods=["GET"],
         ),
         Route(f"{b}/${{operation}}", operation, methods=["GET", "POST"]),
+        # Bulk requests' status URLs and files: before Type/id, which they would match.
+        Route(
+            f"{b}/{bulk_jobs.STATUS_PATH}/{{job}}",
+            e(bulk_jobs.job_status, interaction="operation", names_patients=False),
+            methods=["GET"],
+        ),
+        Route(
+            f"{b}/{bulk_jobs.STATUS_PATH}/{{job}}",
+            e(bulk_jobs.cancel_job, interaction="operation", names_patients=False),
+            methods=["DELETE"],
+        ),
+        Route(
+            f"{b}/{bulk_jobs.OUTPUT_PATH}/{{job}}/{{name}}",
+            e(
+                bulk_jobs.job_file,
+                interaction="operation",
+                names_patients=False,
+                serves=frozenset({bulk_jobs.NDJSON, "application/ndjson"}),
+            ),
+            methods=["GET"],
+        ),
         # The audit trail, not the record store, answers for AuditEvent.
         Route(
             f"{b}/AuditEvent",
@@ -184,7 +207,7 @@ def fhir_routes(base_path: str) -> list[Route]:
         # touching their records, so its audit entry does not list them.
         Route(
             f"{b}/Patient/{{id}}/$audit",
-            e(oversight.access_log, interaction="operation", names_patients=False),
+            e(audit.access_log, interaction="operation", names_patients=False),
             methods=["GET"],
         ),
         Route(f"{b}/{{type}}/{{id}}/${{operation}}", operation, methods=["GET", "POST"]),
@@ -220,7 +243,7 @@ def fhir_routes(base_path: str) -> list[Route]:
         ),
         Route(
             f"{b}/$break-glass/{{grant}}",
-            e(oversight.review_break_glass, interaction="operation"),
+            e(break_glass.review_break_glass, interaction="operation"),
             methods=["POST"],
         ),
         Route(b, bundles, methods=["POST"]),

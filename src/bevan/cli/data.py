@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,12 +55,24 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     from bevan.synth import write_population
 
+    diaries_from = None if args.no_diaries else (args.diary_start or coming_monday())
     with tqdm(total=args.patients, desc="Generating", unit=" patients", file=sys.stderr) as bar:
         counts = write_population(
-            args.patients, args.seed, args.out, ndjson=args.ndjson, progress=bar.update
+            args.patients,
+            args.seed,
+            args.out,
+            ndjson=args.ndjson,
+            progress=bar.update,
+            diaries_from=diaries_from,
         )
     print(f"Wrote {sum(counts.values())} resources for {args.patients} patients to {args.out}")
     return 0
+
+
+def coming_monday(today: date | None = None) -> date:
+    """Return the first Monday after today: where a synthetic population's diaries start."""
+    today = today or date.today()
+    return today + timedelta(days=7 - today.weekday())
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from bevan.fhir.limits import (
     MAX_SEARCH_VALUES,
     MAX_STORED_INTEGER,
 )
+from bevan.fhir.paging import DEFAULT_COUNT, parse_count
 from bevan.fhir.references import parse_reference
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search_parameters import (
@@ -38,8 +39,6 @@ from bevan.fhir.search_parameters import (
     search_parameters,
 )
 
-DEFAULT_COUNT = 20
-MAX_COUNT = 1000
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MAX_CHAIN = 4
 # Numbers are indexed as 64-bit floats: a search value beyond their range matches
@@ -523,18 +522,6 @@ class _Parser:
         else:
             return False
         return True
-
-
-def parse_count(text: str) -> int:
-    """Return the page size _count asks for, at most MAX_COUNT; raise InvalidRequest
-    for anything but a whole number in the digits 0-9."""
-    if not text.isascii() or not text.isdigit():
-        shown = text if len(text) <= 40 else text[:40] + "..."
-        raise InvalidRequest(
-            Issue(f"_count must be a whole number, not {shown!r}", expression=("_count",))
-        )
-    # More digits than MAX_COUNT has is more than it, however many there are.
-    return MAX_COUNT if len(text) > len(str(MAX_COUNT)) else min(int(text), MAX_COUNT)
 
 
 def _placed(issue: Issue, expression: tuple[str]) -> Issue:

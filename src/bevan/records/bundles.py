@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from bevan.fhir import json_text
 from bevan.fhir.bundles import bundle, entry_for
-from bevan.fhir.errors import FhirError, Forbidden, InvalidRequest, Issue, MultipleMatches, NotFound
+from bevan.fhir.errors import FhirError, Forbidden, InvalidRequest, Issue, NotFound
 from bevan.fhir.ids import new_id
 from bevan.fhir.limits import is_stored_integer
 from bevan.fhir.outcome import operation_outcome
@@ -23,13 +23,14 @@ from bevan.fhir.references import conditional_reference, iter_references, rewrit
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search import parse_search
 from bevan.fhir.validation import validate_resource
+from bevan.records.referential_integrity import UNRESOLVED
 from bevan.records.service import (
     PreparedVersion,
     RecordService,
     SearchLimit,
     WriteGuard,
     WriteResult,
-    conditional_matches,
+    conditional_match,
     parse_json,
 )
 from bevan.store.reading import ReadSession
@@ -429,19 +430,16 @@ def _conditional_match(
     parsed = parse_search(resource_type, query, strict=True)
     if isinstance(session, WriteSession):
         session.lock(f"{resource_type}?{query}")
+    too_many = Issue(
+        f"ifNoneExist {query!r} matches more than one {resource_type}",
+        code="multiple-matches",
+        expression=(f"{where}.request.ifNoneExist",),
+    )
     try:
-        ids = conditional_matches(session, parsed, visible, "create")
+        match = conditional_match(session, parsed, visible, "create", too_many)
     except FhirError as error:
         raise error.at(f"{where}.request.ifNoneExist") if not _has_place(error) else error from None
-    if len(ids) > 1:
-        raise MultipleMatches(
-            Issue(
-                f"ifNoneExist {query!r} matches more than one {resource_type}",
-                code="multiple-matches",
-                expression=(f"{where}.request.ifNoneExist",),
-            )
-        )
-    return session.current(resource_type, ids[0]) if ids else None
+    return session.current(resource_type, match) if match is not None else None
 
 
 class _References:
@@ -480,19 +478,25 @@ class _References:
         resource_type, query = conditional
         parsed = parse_search(resource_type, query, strict=True)
         # A conditional reference searches its type, as the caller might have directly.
-        ids = conditional_matches(self.session, parsed, self.visible, "search-type")
-        if not ids:
+        match = conditional_match(
+            self.session,
+            parsed,
+            self.visible,
+            "search-type",
+            Issue(
+                f"the conditional reference {text!r} matches more than one resource",
+                code="multiple-matches",
+            ),
+        )
+        if match is None:
             raise NotFound(
-                Issue(f"the conditional reference {text!r} matches no resource", code="not-found")
-            )
-        if len(ids) > 1:
-            raise MultipleMatches(
                 Issue(
-                    f"the conditional reference {text!r} matches more than one resource",
-                    code="multiple-matches",
+                    f"the conditional reference {text!r} matches no resource: what it names "
+                    f"{UNRESOLVED}",
+                    code="not-found",
                 )
             )
-        target = f"{resource_type}/{ids[0]}"
+        target = f"{resource_type}/{match}"
         self.conditional[text] = target
         self.failed = None
         return target
@@ -586,18 +590,20 @@ def _perform(
             )
         elif entry.query:
             parsed = parse_search(entry.resource_type, entry.query, strict=True)
-            ids = conditional_matches(session, parsed, visible, "delete")
-            if len(ids) > 1:
-                raise MultipleMatches(
-                    Issue(
-                        f"{entry.url} matches more than one resource",
-                        code="multiple-matches",
-                        expression=(f"{entry.where}.request.url",),
-                    )
-                )
+            match = conditional_match(
+                session,
+                parsed,
+                visible,
+                "delete",
+                Issue(
+                    f"{entry.url} matches more than one resource",
+                    code="multiple-matches",
+                    expression=(f"{entry.where}.request.url",),
+                ),
+            )
             result = (
-                service.delete_in(session, entry.resource_type, ids[0], guard=guard)
-                if ids
+                service.delete_in(session, entry.resource_type, match, guard=guard)
+                if match is not None
                 else WriteResult(204, None)
             )
         else:

@@ -7,7 +7,8 @@ from typing import Any
 
 from bevan.fhir import json_text
 from bevan.fhir.errors import InvalidRequest, Issue
-from bevan.fhir.search import MAX_COUNT, SearchQuery, parse_search
+from bevan.fhir.paging import MAX_COUNT
+from bevan.fhir.search import SearchQuery, parse_search
 from bevan.records.service import RecordService
 from bevan.store.versions import StoredVersion
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jsonpatch
@@ -14,7 +14,7 @@ import orjson
 from bevan.clinical.nhs_number import NHS_NUMBER_SYSTEM, nhs_numbers_held
 from bevan.fhir import fhirpath_patch, json_text
 from bevan.fhir.care_dates import within_care_dates
-from bevan.fhir.dates import date_range, format_instant, now_instant
+from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import (
     Conflict,
     Gone,
@@ -31,12 +31,12 @@ from bevan.fhir.errors import (
 from bevan.fhir.ids import is_valid_id, new_id
 from bevan.fhir.limits import (
     MAX_JSON_DEPTH,
-    is_stored_integer,
     nul_character_at,
     stored_integer,
     too_deep_at,
 )
 from bevan.fhir.meta import with_meta_added, with_meta_removed
+from bevan.fhir.paging import DEFAULT_COUNT
 from bevan.fhir.patient_references import patients_named
 from bevan.fhir.references import local_references
 from bevan.fhir.search import (
@@ -75,16 +75,26 @@ WriteGuard = Callable[[str, str, dict[str, Any] | None, dict[str, Any] | None], 
 # The API passes one for every caller but an unlimited system account, so a match the
 # caller may not see is no match at all.
 SearchLimit = Callable[[SearchQuery, str], SearchQuery]
+_MORE_THAN_ONE = "matches more than one resource"
 
 
-def conditional_matches(
-    session: ReadSession, query: SearchQuery, visible: SearchLimit | None, interaction: str
-) -> list[str]:
-    """Return the ids of up to two matches of a conditional search among what the
-    caller may see (the one place every conditional interaction matches)."""
+def conditional_match(
+    session: ReadSession,
+    query: SearchQuery,
+    visible: SearchLimit | None,
+    interaction: str,
+    too_many: str | Issue,
+) -> str | None:
+    """Return the id of the one match of a conditional search among what the caller may
+    see, or None for none; raise MultipleMatches (412) saying too_many for more than one.
+    The one place every conditional interaction matches: update, delete, If-None-Exist,
+    a Bundle's ifNoneExist and conditional entries, and conditional references."""
     if visible is not None:
         query = visible(query, interaction)
-    return session.search_ids(query, limit=2)
+    ids = session.search_ids(query, limit=2)
+    if len(ids) > 1:
+        raise MultipleMatches(too_many)
+    return ids[0] if ids else None
 
 
 @dataclass(frozen=True)
@@ -169,6 +179,11 @@ def _check_id(resource_type: str, id: str) -> None:
 # The content one history page holds before it stops and links to the next: far more
 # than a page of ordinary resources, a few versions of the largest.
 HISTORY_PAGE_BYTES = 1024 * 1024
+
+
+# A total for a caller who may not see every match is counted by judging each match, up
+# to this many; beyond it no total is given rather than one that counts hidden records.
+JUDGED_TOTAL_LIMIT = 10_000
 
 
 class RecordService:
@@ -265,28 +280,20 @@ class RecordService:
         id: str | None = None,
         *,
         since: str | None = None,
-        count: int = 20,
-        cursor: str | None = None,
+        count: int = DEFAULT_COUNT,
+        before: int | None = None,
         max_bytes: int = HISTORY_PAGE_BYTES,
         visible: Callable[[StoredVersion], bool] | None = None,
     ) -> Page:
-        """Return a page of versions, newest first; cursor continues a previous page.
-        Versions visible refuses are left out, and a total then given only if it can
-        leave them out too.
+        """Return a page of versions changed at or after the instant since, newest
+        first; before (the previous page's cursor) continues a previous page. Versions
+        visible refuses are left out, and a total then given only if it can leave them
+        out too.
 
         A page ends at count versions, or sooner, once the versions on it hold more than
         max_bytes of content: a resource rewritten many times at megabytes a version
         would otherwise be read, held and sent whole, a thousand versions to a page.
         """
-        since_instant = None
-        if since is not None:
-            try:
-                since_instant = format_instant(date_range(since)[0])
-            except ValueError as error:
-                raise InvalidRequest(Issue(str(error), expression=("_since",))) from None
-        before = None
-        if cursor is not None:
-            before = stored_integer(cursor, "_cursor", "a page of this history")
         with self.reading() as session:
             if resource_type is not None and id is not None:
                 _check_id(resource_type, id)
@@ -295,14 +302,12 @@ class RecordService:
             versions = session.history(
                 resource_type,
                 id,
-                since=since_instant,
+                since=since,
                 before_seq=before,
                 count=count + 1,
                 max_bytes=max_bytes,
             )
-            total = (
-                session.history_total(resource_type, id, since_instant) if cursor is None else None
-            )
+            total = session.history_total(resource_type, id, since) if before is None else None
         page: list[StoredVersion] = []
         size = 0
         for version in versions:
@@ -344,6 +349,10 @@ class RecordService:
             query.total in ("accurate", "estimate") or query.summary == "count" or query.count == 0
         )
         total = session.count(query) if counted else None
+        judged = False
+        if visible is not None and total:
+            total = self._visible_total(session, query, visible, total)
+            judged = True
         if query.count == 0 or query.summary == "count":
             return SearchPage([], [], total, None, None)
         hits = session.search(query, limit=query.count + 1)
@@ -363,13 +372,28 @@ class RecordService:
         shown: list[StoredVersion] = (
             list(hits) if visible is None else [v for v in hits if visible(v)]
         )
-        if len(shown) < len(hits) and total is not None:
+        if len(shown) < len(hits) and total is not None and not judged:
             # A total must not count what the caller may not see; it can be corrected
             # only when this page holds every match.
             whole = query.cursor is None and not more
             total = total - (len(hits) - len(shown)) if whole else None
         included = self._included(session, query, shown, visible)
         return SearchPage(shown, included, total, next_cursor, previous_cursor)
+
+    @staticmethod
+    def _visible_total(
+        session: ReadSession,
+        query: SearchQuery,
+        visible: Callable[[StoredVersion], bool],
+        total: int,
+    ) -> int | None:
+        """Return how many of the total matches the caller may see, judging each (a
+        count is a read of every match); None, so that no total is given, when there are
+        more matches than JUDGED_TOTAL_LIMIT to judge."""
+        if total > JUDGED_TOTAL_LIMIT:
+            return None
+        every = replace(query, cursor=None, sort=(), include=(), revinclude=(), count=total)
+        return sum(1 for hit in session.search(every, limit=total) if visible(hit))
 
     def _included(
         self,
@@ -439,17 +463,17 @@ class RecordService:
         since: str | None = None,
         types: tuple[str, ...] = (),
         count: int = 100,
-        cursor: str | None = None,
+        position: int | None = None,
         visible: Callable[[StoredVersion], bool] | None = None,
         care_start: str | None = None,
         care_end: str | None = None,
     ) -> Page:
         """Return a page of Patient/id, everything in its compartment, and what those
-        reference (only what visible allows, if given; with care_start or care_end, only what
-        records care in that period, or no date of care at all)."""
-        since_instant = self._since(since)
-        low = self._instant(care_start, "start", 0)
-        high = self._instant(care_end, "end", 1)
+        reference (only what visible allows, if given; changed at or after the instant
+        since; with the instants care_start or care_end, only what records care in that
+        period, or no date of care at all). position (the previous page's cursor) is
+        where the page starts."""
+        low, high = care_start, care_end
         with self.reading() as session:
             patient = self.read("Patient", patient_id, session)
             members: dict[tuple[str, str], StoredVersion] = {("Patient", patient.id): patient}
@@ -471,8 +495,8 @@ class RecordService:
         )
         if types and "Patient" not in types:
             ordered = [v for v in ordered if v.resource_type != "Patient"]
-        if since_instant is not None:
-            ordered = [v for v in ordered if v.last_updated >= since_instant]
+        if since is not None:
+            ordered = [v for v in ordered if v.last_updated >= since]
         if low is not None or high is not None:
             ordered = [
                 v
@@ -481,23 +505,10 @@ class RecordService:
             ]
         if visible is not None:
             ordered = [v for v in ordered if visible(v)]
-        start = int(cursor) if cursor and is_stored_integer(cursor) else 0
+        start = position or 0
         page = ordered[start : start + count]
         next_cursor = str(start + count) if start + count < len(ordered) else None
         return Page(page, len(ordered), next_cursor)
-
-    def _since(self, since: str | None) -> str | None:
-        return self._instant(since, "_since", 0)
-
-    @staticmethod
-    def _instant(text: str | None, name: str, bound: int) -> str | None:
-        """Return the lower (bound 0) or upper (1) instant of a date parameter's value."""
-        if text is None:
-            return None
-        try:
-            return format_instant(date_range(text)[bound])
-        except ValueError as error:
-            raise InvalidRequest(Issue(str(error), expression=(name,))) from None
 
     # --- writes ---------------------------------------------------------------------
 
@@ -538,13 +549,15 @@ class RecordService:
         if if_none_exist:
             query = parse_search(resource_type, if_none_exist, strict=True)
             session.lock(f"{resource_type}?{if_none_exist}")
-            matches = conditional_matches(session, query, visible, "create")
-            if len(matches) > 1:
-                raise MultipleMatches(
-                    f"If-None-Exist {if_none_exist!r} matches more than one {resource_type}"
-                )
-            if matches:
-                return WriteResult(200, session.current(resource_type, matches[0]))
+            match = conditional_match(
+                session,
+                query,
+                visible,
+                "create",
+                f"If-None-Exist {if_none_exist!r} matches more than one {resource_type}",
+            )
+            if match is not None:
+                return WriteResult(200, session.current(resource_type, match))
         new = id or new_id()
         stored = self._write(session, resource_type, new, resource, None, guard, prepared)
         return WriteResult(201, stored)
@@ -667,21 +680,21 @@ class RecordService:
         refuse_server_written(resource_type)
         query = parse_search(resource_type, search, strict=True)
         session.lock(f"{resource_type}?{search}")
-        matches = conditional_matches(session, query, visible, "update")
-        if len(matches) > 1:
-            raise MultipleMatches(f"{resource_type}?{search} matches more than one resource")
+        match = conditional_match(
+            session, query, visible, "update", f"{resource_type}?{search} {_MORE_THAN_ONE}"
+        )
         body_id = resource.get("id")
-        if matches:
-            if body_id is not None and body_id != matches[0]:
+        if match is not None:
+            if body_id is not None and body_id != match:
                 raise InvalidResource(
                     Issue(
-                        f"the body's id {body_id!r} differs from the matching {resource_type}/{matches[0]}",
+                        f"the body's id {body_id!r} differs from the matching {resource_type}/{match}",
                         expression=(f"{resource_type}.id",),
                     )
                 )
-            resource["id"] = matches[0]
+            resource["id"] = match
             return self.update_in(
-                session, resource_type, matches[0], resource, if_match=if_match, guard=guard
+                session, resource_type, match, resource, if_match=if_match, guard=guard
             )
         if body_id is not None:
             _check_id(resource_type, body_id)
@@ -860,12 +873,12 @@ class RecordService:
         if not query.criteria:
             raise InvalidRequest(Issue("a conditional delete needs at least one search parameter"))
         with self.writing() as session:
-            matches = conditional_matches(session, query, visible, "delete")
-            if len(matches) > 1:
-                raise MultipleMatches(f"{resource_type}?{search} matches more than one resource")
-            if not matches:
+            match = conditional_match(
+                session, query, visible, "delete", f"{resource_type}?{search} {_MORE_THAN_ONE}"
+            )
+            if match is None:
                 return WriteResult(204, None)
-            return self.delete_in(session, resource_type, matches[0], guard=guard)
+            return self.delete_in(session, resource_type, match, guard=guard)
 
     def change_meta(
         self,

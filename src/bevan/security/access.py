@@ -43,6 +43,7 @@ from bevan.fhir.search import (
     parse_search,
 )
 from bevan.fhir.search_parameters import compartment_parameters, in_patient_compartment
+from bevan.security.booking_rights import check_patient_booking, patient_slot_restrictions
 from bevan.security.patient_writes import check_device_write, check_patient_write
 from bevan.security.record_patients import record_patients
 from bevan.security.scopes import parse_scopes, require_scope
@@ -78,8 +79,12 @@ PATIENT_WRITES = {
     "Observation": {"create"},
     "Appointment": {"create", "update", "patch"},
     "Patient": {"update", "patch"},
+    # Answering a slot offered from a waiting list (booking_rights).
+    "Task": {"update", "patch"},
 }
 DEVICE_WRITES = {"Observation": {"create"}}
+# Types outside the Patient compartment that clinicians may still write, for their patients.
+CLINICAL_WRITES = frozenset({"Task"})
 NO_PATIENT_DATA = frozenset({"analyst", "privacy-officer"})
 # Search parameters naming the patient of types outside the Patient compartment that
 # still carry patient data (Binary and Bundle have none: their matches are filtered).
@@ -148,7 +153,17 @@ class AccessPolicy:
             raise _forbidden(f"a device may not {interaction} {resource_type} resources")
         if role == "device" and not writing:
             raise _forbidden("a device may only send readings")
-        if writing and not patient_data and role not in ("system",):
+        # Clinicians act on the Tasks raised about their patients (a virtual ward's
+        # escalations): judged, like any record, by the patients each one names.
+        clinical_task = resource_type in CLINICAL_WRITES and role in CLINICAL_ROLES
+        patient_answer = role == "patient" and interaction in PATIENT_WRITES.get(resource_type, ())
+        if (
+            writing
+            and not patient_data
+            and not clinical_task
+            and not patient_answer
+            and role not in ("system",)
+        ):
             raise _forbidden(f"only system accounts change {resource_type} resources")
         if interaction == "search-type" and resource_type in UNRESTRICTED_SEARCH_TYPES:
             raise _forbidden(
@@ -266,6 +281,7 @@ class AccessPolicy:
             check_written_under_break_glass(old, new, bool(reached_by_glass))
         if new is not None and context.role == "patient":
             check_patient_write(context.principal, old, new)
+            check_patient_booking(self.records, old, new)
         if new is not None and context.role == "device":
             check_device_write(context.principal, old, new)
         written = new or old
@@ -375,6 +391,8 @@ class AccessPolicy:
         if hidden:
             values = tuple(TokenValue(code, CONFIDENTIALITY) for code in hidden)
             out.append(Restriction(TokenMatch("_security", values, "not")))
+        if role == "patient" and resource_type == "Slot":
+            out.extend(patient_slot_restrictions())
         if role == "system" or not holds_patient_data(resource_type):
             return tuple(out)
         params = _patient_parameters(resource_type)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from bevan.fhir.dates import instant_range
 from bevan.fhir.errors import InvalidRequest, Issue
-from bevan.fhir.search import DEFAULT_COUNT, MAX_COUNT
+from bevan.fhir.paging import DEFAULT_COUNT, parse_count
 from bevan.store.audit import AuditQuery
 
 # Parameters that shape the answer rather than choose entries.
@@ -98,9 +98,7 @@ def audit_query(pairs: Sequence[tuple[str, str]]) -> AuditQuery:
         elif name in ("type", "subtype"):
             fragments.append(_fragments(values, name))
         elif name == "_count":
-            if not value.isdigit():
-                raise _invalid(f"_count must be a whole number, not {value!r}", name)
-            count = min(int(value), MAX_COUNT)
+            count = parse_count(value, f"AuditEvent?{name}")
         elif name == "_before":
             if not value.isdigit():
                 raise _invalid("_before must be an audit entry's number", name)

@@ -1,8 +1,7 @@
 """The FHIR operations this server answers, in one table: the router dispatches by it
 and the CapabilityStatement lists it, so neither can claim what the other lacks.
 
-Each operation's handler lives in a file named after it; `$everything`, `$audit` and
-`$break-glass` are still answered from the modules that held them first.
+Each operation's handler lives in a file named after it.
 """
 
 from __future__ import annotations
@@ -13,14 +12,29 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bevan.api import interactions, oversight
 from bevan.api.context import FhirRequest, Handler
-from bevan.api.operations import lastn, meta, meta_add, meta_delete, validate
+from bevan.api.operations import (
+    audit,
+    break_glass,
+    bulk_import,
+    everything,
+    export,
+    generate_slots,
+    ingest,
+    lastn,
+    meta,
+    meta_add,
+    meta_delete,
+    validate,
+    virtual_ward,
+    waitlist_statistics,
+)
 from bevan.fhir.errors import Issue, MethodNotAllowed, NotFound
 
 LEVELS = ("system", "type", "instance")
 HL7 = "http://hl7.org/fhir/OperationDefinition"
 BEVAN = "https://bevan.nhs.uk/fhir/OperationDefinition"
+BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
 
 
 @dataclass(frozen=True)
@@ -48,7 +62,7 @@ class Operation:
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "everything",
-        {"type": interactions.everyone, "instance": interactions.everything},
+        {"type": everything.everyone, "instance": everything.everything},
         f"{HL7}/Patient-everything",
         "A patient's whole record, paged: the Patient, everything in its compartment and "
         "what those refer to (by type, every patient).",
@@ -76,6 +90,28 @@ OPERATIONS: tuple[Operation, ...] = (
             ("code", "which codes"),
             ("(search)", "any other Observation search parameter"),
         ),
+        offload=True,
+    ),
+    Operation(
+        "ingest",
+        {"type": ingest.ingest},
+        f"{BEVAN}/Observation-ingest",
+        "Readings in bulk (application/fhir+ndjson, one Observation a line), each line "
+        "validated, stored and scored with NEWS2 on its own; the OperationOutcome lists "
+        "every refused line by number and why.",
+        types=("Observation",),
+        methods=("POST",),
+        affects_state=True,
+    ),
+    Operation(
+        "virtual-ward",
+        {"system": virtual_ward.worklist_of},
+        f"{BEVAN}/virtual-ward",
+        "The virtual ward's worklist: each enrolled patient the caller may read, with the "
+        "latest NEWS2 score, band, trend, time since the last set, what the set in progress "
+        "lacks, the overdue flag and open Tasks, highest risk first.",
+        methods=("GET",),
+        parameters=(("organization", "the ODS code (or Organization id) of the responsible team"),),
         offload=True,
     ),
     Operation(
@@ -118,8 +154,39 @@ OPERATIONS: tuple[Operation, ...] = (
         affects_state=True,
     ),
     Operation(
+        "generate-slots",
+        {"instance": generate_slots.generate_slots_operation},
+        f"{BEVAN}/Schedule-generate-slots",
+        "Makes a diary's free Slots from a template (by default a week of 15-minute slots, "
+        "09:00-12:00 and 14:00-17:00 Monday to Friday, Europe/London), in one "
+        "transaction; a time that already has a slot is left alone.",
+        types=("Schedule",),
+        methods=("POST",),
+        parameters=(
+            ("start", "the first day (YYYY-MM-DD), required"),
+            ("days", "how many days from start (1-31, default 7)"),
+            ("session", "HH:MM-HH:MM, repeatable (default 09:00-12:00 and 14:00-17:00)"),
+            ("minutes", "each slot's length (5-240, default 15)"),
+            ("weekdays", "mon,tue,... (default mon-fri)"),
+            ("patientBookable", "true (default): patients may book the slots themselves"),
+        ),
+        affects_state=True,
+    ),
+    Operation(
+        "waitlist-statistics",
+        {"type": waitlist_statistics.waitlist_statistics},
+        f"{BEVAN}/Appointment-waitlist-statistics",
+        "Each service's waiting list: people waiting, their median wait so far in days, "
+        "slots held on offer, and slots whose time passed while free (counts only; not "
+        "for patients or devices).",
+        types=("Appointment",),
+        methods=("GET",),
+        parameters=(("service-type", "one service (system|code, or code)"),),
+        offload=True,
+    ),
+    Operation(
         "audit",
-        {"instance": oversight.access_log},
+        {"instance": audit.access_log},
         f"{BEVAN}/Patient-audit",
         "Who accessed a patient's record, newest first (the patient, or a privacy officer).",
         types=("Patient",),
@@ -127,8 +194,35 @@ OPERATIONS: tuple[Operation, ...] = (
         parameters=(("_count", "entries per page"),),
     ),
     Operation(
+        "export",
+        {"system": export.export, "type": export.export, "instance": export.export},
+        f"{BULK}/export",
+        "FHIR Bulk Data export to NDJSON files, asynchronously (Prefer: respond-async; poll "
+        "the Content-Location): the whole system, every patient (Patient/$export), one "
+        "(Patient/[id]/$export) or a Group's members (Group/[id]/$export), holding what the "
+        "caller could search.",
+        types=("Patient", "Group"),
+        parameters=(
+            ("_type", "only these resource types (comma-separated)"),
+            ("_since", "only resources changed after this instant"),
+            ("_typeFilter", "Type?search: only the resources of Type that match (repeatable)"),
+            ("_outputFormat", "application/fhir+ndjson (the default and only format)"),
+        ),
+    ),
+    Operation(
+        "import",
+        {"system": bulk_import.bulk_import},
+        f"{BEVAN}/import",
+        "Loads NDJSON (one body, or several files as multipart/form-data) into the record, "
+        "asynchronously like $export; the final report gives counts by type and every "
+        "refused line by file and line number (system accounts only).",
+        methods=("POST",),
+        affects_state=False,  # loaded in the background, through the record's loader
+        offload=True,
+    ),
+    Operation(
         "break-glass",
-        {"system": oversight.break_glass_queue},
+        {"system": break_glass.break_glass_queue},
         f"{BEVAN}/break-glass",
         "Break-glass grants awaiting review (privacy officers); POST $break-glass/[grant] "
         'with {"outcome": ...} closes one.',

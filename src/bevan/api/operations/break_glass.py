@@ -1,4 +1,5 @@
-"""Privacy oversight: the break-glass review queue and who accessed a patient's record."""
+"""$break-glass: the privacy officers' queue of break-glass grants awaiting review, and
+the review that closes one (confirming, if asked, the relationships written under it)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,11 @@ from dataclasses import asdict
 import orjson
 from starlette.responses import Response
 
-from bevan.api.audit_events import audit_entries_bundle
 from bevan.api.context import FhirRequest
 from bevan.api.responses import fhir_json
 from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound
 from bevan.fhir.limits import stored_integer
-from bevan.fhir.search import parse_count
 from bevan.security.unconfirmed_relationships import confirm_relationships
 from bevan.store.access import BreakGlassLedger
 
@@ -75,30 +74,4 @@ def review_break_glass(fhir: FhirRequest) -> Response:
             "reviewed_by": reviewer,
             "confirmed": confirmed,
         }
-    )
-
-
-def access_log(fhir: FhirRequest) -> Response:
-    """GET /fhir/Patient/{id}/$audit: every access to this patient's record, newest first
-    (the patient themselves, who see no other patient named, or a privacy officer)."""
-    patient_id = fhir.path("id")
-    caller = fhir.caller
-    own = caller.role == "patient" and caller.principal.patient_id == patient_id
-    if not own and caller.role != "privacy-officer":
-        raise Forbidden(
-            Issue("a record's access log is for its patient and privacy officers", code="forbidden")
-        )
-    caller.patients.add(patient_id)
-    params = fhir.request.query_params
-    count = parse_count(params["_count"]) if "_count" in params else 100
-    before = stored_integer(params["_before"], "_before", "a page") if "_before" in params else None
-    entries = fhir.services.trail.log.for_patient(patient_id, limit=count + 1, before_seq=before)
-    applied = [(k, params[k]) for k in ("_count", "_before") if k in params]
-    return audit_entries_bundle(
-        fhir,
-        entries,
-        count,
-        f"{fhir.base_url}/Patient/{patient_id}/$audit",
-        applied,
-        patient_id=patient_id if own else None,
     )
