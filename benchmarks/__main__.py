@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import booking, bundle_import, crud, export, search, virtual_ward
+from benchmarks import booking, bundle_import, crud, export, search, views, virtual_ward
 from benchmarks.options import RunOptions
 from benchmarks.report import ScenarioResult
 
@@ -17,6 +17,7 @@ SCENARIOS: dict[str, Callable[[RunOptions], ScenarioResult]] = {
     "export": export.run,
     "virtual-ward": virtual_ward.run,
     "booking": booking.run,
+    "views": views.run,
 }
 
 

@@ -311,7 +311,7 @@ def fhir_endpoint(
     offload: bool | Callable[[Request], bool] = False,
     writes: bool | Callable[[Request], bool] = False,
     one_at_a_time: bool = False,
-    names_patients: bool = True,
+    names_patients: bool | Callable[[Request], bool] = True,
     serves: frozenset[str] = frozenset(),
 ) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a synchronous handler: authenticate, read the body, run it, audit it, and
@@ -384,7 +384,13 @@ def fhir_endpoint(
             problem = f"server error, reference {reference}"
             response = internal_error_response(reference)
         record = audit_record(
-            request, interaction, access, response, problem, body, names_patients=names_patients
+            request,
+            interaction,
+            access,
+            response,
+            problem,
+            body,
+            names_patients=_applies(names_patients, request),
         )
         return await audited(request, record, response)
 
@@ -490,7 +496,7 @@ def audit_record(
         action=action_for(interaction),
         interaction=interaction,
         outcome=outcome_for(status),
-        outcome_text=texts["outcome"] or "",
+        outcome_text=texts["outcome"] or (access.summary if access and status < 400 else "") or "",
         http_status=status,
         resources=resources,
         query=texts["query"],

@@ -93,6 +93,7 @@ def fhir_routes(base_path: str) -> list[Route]:
         interaction="operation",
         offload=operations.offloaded,
         writes=operations.writes,
+        names_patients=operations.names_patients,
     )
     bundles = e(
         i.system_bundle,
