@@ -19,14 +19,16 @@ from bevan.api.context import Services
 from bevan.api.health import health_routes
 from bevan.api.metrics import RequestMetrics, ServerMetrics, metrics_route
 from bevan.api.request_log import RequestLog, send_request_log_to_stdout
-from bevan.api.routes import fhir_routes, method_not_allowed, not_found
+from bevan.api.routes import fhir_routes, method_not_allowed, not_found, websocket_routes
 from bevan.api.sign_in_audit import audited_routes
 from bevan.bulk.jobs import BulkJobs
 from bevan.config import Settings
 from bevan.fhir.validation import warm_up
 from bevan.monitoring.codes import SYSTEM_PRINCIPAL
+from bevan.monitoring.delivery import SubscriptionDelivery
 from bevan.monitoring.overdue import OverdueLook, look_for_overdue
 from bevan.monitoring.scoring import ScoringOnArrival
+from bevan.monitoring.subscriptions import SubscriptionsBesideTheRecord, SubscriptionService
 from bevan.records.service import RecordService
 from bevan.records.write_rules import WriteRule
 from bevan.scheduling.booking import BookingRule
@@ -45,6 +47,7 @@ from bevan.security.oauth import (
     oauth_routes,
 )
 from bevan.security.service_audit import SCHEDULER, service_update
+from bevan.security.subscriber_access import SubscriberAccess
 from bevan.security.system_writes import system_write_records
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
@@ -54,6 +57,7 @@ from bevan.store.audit import AuditLog
 from bevan.store.bulk_jobs import BulkJobTable
 from bevan.store.group import GroupWriter
 from bevan.store.record_store import RecordStore
+from bevan.store.subscriptions import SubscriptionTable
 from bevan.web.page_access import UserNames, WebApp
 from bevan.web.routes import html_not_found, web_routes
 from bevan.web.sessions import SessionKeeper, session_key
@@ -67,6 +71,7 @@ def write_rules(settings: Settings) -> list[WriteRule]:
     return [
         ScoringOnArrival(timedelta(minutes=settings.news2_window_minutes)),
         BookingRule(timedelta(minutes=settings.offer_window_minutes)),
+        SubscriptionsBesideTheRecord(),
     ]
 
 
@@ -134,19 +139,38 @@ def create_app(
         settings.data_dir, revocations.is_revoked, disabled.is_disabled
     )
     proxies = TrustedProxies.parse(settings.trusted_proxies)
+    policy = AccessPolicy(records, BreakGlassLedger(store))
+    trail = trail or AuditTrail(
+        AuditLog(store.engine, store.write_lock, key=load_audit_key(settings.data_dir))
+    )
+    subscriptions = SubscriptionService(
+        SubscriptionTable(store), settings.subscription_endpoints, settings.base_url
+    )
+    delivery = SubscriptionDelivery(
+        subscriptions,
+        records,
+        SubscriberAccess(
+            policy,
+            trail,
+            disabled=disabled.is_disabled,
+            revoked=revocations.is_revoked,
+            source=settings.base_url,
+        ),
+        retry_seconds=settings.subscription_retry_seconds,
+        attempts=settings.subscription_attempts,
+    )
     services = Services(
         records=records,
         tokens=tokens,
-        policy=AccessPolicy(records, BreakGlassLedger(store)),
-        trail=trail
-        or AuditTrail(
-            AuditLog(store.engine, store.write_lock, key=load_audit_key(settings.data_dir))
-        ),
+        policy=policy,
+        trail=trail,
         writer=GroupWriter(store),
         max_body_bytes=settings.max_body_bytes,
         proxies=proxies,
         source=settings.base_url,
         max_patient_body_bytes=settings.max_patient_body_bytes,
+        subscriptions=subscriptions,
+        delivery=delivery,
         bulk=BulkJobs(
             BulkJobTable(store),
             settings.bulk_directory,
@@ -189,6 +213,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.trail.start()
+        delivery.start()
         async with anyio.create_task_group() as background:
             if settings.overdue_check_seconds > 0:
                 background.start_soon(
@@ -203,6 +228,7 @@ def create_app(
             if expiry is not None:
                 expiry.cancel()
             background.cancel_scope.cancel()
+        delivery.stop()
         services.writer.stop()
         await services.trail.stop()
         store.close()
@@ -216,6 +242,7 @@ def create_app(
                 oauth_routes(tokens, users, clients, revocations, settings.base_url, authorization)
             ),
             *fhir_routes(settings.base_path),
+            *websocket_routes(settings.base_path),
             # The web app, at /: after the API, whose routes are matched first.
             *web_routes(),
         ],
