@@ -37,6 +37,13 @@ class Settings:
     # References to this server must resolve (BEVAN_REFERENTIAL_INTEGRITY=off for bulk
     # loads of partial data).
     referential_integrity: bool = True
+    # URL prefixes rest-hook Subscriptions may deliver to (BEVAN_SUBSCRIPTION_ENDPOINTS,
+    # comma-separated); none by default, so no rest-hook is accepted until allowed.
+    subscription_endpoints: tuple[str, ...] = ()
+    # A failed delivery is tried again after this many seconds, doubling each time, and
+    # the subscription marked error after this many failures in a row.
+    subscription_retry_seconds: float = 1.0
+    subscription_attempts: int = 6
     # How long a bulk request ($export, $import) and its files are kept after it was
     # asked for; after that its status and files answer 404.
     bulk_retention_hours: float = DEFAULT_BULK_RETENTION_HOURS
@@ -85,6 +92,11 @@ class Settings:
             metrics_allow=_listed(os.environ.get("BEVAN_METRICS_ALLOW", "")),
             request_log=_switch(os.environ.get("BEVAN_REQUEST_LOG"), True),
             referential_integrity=_switch(os.environ.get("BEVAN_REFERENTIAL_INTEGRITY"), True),
+            subscription_endpoints=_listed(os.environ.get("BEVAN_SUBSCRIPTION_ENDPOINTS", "")),
+            subscription_retry_seconds=float(
+                os.environ.get("BEVAN_SUBSCRIPTION_RETRY_SECONDS", "1.0")
+            ),
+            subscription_attempts=int(os.environ.get("BEVAN_SUBSCRIPTION_ATTEMPTS", "6")),
             bulk_retention_hours=float(
                 os.environ.get("BEVAN_BULK_RETENTION_HOURS", DEFAULT_BULK_RETENTION_HOURS)
             ),

@@ -33,6 +33,8 @@ from bevan.fhir.errors import (
 from bevan.fhir.ids import is_valid_id
 from bevan.fhir.patient_references import patients_named
 from bevan.fhir.search import Criterion, SearchQuery
+from bevan.monitoring.delivery import SubscriptionDelivery
+from bevan.monitoring.subscriptions import SubscriptionService
 from bevan.records.bundles import BundleAccess
 from bevan.records.service import RecordService, SearchLimit, WriteGuard, parse_json
 from bevan.security.access import AccessContext, AccessPolicy
@@ -123,6 +125,9 @@ class Services:
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
     # The server's own base URL, named as the audit source (not the client's Host header).
     source: str = ""
+    # Subscriptions and their delivery (monitoring/), when the app has them.
+    subscriptions: SubscriptionService | None = None
+    delivery: SubscriptionDelivery | None = None
     # Asynchronous bulk requests ($export, $import); None where they are not served.
     bulk: BulkJobs | None = None
 
@@ -311,7 +316,7 @@ def fhir_endpoint(
     offload: bool | Callable[[Request], bool] = False,
     writes: bool | Callable[[Request], bool] = False,
     one_at_a_time: bool = False,
-    names_patients: bool = True,
+    names_patients: bool | Callable[[Request], bool] = True,
     serves: frozenset[str] = frozenset(),
 ) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a synchronous handler: authenticate, read the body, run it, audit it, and
@@ -384,7 +389,13 @@ def fhir_endpoint(
             problem = f"server error, reference {reference}"
             response = internal_error_response(reference)
         record = audit_record(
-            request, interaction, access, response, problem, body, names_patients=names_patients
+            request,
+            interaction,
+            access,
+            response,
+            problem,
+            body,
+            names_patients=_applies(names_patients, request),
         )
         return await audited(request, record, response)
 
@@ -490,7 +501,7 @@ def audit_record(
         action=action_for(interaction),
         interaction=interaction,
         outcome=outcome_for(status),
-        outcome_text=texts["outcome"] or "",
+        outcome_text=texts["outcome"] or (access.summary if access and status < 400 else "") or "",
         http_status=status,
         resources=resources,
         query=texts["query"],

@@ -26,6 +26,7 @@ from bevan.api.operations import (
     meta_add,
     meta_delete,
     validate,
+    viewdefinition_run,
     virtual_ward,
     waitlist_statistics,
 )
@@ -50,6 +51,8 @@ class Operation:
     parameters: tuple[tuple[str, str], ...] = field(default=())  # (name, what it does)
     affects_state: bool = False
     offload: bool = False  # may take long: answered off the event loop
+    # False: the handler names the patients its answer touched (the audit scans no bodies)
+    audit_scans_bodies: bool = True
 
     @property
     def levels(self) -> tuple[str, ...]:
@@ -221,6 +224,27 @@ OPERATIONS: tuple[Operation, ...] = (
         offload=True,
     ),
     Operation(
+        "viewdefinition-run",
+        {"system": viewdefinition_run.viewdefinition_run},
+        "http://sql-on-fhir.org/OperationDefinition/$viewdefinition-run",
+        "A SQL on FHIR ViewDefinition's rows over resources sent inline or over the stored "
+        "record (analysts: the whole population); X-Bevan-As-Of says what they reflect.",
+        methods=("POST",),
+        parameters=(
+            ("viewResource", "the ViewDefinition"),
+            ("viewReference", "a stored Library holding one (Library/id or its url)"),
+            ("resource", "resources to run over instead of the stored record"),
+            ("patient", "only this patient's resources (repeatable)"),
+            ("group", "only the resources of this Group's patients"),
+            ("_since", "only resources changed since this instant"),
+            ("_limit", "at most this many rows"),
+            ("_format", "ndjson (default), json, csv or parquet"),
+            ("header", "csv: whether to write the header line (default true)"),
+        ),
+        offload=True,
+        audit_scans_bodies=False,
+    ),
+    Operation(
         "break-glass",
         {"system": break_glass.break_glass_queue},
         f"{BEVAN}/break-glass",
@@ -256,6 +280,12 @@ def offloaded(request: Request) -> bool:
     """Return True if the operation asked for may take long (route flag)."""
     operation = _requested(request)
     return operation is not None and operation.offload
+
+
+def names_patients(request: Request) -> bool:
+    """Return True unless the operation names, itself, the patients it touched (route flag)."""
+    operation = _requested(request)
+    return operation is None or operation.audit_scans_bodies
 
 
 def writes(request: Request) -> bool:
