@@ -16,6 +16,7 @@ from starlette.routing import Route
 from bevan.api.context import Services
 from bevan.api.health import health_routes
 from bevan.api.metrics import RequestMetrics, ServerMetrics, metrics_route
+from bevan.api.oauth import oauth_routes
 from bevan.api.request_log import RequestLog, send_request_log_to_stdout
 from bevan.api.routes import fhir_routes, method_not_allowed, not_found
 from bevan.api.sign_in_audit import audited_routes
@@ -26,7 +27,8 @@ from bevan.security.access import AccessPolicy
 from bevan.security.audit_key import load_audit_key
 from bevan.security.client_address import ForwardedHeaders, TrustedProxies
 from bevan.security.disabled_accounts import DisabledAccounts
-from bevan.security.oauth import ClientRegistry, RevocationList, oauth_routes
+from bevan.security.oauth_clients import ClientRegistry
+from bevan.security.revocation import RevocationList
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
 from bevan.security.users import UserDirectory
