@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from bevan.api.context import Services
 from bevan.api.health import health_routes
+from bevan.api.loop_reads import LoopReadPolicy
 from bevan.api.metrics import RequestMetrics, ServerMetrics, metrics_route
 from bevan.api.oauth import oauth_routes
 from bevan.api.request_log import RequestLog, send_request_log_to_stdout
@@ -47,7 +48,9 @@ def create_app(
     of auditing with it); there is no setting that turns auditing off.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = store or RecordStore.from_url(settings.resolved_database_url)
+    store = store or RecordStore.from_url(
+        settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
     records = RecordService(
         store, settings.base_url, referential_integrity=settings.referential_integrity
     )
@@ -66,6 +69,7 @@ def create_app(
             AuditLog(store.engine, store.write_lock, key=load_audit_key(settings.data_dir))
         ),
         writer=GroupWriter(store),
+        loop_reads=LoopReadPolicy(store.read_budget),
         max_body_bytes=settings.max_body_bytes,
         proxies=proxies,
         source=settings.base_url,

@@ -36,6 +36,10 @@ class Settings:
     # References to this server must resolve (BEVAN_REFERENTIAL_INTEGRITY=off for bulk
     # loads of partial data).
     referential_integrity: bool = True
+    # How hard a SQLite commit makes sure of the disk (BEVAN_SQLITE_SYNCHRONOUS): NORMAL
+    # keeps every acknowledged write across the process being killed, FULL across a
+    # power cut too.
+    sqlite_synchronous: str = "NORMAL"
 
     @property
     def base_url(self) -> str:
@@ -65,6 +69,7 @@ class Settings:
             metrics_allow=_listed(os.environ.get("BEVAN_METRICS_ALLOW", "")),
             request_log=_switch(os.environ.get("BEVAN_REQUEST_LOG"), True),
             referential_integrity=_switch(os.environ.get("BEVAN_REFERENTIAL_INTEGRITY"), True),
+            sqlite_synchronous=os.environ.get("BEVAN_SQLITE_SYNCHRONOUS", "NORMAL").upper(),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **given)  # type: ignore[arg-type]

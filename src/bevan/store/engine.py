@@ -33,8 +33,12 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 16) -> Engine:
-    """Return an Engine for url, tuned for Bevan's workload on its dialect.
+SQLITE_SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def make_engine(url: str, *, pool_size: int = 16, sqlite_synchronous: str = "NORMAL") -> Engine:
+    """Return an Engine for url, tuned for Bevan's workload on its dialect (on SQLite,
+    committing at sqlite_synchronous, one of SQLITE_SYNCHRONOUS_LEVELS).
 
     The pool keeps enough connections for the event loop, the offload threads, the
     group-commit writer and the audit writer, so none is opened per request.
@@ -42,7 +46,7 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, pool_size=pool_size, max_overflow=32, pool_timeout=60)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, sqlite_synchronous)
         return engine
     # PostgreSQL plans a statement the driver has prepared (after five runs) once for
     # every value when that costs no more than planning it each time: the search SQL
@@ -134,7 +138,11 @@ def _or_null(function: Callable[[float], float]) -> Callable[[float | None], flo
     return apply
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    synchronous = synchronous.upper()
+    if synchronous not in SQLITE_SYNCHRONOUS_LEVELS:
+        synchronous = "NORMAL"
+
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (below).
@@ -151,7 +159,7 @@ def _configure_sqlite(engine: Engine) -> None:
         # $everything (benchmarks/search.py).
         cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={_sqlite_synchronous()}")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA temp_store=MEMORY")
@@ -168,11 +176,6 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 SQLITE_PAGE_SIZE = 8192
-
-
-def _sqlite_synchronous() -> str:
-    value = os.environ.get("BEVAN_SQLITE_SYNCHRONOUS", "NORMAL").upper()
-    return value if value in ("OFF", "NORMAL", "FULL", "EXTRA") else "NORMAL"
 
 
 # Pages of write-ahead log past which a commit checkpoints it itself (SQLite's default

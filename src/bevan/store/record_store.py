@@ -14,7 +14,14 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from bevan.store.budget import budgeted, statement_budget, within_budget
+from bevan.store.budget import (
+    POSTGRESQL_READ_BUDGET,
+    SQLITE_READ_BUDGET,
+    ReadBudget,
+    budgeted,
+    statement_budget,
+    within_budget,
+)
 from bevan.store.engine import WalCheckpointer, WriterLock, is_sqlite, make_engine, reads_engine
 from bevan.store.plan_facts import PlanFacts
 from bevan.store.reading import ReadSession
@@ -56,8 +63,13 @@ class RecordStore:
         self._budgeted_reads = None if self.sqlite else reads_engine(engine, pool_size=2)
 
     @classmethod
-    def from_url(cls, url: str) -> RecordStore:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, *, sqlite_synchronous: str = "NORMAL") -> RecordStore:
+        return cls(make_engine(url, sqlite_synchronous=sqlite_synchronous))
+
+    @property
+    def read_budget(self) -> ReadBudget:
+        """Return how long a read may first be tried where it must be quick."""
+        return SQLITE_READ_BUDGET if self.sqlite else POSTGRESQL_READ_BUDGET
 
     @contextmanager
     def read(self) -> Iterator[ReadSession]:
