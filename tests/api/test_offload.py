@@ -187,7 +187,7 @@ def test_an_overrun_while_compiling_a_new_shape_of_search_is_not_held_against_it
     """The first search of a shape compiles its statement, a few milliseconds of the
     loop's budget that later searches of the shape do not spend: running out then does
     not send the kind to the thread pool, however often it happens."""
-    if server.store.dialect != "sqlite":
+    if server.store.dialect.name != "sqlite":
         pytest.skip("PostgreSQL times the statement from its arrival, after compiling")
     _forget_overruns(server, monkeypatch)
     family = f"Shape{uuid.uuid4().hex[:8]}"

@@ -112,7 +112,7 @@ class WriteSession(ReadSession):
 
     def lock(self, key: str) -> None:
         """Serialise writers that share key until commit (conditional creates)."""
-        if self.sqlite:
+        if self.dialect.single_writer:
             return
         digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
         self.connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": digest})
@@ -154,7 +154,7 @@ class WriteSession(ReadSession):
     def _append_version(self, row: dict[str, Any], method: str, content: str | None) -> int:
         """Append the version row; return its seq."""
         values = {**row, "method": method, "content": content}
-        if self.sqlite:
+        if self.dialect.single_writer:
             values["seq"] = seq = self._next_key(0)
             self._hold_keyed("resource_version", values)
             return seq
@@ -165,7 +165,7 @@ class WriteSession(ReadSession):
 
     def _add_resource(self, row: dict[str, Any]) -> int:
         """Add the resource row of a new resource; return its rid."""
-        if self.sqlite:
+        if self.dialect.single_writer:
             rid = self._next_key(1)
             self._hold_keyed("resource", {**row, "rid": rid})
             return rid
