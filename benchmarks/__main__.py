@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import bundle_import, crud, search
+from benchmarks import booking, bundle_import, crud, export, search, views, virtual_ward
 from benchmarks.options import RunOptions
 from benchmarks.report import ScenarioResult
 
@@ -14,6 +14,10 @@ SCENARIOS: dict[str, Callable[[RunOptions], ScenarioResult]] = {
     "crud": crud.run,
     "import": bundle_import.run,
     "search": search.run,
+    "export": export.run,
+    "virtual-ward": virtual_ward.run,
+    "booking": booking.run,
+    "views": views.run,
 }
 
 
@@ -41,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--patients",
         type=int,
         help="import size (default 1,000, 200 quick; synthea 100, 14 quick); "
-        "search data (default 90,000 = ~1M resources, 400 quick)",
+        "search data (default 90,000 = ~1M resources, 400 quick); "
+        "export data (default 5,000, 400 quick)",
     )
     parser.add_argument(
         "--source",

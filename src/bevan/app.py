@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -21,22 +26,92 @@ from bevan.api.oauth import oauth_routes
 from bevan.api.request_log import RequestLog, send_request_log_to_stdout
 from bevan.api.routes import fhir_routes, method_not_allowed, not_found
 from bevan.api.sign_in_audit import audited_routes
+from bevan.bulk.jobs import BulkJobs
 from bevan.config import Settings
 from bevan.fhir.validation import warm_up
+from bevan.monitoring.codes import SYSTEM_PRINCIPAL
+from bevan.monitoring.overdue import OverdueLook, look_for_overdue
+from bevan.monitoring.scoring import ScoringOnArrival
 from bevan.records.service import RecordService
+from bevan.records.write_rules import WriteRule
+from bevan.scheduling.booking import BookingRule
+from bevan.scheduling.diary import patient_of
+from bevan.scheduling.offer_expiry import end_lapsed_offers_every
+from bevan.scheduling.waiting_list import OFFER_ENDED_REASON
 from bevan.security.access import AccessPolicy
+from bevan.security.audit import AuditRecord
 from bevan.security.audit_key import load_audit_key
 from bevan.security.client_address import ForwardedHeaders, TrustedProxies
 from bevan.security.disabled_accounts import DisabledAccounts
 from bevan.security.oauth_clients import ClientRegistry
 from bevan.security.revocation import RevocationList
+from bevan.security.service_audit import SCHEDULER, service_update
+from bevan.security.system_writes import system_write_records
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
 from bevan.security.users import UserDirectory
 from bevan.store.access import BreakGlassLedger
 from bevan.store.audit import AuditLog
+from bevan.store.bulk_jobs import BulkJobTable
 from bevan.store.group import GroupWriter
 from bevan.store.record_store import RecordStore
+
+
+def write_rules(settings: Settings) -> list[WriteRule]:
+    """Return the rules the services attach to writes of the record (the NEWS2 score
+    of a completed set, a slot taken by a booking): every door that writes, the API, the
+    loader and the web app, goes through the one RecordService that holds them."""
+    return [
+        ScoringOnArrival(timedelta(minutes=settings.news2_window_minutes)),
+        BookingRule(timedelta(minutes=settings.offer_window_minutes)),
+    ]
+
+
+log = logging.getLogger("bevan.app")
+
+
+def overdue_audit(settings: Settings, look: OverdueLook) -> list[AuditRecord]:
+    """Return the audit entries of the Tasks an overdue look raised, by the virtual
+    ward's system principal."""
+    return system_write_records(
+        SYSTEM_PRINCIPAL,
+        [(f"Task/{task}", patient) for task, patient in look.raised],
+        settings.base_url,
+        "virtual ward readings overdue",
+    )
+
+
+def record_system_writes(settings: Settings, store: RecordStore, look: OverdueLook) -> None:
+    """Audit, now, what an overdue look run outside the server raised."""
+    records = overdue_audit(settings, look)
+    if records:
+        log_ = AuditLog(store.engine, store.write_lock, key=load_audit_key(settings.data_dir))
+        AuditTrail(log_).record_sync(records)
+
+
+async def look_for_overdue_every(
+    seconds: float, settings: Settings, records: RecordService, trail: AuditTrail
+) -> None:
+    """Look for overdue readings every so many seconds, off the event loop, auditing
+    each Task raised; a failed look is logged and the next one tried."""
+    while True:
+        await anyio.sleep(seconds)
+        try:
+            look = await anyio.to_thread.run_sync(look_for_overdue, records)
+            for record in overdue_audit(settings, look):
+                await trail.record(record)
+        except Exception:
+            log.exception("the look for overdue virtual ward readings failed")
+
+
+def record_service(settings: Settings, store: RecordStore) -> RecordService:
+    """Return the record service for settings over store, with the services' write rules."""
+    return RecordService(
+        store,
+        settings.base_url,
+        referential_integrity=settings.referential_integrity,
+        rules=write_rules(settings),
+    )
 
 
 def create_app(
@@ -51,9 +126,7 @@ def create_app(
     store = store or RecordStore.from_url(
         settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
     )
-    records = RecordService(
-        store, settings.base_url, referential_integrity=settings.referential_integrity
-    )
+    records = record_service(settings, store)
     revocations = RevocationList.on(store.engine)
     disabled = DisabledAccounts.on(store.engine)
     tokens = TokenAuthority.in_directory(
@@ -74,6 +147,11 @@ def create_app(
         proxies=proxies,
         source=settings.base_url,
         max_patient_body_bytes=settings.max_patient_body_bytes,
+        bulk=BulkJobs(
+            BulkJobTable(store),
+            settings.bulk_directory,
+            retention_seconds=settings.bulk_retention_hours * 3600,
+        ),
     )
     warm_up()
     metrics = ServerMetrics()
@@ -98,7 +176,20 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.trail.start()
-        yield
+        async with anyio.create_task_group() as background:
+            if settings.overdue_check_seconds > 0:
+                background.start_soon(
+                    look_for_overdue_every,
+                    settings.overdue_check_seconds,
+                    settings,
+                    records,
+                    services.trail,
+                )
+            expiry = start_offer_expiry(settings, services)
+            yield
+            if expiry is not None:
+                expiry.cancel()
+            background.cancel_scope.cancel()
         services.writer.stop()
         await services.trail.stop()
         store.close()
@@ -130,6 +221,31 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
     return app
+
+
+def start_offer_expiry(settings: Settings, services: Services) -> asyncio.Task[None] | None:
+    """Start the round that ends lapsed waiting-list offers (each audited as the
+    scheduler), unless settings turn it off."""
+    if settings.offer_check_seconds <= 0:
+        return None
+
+    async def audit(ended: list[dict[str, Any]]) -> None:
+        for task in ended:
+            await services.trail.record(
+                service_update(
+                    SCHEDULER,
+                    (f"Task/{task['id']}", str((task.get("focus") or {}).get("reference"))),
+                    patient_of(task),
+                    OFFER_ENDED_REASON,
+                    services.source,
+                )
+            )
+
+    return asyncio.create_task(
+        end_lapsed_offers_every(
+            settings.offer_check_seconds, services.records, services.writer.run, audit
+        )
+    )
 
 
 def http_middleware(settings: Settings, metrics: ServerMetrics) -> list[Middleware]:

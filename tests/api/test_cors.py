@@ -60,3 +60,11 @@ def test_no_origin_is_allowed_by_default(server: RunningServer) -> None:
         f"{server.base_url}/Patient", headers={"Origin": APP_ORIGIN, **PREFLIGHT}
     )
     assert "access-control-allow-origin" not in preflight.headers
+    assert response.json()["rest"][0]["security"]["cors"] is False
+
+
+def test_the_capability_statement_says_when_browsers_of_other_origins_are_answered(
+    open_to_app: RunningServer,
+) -> None:
+    statement = httpx.get(f"{open_to_app.base_url}/metadata").json()
+    assert statement["rest"][0]["security"]["cors"] is True

@@ -230,6 +230,20 @@ def test_a_search_leaves_out_a_record_that_also_names_a_hidden_patient(
     assert hidden["total"] == nothing["total"] == 0
 
 
+@pytest.mark.parametrize("counting", [{"_summary": "count"}, {"_count": "0"}])
+def test_a_count_leaves_out_a_record_that_also_names_a_hidden_patient(
+    loaded: RunningServer, counting: dict[str, str]
+) -> None:
+    with client_for(loaded, "clinician") as fhir:
+        hidden = fhir.get("/Observation", params={"code:text": "family history", **counting})
+        nothing = fhir.get("/Observation", params={"code:text": "no such thing", **counting})
+    assert hidden.status_code == nothing.status_code == 200, hidden.text
+    assert hidden.json()["total"] == nothing.json()["total"] == 0
+    with loaded.client() as system:  # the record is there for those who may see it
+        everyone = system.get("/Observation", params={"code:text": "family history", **counting})
+    assert everyone.json()["total"] == 1
+
+
 def test_searching_binaries_and_bundles_is_for_system_accounts(loaded: RunningServer) -> None:
     with client_for(loaded, "clinician") as fhir:
         assert fhir.get("/Binary").status_code == 403

@@ -207,15 +207,16 @@ def _resources() -> list[dict[str, Any]]:
 
 
 @lru_cache(maxsize=16)
-def capability_text(base_url: str) -> str:
+def capability_text(base_url: str, cors: bool = False) -> str:
     """Return the CapabilityStatement as JSON text, kept for the few base URLs clients
     use: it lists every type's parameters, and building it anew for each request would
     make an unauthenticated GET cost the server far more than it costs the client."""
-    return json_text.dumps(capability_statement(base_url)).decode()
+    return json_text.dumps(capability_statement(base_url, cors)).decode()
 
 
-def capability_statement(base_url: str) -> dict[str, Any]:
-    """Return the CapabilityStatement for a server answering at base_url."""
+def capability_statement(base_url: str, cors: bool = False) -> dict[str, Any]:
+    """Return the CapabilityStatement for a server answering at base_url (cors: whether
+    it answers browsers of other origins, BEVAN_CORS_ORIGINS)."""
     root = base_url.rsplit("/fhir", 1)[0]
     return {
         "resourceType": "CapabilityStatement",
@@ -232,7 +233,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
             {
                 "mode": "server",
                 "security": {
-                    "cors": False,
+                    "cors": cors,
                     "service": [
                         {
                             "coding": [

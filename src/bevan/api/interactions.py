@@ -18,7 +18,7 @@ from bevan.fhir.errors import Forbidden, InvalidRequest, Issue, NotFound, Unsupp
 from bevan.fhir.outcome import information, operation_outcome
 from bevan.fhir.paging import PageRequest
 from bevan.fhir.resource_types import RESOURCE_TYPES
-from bevan.fhir.search import SearchQuery, parse_search
+from bevan.fhir.search import Include, SearchQuery, parse_search
 from bevan.fhir.subsetting import select_elements, summarise
 from bevan.fhir.validation import check_resource_type
 from bevan.records.bundles import parse_etag, process_bundle
@@ -284,7 +284,9 @@ def searchset(fhir: FhirRequest, query: SearchQuery, base: str) -> Response:
     """Return a searchset page of query as the caller may see it, its links under base."""
     # Restrictions join the criteria (and every chain and _has), so results, totals and
     # pages all respect them; they stay out of query.applied, so links do not show them.
-    page = fhir.records.search(fhir.visible(query), visible=fhir.may_see)
+    page = fhir.records.search(
+        fhir.visible(query), visible=None if fhir.unlimited() else fhir.may_see
+    )
     entries = [_search_entry(fhir, query, v, "match") for v in page.matches]
     entries += [_search_entry(fhir, query, v, "include") for v in page.included]
     fhir.saw([*page.matches, *page.included])
@@ -327,10 +329,11 @@ def _unreadable_includes(fhir: FhirRequest, query: SearchQuery) -> list[tuple[st
     """Return (name, expression) for each _include and _revinclude bringing in a type the
     caller may not read at all (role or scopes): those are left out, and said so."""
     found: list[tuple[str, str]] = []
-    for parameter, specs, kinds in (
+    ways: tuple[tuple[str, tuple[Include, ...], Callable[[Include], tuple[str, ...]]], ...] = (
         ("_include", query.include, lambda s: (s.target_type,) if s.target_type else ()),
         ("_revinclude", query.revinclude, lambda s: (s.source_type,)),
-    ):
+    )
+    for parameter, specs, kinds in ways:
         for spec in specs:
             for kind in kinds(spec):
                 try:

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bevan.api import audit_events, operations
+from bevan.api import audit_events, bulk_jobs, operations
 from bevan.api import interactions as i
 from bevan.api.capability import capability_text
 from bevan.api.context import (
@@ -24,7 +24,8 @@ from bevan.security.access import AccessContext
 
 
 def metadata(fhir: FhirRequest) -> Response:
-    return fhir_json(capability_text(fhir.base_url), pretty=fhir.pretty)
+    cors = bool(fhir.request.app.state.settings.cors_origins)
+    return fhir_json(capability_text(fhir.base_url, cors), pretty=fhir.pretty)
 
 
 # A search naming the resources it wants (by id, business identifier or patient) reads a
@@ -92,6 +93,7 @@ def fhir_routes(base_path: str) -> list[Route]:
         interaction="operation",
         offload=operations.offloaded,
         writes=operations.writes,
+        names_patients=operations.names_patients,
     )
     bundles = e(
         i.system_bundle,
@@ -108,6 +110,27 @@ def fhir_routes(base_path: str) -> list[Route]:
             methods=["GET"],
         ),
         Route(f"{b}/${{operation}}", operation, methods=["GET", "POST"]),
+        # Bulk requests' status URLs and files: before Type/id, which they would match.
+        Route(
+            f"{b}/{bulk_jobs.STATUS_PATH}/{{job}}",
+            e(bulk_jobs.job_status, interaction="operation", names_patients=False),
+            methods=["GET"],
+        ),
+        Route(
+            f"{b}/{bulk_jobs.STATUS_PATH}/{{job}}",
+            e(bulk_jobs.cancel_job, interaction="operation", names_patients=False),
+            methods=["DELETE"],
+        ),
+        Route(
+            f"{b}/{bulk_jobs.OUTPUT_PATH}/{{job}}/{{name}}",
+            e(
+                bulk_jobs.job_file,
+                interaction="operation",
+                names_patients=False,
+                serves=frozenset({bulk_jobs.NDJSON, "application/ndjson"}),
+            ),
+            methods=["GET"],
+        ),
         # The audit trail, not the record store, answers for AuditEvent.
         Route(
             f"{b}/AuditEvent",

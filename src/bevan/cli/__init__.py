@@ -1,10 +1,11 @@
 """The `bevan` command: serve, demo, load, synth, token, db, audit, user, client,
-backup and restore, one module of the package to each family."""
+backup and restore, slots and waitlist, view, one module of the package to each family."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from datetime import date
 from pathlib import Path
 
 from bevan.cli.data import cmd_db_upgrade, cmd_load, cmd_reindex, cmd_synth
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=1948)
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--ndjson", action="store_true", help="one NDJSON file per resource type")
+    synth.add_argument(
+        "--diary-start",
+        type=date.fromisoformat,
+        help="the Monday the practice diaries start on (default: the coming Monday)",
+    )
+    synth.add_argument("--no-diaries", action="store_true", help="leave out the practice diaries")
     synth.set_defaults(run=cmd_synth)
 
     token = commands.add_parser("token", help="bearer tokens")
@@ -92,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     from bevan.cli.backup import register as register_backup
 
     register_backup(commands)
+
+    from bevan.cli.ward import register as register_ward
+
+    register_ward(commands)
+    from bevan.cli.scheduling import register as register_scheduling
+
+    register_scheduling(commands)
+    from bevan.cli.views import register as register_views
+
+    register_views(commands)
     return parser
 
 

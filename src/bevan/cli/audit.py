@@ -127,7 +127,7 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bevan audit verify` and `bevan audit list` to the command's subparsers."""
     audit = commands.add_parser("audit", help="the audit trail: verify the chain, list entries")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)

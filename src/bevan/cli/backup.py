@@ -40,7 +40,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bevan backup` and `bevan restore` to the command's subparsers."""
     backup = commands.add_parser(
         "backup", help="copy the database, signing key and audit files to a new directory"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,9 +26,8 @@ def load_with_progress(service: RecordService, files: list[Path], label: str) ->
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from bevan.app import settle_heap
+    from bevan.app import record_service, settle_heap
     from bevan.records.loader import expand_paths
-    from bevan.records.service import RecordService
 
     settings = settings_from(args)
     store = open_store(settings)
@@ -38,9 +38,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         print(f"bevan load: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     report = load_with_progress(
-        RecordService(
-            store, settings.base_url, referential_integrity=settings.referential_integrity
-        ),
+        record_service(settings, store),
         files,
         "Loading",
     )
@@ -57,26 +55,37 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     from bevan.synth import write_population
 
+    diaries_from = None if args.no_diaries else (args.diary_start or coming_monday())
     with tqdm(total=args.patients, desc="Generating", unit=" patients", file=sys.stderr) as bar:
         counts = write_population(
-            args.patients, args.seed, args.out, ndjson=args.ndjson, progress=bar.update
+            args.patients,
+            args.seed,
+            args.out,
+            ndjson=args.ndjson,
+            progress=bar.update,
+            diaries_from=diaries_from,
         )
     print(f"Wrote {sum(counts.values())} resources for {args.patients} patients to {args.out}")
     return 0
 
 
+def coming_monday(today: date | None = None) -> date:
+    """Return the first Monday after today: where a synthetic population's diaries start."""
+    today = today or date.today()
+    return today + timedelta(days=7 - today.weekday())
+
+
 def cmd_reindex(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from bevan.records.service import RecordService, reindex
+    from bevan.app import record_service
+    from bevan.records.service import reindex
 
     settings = settings_from(args)
     store = open_store(settings)
     with tqdm(desc="Reindexing", unit=" resources", file=sys.stderr) as bar:
         done = reindex(
-            RecordService(
-                store, settings.base_url, referential_integrity=settings.referential_integrity
-            ),
+            record_service(settings, store),
             bar.update,
         )
     store.analyse()

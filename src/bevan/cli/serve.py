@@ -79,8 +79,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from bevan.app import create_app, settle_heap
-    from bevan.records.service import RecordService
+    from bevan.app import create_app, record_service, settle_heap
+    from bevan.cli.data import coming_monday
     from bevan.security.tokens import TokenAuthority
     from bevan.synth import write_population
     from bevan.synth.bundles import population_files
@@ -95,15 +95,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     store = open_store(settings)
     settle_heap()
-    service = RecordService(
-        store, settings.base_url, referential_integrity=settings.referential_integrity
-    )
+    service = record_service(settings, store)
     with service.reading() as session:
         existing = session.resource_counts().get("Patient", 0)
     if existing == 0:
         print(f"Generating {args.patients} synthetic patients (seed {args.seed}) ...", flush=True)
         with tempfile.TemporaryDirectory() as scratch:
-            write_population(args.patients, args.seed, Path(scratch))
+            write_population(args.patients, args.seed, Path(scratch), diaries_from=coming_monday())
             files = population_files(Path(scratch))
             report = load_with_progress(service, files, "Loading demo population")
             store.analyse()

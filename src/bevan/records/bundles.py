@@ -23,6 +23,7 @@ from bevan.fhir.references import conditional_reference, iter_references, rewrit
 from bevan.fhir.resource_types import RESOURCE_TYPES
 from bevan.fhir.search import parse_search
 from bevan.fhir.validation import validate_resource
+from bevan.records.referential_integrity import UNRESOLVED
 from bevan.records.service import (
     PreparedVersion,
     RecordService,
@@ -489,7 +490,11 @@ class _References:
         )
         if match is None:
             raise NotFound(
-                Issue(f"the conditional reference {text!r} matches no resource", code="not-found")
+                Issue(
+                    f"the conditional reference {text!r} matches no resource: what it names "
+                    f"{UNRESOLVED}",
+                    code="not-found",
+                )
             )
         target = f"{resource_type}/{match}"
         self.conditional[text] = target

@@ -3,9 +3,9 @@ search, and their conditional forms. HTTP-free; api/ and the loader call these."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jsonpatch
@@ -56,6 +56,7 @@ from bevan.records.referential_integrity import (
     check_deletes,
     check_references,
 )
+from bevan.records.write_rules import WriteRule, WriteRules, Written
 from bevan.store.reading import ReadSession
 from bevan.store.record_store import RecordStore
 from bevan.store.versions import CurrentRow, StoreConflict, StoredVersion
@@ -180,6 +181,11 @@ def _check_id(resource_type: str, id: str) -> None:
 HISTORY_PAGE_BYTES = 1024 * 1024
 
 
+# A total for a caller who may not see every match is counted by judging each match, up
+# to this many; beyond it no total is given rather than one that counts hidden records.
+JUDGED_TOTAL_LIMIT = 10_000
+
+
 class RecordService:
     """The record's FHIR interactions over a RecordStore."""
 
@@ -189,8 +195,11 @@ class RecordService:
         base_url: str | None = None,
         *,
         referential_integrity: bool = True,
+        rules: Sequence[WriteRule] = (),
     ) -> None:
         self.store = store
+        # What other services attach to writes (bevan.records.write_rules)
+        self.rules = WriteRules(rules)
         # This server's FHIR base: absolute references under it are indexed as local.
         self.base_url = base_url.rstrip("/") if base_url else None
         self.referential_integrity = referential_integrity
@@ -340,6 +349,10 @@ class RecordService:
             query.total in ("accurate", "estimate") or query.summary == "count" or query.count == 0
         )
         total = session.count(query) if counted else None
+        judged = False
+        if visible is not None and total:
+            total = self._visible_total(session, query, visible, total)
+            judged = True
         if query.count == 0 or query.summary == "count":
             return SearchPage([], [], total, None, None)
         hits = session.search(query, limit=query.count + 1)
@@ -359,13 +372,28 @@ class RecordService:
         shown: list[StoredVersion] = (
             list(hits) if visible is None else [v for v in hits if visible(v)]
         )
-        if len(shown) < len(hits) and total is not None:
+        if len(shown) < len(hits) and total is not None and not judged:
             # A total must not count what the caller may not see; it can be corrected
             # only when this page holds every match.
             whole = query.cursor is None and not more
             total = total - (len(hits) - len(shown)) if whole else None
         included = self._included(session, query, shown, visible)
         return SearchPage(shown, included, total, next_cursor, previous_cursor)
+
+    @staticmethod
+    def _visible_total(
+        session: ReadSession,
+        query: SearchQuery,
+        visible: Callable[[StoredVersion], bool],
+        total: int,
+    ) -> int | None:
+        """Return how many of the total matches the caller may see, judging each (a
+        count is a read of every match); None, so that no total is given, when there are
+        more matches than JUDGED_TOTAL_LIMIT to judge."""
+        if total > JUDGED_TOTAL_LIMIT:
+            return None
+        every = replace(query, cursor=None, sort=(), include=(), revinclude=(), count=total)
+        return sum(1 for hit in session.search(every, limit=total) if visible(hit))
 
     def _included(
         self,
@@ -825,7 +853,10 @@ class RecordService:
                 pending.deleted.append((resource_type, id))
             else:
                 check_deletes(session, [(resource_type, id)])
-        return WriteResult(204, session.current(resource_type, id))
+        tombstone = session.current(resource_type, id)
+        if self.rules and tombstone is not None:
+            self.rules.written(self, Written(session, tombstone, None))
+        return WriteResult(204, tombstone)
 
     def conditional_delete(
         self,
@@ -904,6 +935,8 @@ class RecordService:
         # resourceType, id and meta lead, as people expect to read them
         stamped = {"resourceType": resource_type, "id": id, "meta": meta}
         stamped.update((k, v) for k, v in resource.items() if k not in stamped)
+        if self.rules:
+            self.rules.preparing(resource_type, stamped)
         return PreparedVersion(
             resource_type,
             id,
@@ -956,9 +989,12 @@ class RecordService:
             raise Conflict(str(error)) from None
         if self.referential_integrity:
             self._check_references(session, resource_type, id, prepared.resource)
-        return StoredVersion(
+        stored = StoredVersion(
             resource_type, id, version, prepared.last_updated, False, prepared.content, seq
         )
+        if self.rules:
+            self.rules.written(self, Written(session, stored, prepared.resource))
+        return stored
 
     def _check_references(
         self, session: WriteSession, resource_type: str, id: str, resource: dict[str, Any]

@@ -6,6 +6,8 @@ searched it directly: refused if the caller may not search that type at all, and
 otherwise narrowed by that type's search restrictions inside the chain or `_has`, so
 the answer never depends on a resource a read would refuse.
 
+A patient's Slot search is also held to a window of days (booking_rights).
+
 Conditional matching (If-None-Exist, conditional update and delete, Bundle
 `ifNoneExist`, conditional references) runs through the same function, so a match the
 caller may not see is no match at all: the answer is the one for nothing matching.
@@ -27,6 +29,18 @@ from bevan.fhir.search import (
     SearchQuery,
 )
 from bevan.security.access import AccessContext, AccessPolicy
+from bevan.security.booking_rights import check_patient_slot_window
+
+
+def limited_view_query(
+    policy: AccessPolicy, context: AccessContext, query: SearchQuery
+) -> SearchQuery:
+    """Return query (a view's resources in the stored record) narrowed to what the caller
+    may analyse; Forbidden for a caller who may not run views over the record (see
+    AccessPolicy.check_analytics). A view's query has no chains or `_has` to limit."""
+    policy.check_analytics(context, query.resource_type)
+    restrictions = policy.analytics_restrictions(context, query.resource_type)
+    return replace(query, criteria=(*query.criteria, *restrictions))
 
 
 def limited_search(
@@ -44,6 +58,8 @@ def limited_search(
     caller may not search.
     """
     policy.check_type(context, query.resource_type, interaction)
+    if context.role == "patient" and query.resource_type == "Slot":
+        check_patient_slot_window(query)
     limiter = _Limiter(policy, context, query.resource_type)
     criteria = tuple(limiter.top_level(c) for c in query.criteria)
     restrictions = policy.search_restrictions(context, query.resource_type)

@@ -349,3 +349,22 @@ audit_entity = Table(
     Column("reference", String(200), primary_key=True),
     Column("seq", Key, primary_key=True),
 )
+
+# Asynchronous bulk requests ($export, $import): one row each, so that any worker can
+# answer a status poll. Times are seconds since the epoch; `heartbeat` moves while the
+# job runs, and a job whose heartbeat stops has lost its worker.
+bulk_job = Table(
+    "bulk_job",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # export | import
+    Column("owner", String(240), nullable=False),  # the token subject that asked
+    Column("request", Text, nullable=False),  # the kick-off URL
+    Column("state", String(16), nullable=False),  # in-progress | complete | failed
+    Column("created", Float, nullable=False),
+    Column("heartbeat", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+    Column("progress", Text, nullable=False, default=""),
+    Column("result", Text, nullable=True),  # the manifest, report or OperationOutcome (JSON)
+)
+Index("ix_bulk_job_expires", bulk_job.c.expires)

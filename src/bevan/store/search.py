@@ -81,7 +81,7 @@ class RowKeys(ColumnElement[Any]):
     inherit_cache = False
     type = ARRAY(BigInteger())
 
-    def __init__(self, rows: Select[Any] | CompoundSelect) -> None:
+    def __init__(self, rows: Select[Any] | CompoundSelect[Any]) -> None:
         self.rows = rows
 
     def get_children(self, **kw: Any) -> list[Any]:
@@ -245,7 +245,7 @@ class SearchCompiler:
             rows = self._rows(resource_type, criterion, per_candidate=True)
         return self._checked(rows.where(rows.selected_columns[0] == alias.c.rid))
 
-    def _among(self, alias: Alias, rows: Select[Any] | CompoundSelect) -> ColumnElement[bool]:
+    def _among(self, alias: Alias, rows: Select[Any] | CompoundSelect[Any]) -> ColumnElement[bool]:
         """The candidates are the driving criterion's rows: `rid IN (rows)`."""
         return alias.c.rid.in_(rows)
 
@@ -927,7 +927,7 @@ class SQLiteSearchCompiler(SearchCompiler):
 class PostgreSQLSearchCompiler(SearchCompiler):
     """Search SQL for PostgreSQL."""
 
-    def _among(self, alias: Alias, rows: Select[Any] | CompoundSelect) -> ColumnElement[bool]:
+    def _among(self, alias: Alias, rows: Select[Any] | CompoundSelect[Any]) -> ColumnElement[bool]:
         """The candidates are the driving criterion's rows, as `rid = ANY(ARRAY(rows))`,
         listed once before the page. Given `rid IN (rows)` with a page in row-key order,
         PostgreSQL may walk the resource table's key in order, looking each row up among

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from bevan.fhir.search_parameters import IndexRows
 from bevan.store import nhs_number_holders, reference_targets
@@ -20,6 +21,9 @@ from bevan.store.raw import RawCursor
 from bevan.store.reading import ReadSession
 from bevan.store.statements import HELD_NAMES, KEYED_NAMES
 from bevan.store.versions import CurrentRow, StoreConflict
+
+# PostgreSQL's SQLSTATE for a statement undone to break a deadlock.
+DEADLOCK_DETECTED = "40P01"
 
 # Rows a write session holds back at most before inserting them.
 MAX_HELD_ROWS = 20_000
@@ -111,11 +115,23 @@ class WriteSession(ReadSession):
         nhs_number_holders.release(self.connection, patient_id)
 
     def lock(self, key: str) -> None:
-        """Serialise writers that share key until commit (conditional creates)."""
+        """Serialise writers that share key until commit (conditional creates, a slot
+        being booked). On SQLite the write transaction is already the only writer.
+
+        Raises StoreConflict when waiting would deadlock: two group commits in different
+        processes, each holding a key the other's batch waits for. PostgreSQL undoes the
+        waiting statement alone, and the savepoint around the caller's write undoes the
+        rest of that one write.
+        """
         if self.dialect.single_writer:
             return
         digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-        self.connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": digest})
+        try:
+            self.connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": digest})
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) == DEADLOCK_DETECTED:
+                raise StoreConflict(f"{key} is being written by another transaction") from None
+            raise
 
     def write_version(
         self,

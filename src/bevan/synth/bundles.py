@@ -11,16 +11,19 @@ import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
+from bevan.synth.diaries import diary_bundle, diary_resources
 from bevan.synth.organisations import directory_resources, service_directory
 from bevan.synth.record import patient_record
 
 _DUMP_OPTIONS = orjson.OPT_SORT_KEYS
 CHUNK = 500  # patients per unit of parallel work
+DIARIES = "diaries.json"
 PROGRESS_EVERY = 100
 
 
@@ -124,6 +127,7 @@ def write_population(
     ndjson: bool = False,
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
+    diaries_from: date | None = None,
 ) -> dict[str, int]:
     """Write the population; return counts by resource type.
 
@@ -132,6 +136,8 @@ def write_population(
     one Type.ndjson file per resource type, shared resources first. progress(n) is called
     with the number of patients just written. Large populations use up to two worker
     processes (workers=1 keeps everything in this process); the output is the same.
+    With diaries_from (a Monday), the busiest practices' diaries from that week are
+    written too (synth.diaries): out_dir/diaries.json, or in the NDJSON files.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +178,25 @@ def write_population(
 
     if ndjson:
         _join_ndjson(out_dir, shared)
+    if diaries_from is not None:
+        counts.update(_write_diaries(seed, count, out_dir, diaries_from, ndjson))
     return dict(sorted(counts.items()))
+
+
+def _write_diaries(
+    seed: int, count: int, out_dir: Path, first_day: date, ndjson: bool
+) -> Counter[str]:
+    """Write the practice diaries beside the population; return their counts by type."""
+    resources = diary_resources(
+        seed, count, service_directory(seed), first_day, transaction=not ndjson
+    )
+    if not ndjson:
+        (out_dir / DIARIES).write_bytes(orjson.dumps(diary_bundle(resources), option=_DUMP_OPTIONS))
+    else:
+        for resource in resources:
+            with (out_dir / f"{resource['resourceType']}.ndjson").open("ab") as target:
+                target.write(orjson.dumps(resource, option=_DUMP_OPTIONS) + b"\n")
+    return Counter(r["resourceType"] for r in resources)
 
 
 def _join_ndjson(out_dir: Path, shared: list[dict[str, Any]]) -> None:
@@ -197,7 +221,11 @@ def _join_ndjson(out_dir: Path, shared: list[dict[str, Any]]) -> None:
 
 def population_files(out_dir: Path) -> list[Path]:
     """Return the Bundles write_population wrote, in the order to load them: the shared
-    resources first, so every patient's references resolve as it arrives."""
+    resources first, so every patient's references resolve as it arrives, and the
+    practice diaries (if written) last, once the patients they book are in."""
     shared = out_dir / "shared.json"
     patients = sorted(out_dir.glob("patient-*.json"))
-    return ([shared] if shared.exists() else []) + patients
+    diaries = out_dir / DIARIES
+    return (
+        ([shared] if shared.exists() else []) + patients + ([diaries] if diaries.exists() else [])
+    )

@@ -3,6 +3,8 @@
 Revision ID: 0001
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -16,7 +18,7 @@ Key = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 INDEX_TABLES = ("token", "string", "date", "number", "quantity", "reference", "uri")
 
 
-def _index_table(name: str, *columns: sa.Column) -> None:
+def _index_table(name: str, *columns: sa.Column[Any]) -> None:
     op.create_table(
         f"index_{name}",
         sa.Column("rid", sa.BigInteger, nullable=False),
