@@ -6,7 +6,17 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import booking, bundle_import, crud, export, search, views, virtual_ward
+from benchmarks import (
+    booking,
+    bundle_import,
+    crud,
+    export,
+    search,
+    subscriptions,
+    views,
+    virtual_ward,
+    web_pages,
+)
 from benchmarks.options import RunOptions
 from benchmarks.report import ScenarioResult
 
@@ -14,10 +24,12 @@ SCENARIOS: dict[str, Callable[[RunOptions], ScenarioResult]] = {
     "crud": crud.run,
     "import": bundle_import.run,
     "search": search.run,
+    "subscriptions": subscriptions.run,
     "export": export.run,
     "virtual-ward": virtual_ward.run,
     "booking": booking.run,
     "views": views.run,
+    "web": web_pages.run,
 }
 
 
@@ -54,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="synth",
         help="import data: `bevan synth` (default) or the Synthea sample replicated with fresh ids",
     )
+    parser.add_argument(
+        "--rate", type=float, help="subscriptions: writes sent per second (default 1,000)"
+    )
     parser.add_argument("--seed", type=int, default=1948, help="bevan synth seed")
     parser.add_argument("--database", help="database URL (default a fresh SQLite file)")
     return parser
@@ -70,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         patients=args.patients,
         seed=args.seed,
         source=args.source,
+        rate=args.rate,
     )
     names = list(SCENARIOS) if args.name == "all" else [args.name]
     for name in names:

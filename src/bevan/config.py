@@ -41,6 +41,13 @@ class Settings:
     # keeps every acknowledged write across the process being killed, FULL across a
     # power cut too.
     sqlite_synchronous: str = "NORMAL"
+    # URL prefixes rest-hook Subscriptions may deliver to (BEVAN_SUBSCRIPTION_ENDPOINTS,
+    # comma-separated); none by default, so no rest-hook is accepted until allowed.
+    subscription_endpoints: tuple[str, ...] = ()
+    # A failed delivery is tried again after this many seconds, doubling each time, and
+    # the subscription marked error after this many failures in a row.
+    subscription_retry_seconds: float = 1.0
+    subscription_attempts: int = 6
     # How long a bulk request ($export, $import) and its files are kept after it was
     # asked for; after that its status and files answer 404.
     bulk_retention_hours: float = DEFAULT_BULK_RETENTION_HOURS
@@ -90,6 +97,11 @@ class Settings:
             request_log=_switch(os.environ.get("BEVAN_REQUEST_LOG"), True),
             referential_integrity=_switch(os.environ.get("BEVAN_REFERENTIAL_INTEGRITY"), True),
             sqlite_synchronous=os.environ.get("BEVAN_SQLITE_SYNCHRONOUS", "NORMAL").upper(),
+            subscription_endpoints=_listed(os.environ.get("BEVAN_SUBSCRIPTION_ENDPOINTS", "")),
+            subscription_retry_seconds=float(
+                os.environ.get("BEVAN_SUBSCRIPTION_RETRY_SECONDS", "1.0")
+            ),
+            subscription_attempts=int(os.environ.get("BEVAN_SUBSCRIPTION_ATTEMPTS", "6")),
             bulk_retention_hours=float(
                 os.environ.get("BEVAN_BULK_RETENTION_HOURS", DEFAULT_BULK_RETENTION_HOURS)
             ),

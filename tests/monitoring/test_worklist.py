@@ -201,3 +201,18 @@ def test_a_team_of_more_patients_than_one_search_may_name_is_listed_whole(
     with server.records.reading() as session:
         found = {e.patient_id for e in active_enrolments(session, many)}
     assert found == set(ward.values())
+
+
+def test_a_patient_cannot_close_their_own_escalation(
+    ward: dict[str, str], server: RunningServer, fhir: httpx.Client
+) -> None:
+    (entry,) = fhir.get("/Task", params={"subject": f"Patient/{ward['elsewhere']}"}).json()["entry"]
+    task = entry["resource"]
+    own = TokenAuthority.in_directory(server.data_dir).issue(
+        "patient", "patient", patient_id=ward["elsewhere"]
+    )
+    task["status"] = "completed"
+    with server.client(own) as http:
+        response = http.put(f"/Task/{task['id']}", json=task)
+    assert response.status_code in (403, 422), response.text
+    assert fhir.get(f"/Task/{task['id']}").json()["status"] == "requested"

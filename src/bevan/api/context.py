@@ -33,6 +33,8 @@ from bevan.fhir.errors import (
 from bevan.fhir.ids import is_valid_id
 from bevan.fhir.patient_references import patients_named
 from bevan.fhir.search import Criterion, SearchQuery
+from bevan.monitoring.delivery import SubscriptionDelivery
+from bevan.monitoring.subscriptions import SubscriptionService
 from bevan.records.bundles import BundleAccess
 from bevan.records.service import RecordService, SearchLimit, WriteGuard, parse_json
 from bevan.security.access import AccessContext, AccessPolicy
@@ -87,6 +89,9 @@ class Services:
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
     # The server's own base URL, named as the audit source (not the client's Host header).
     source: str = ""
+    # Subscriptions and their delivery (monitoring/), when the app has them.
+    subscriptions: SubscriptionService | None = None
+    delivery: SubscriptionDelivery | None = None
     # Asynchronous bulk requests ($export, $import); None where they are not served.
     bulk: BulkJobs | None = None
 

@@ -14,6 +14,12 @@ from sqlalchemy.engine import make_url
 log = logging.getLogger("bevan.store")
 
 
+def is_sqlite(engine: Engine) -> bool:
+    """Return True if engine's database is SQLite (the record store asks its dialect
+    object instead; this is for the modules beside it that keep their own SQL)."""
+    return engine.dialect.name == "sqlite"
+
+
 def normalise_url(url: str) -> str:
     """Return url with the driver Bevan uses (psycopg 3 for PostgreSQL)."""
     parsed = make_url(url)
