@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test lint benchmark
+.PHONY: demo test install install-test lint benchmark frontend
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,18 @@ $(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
 	$(BIN)/pip install --progress-bar on -c requirements.lock -e '.[postgres]'
 	@touch $@
 
-install: $(VENV)/.installed
+# The web app's browser assets (NHS.UK frontend, htmx): pinned npm releases, checked
+# against their sha512 integrity, unpacked into a git-ignored folder; quick when in place.
+frontend: | $(BIN)/python
+	$(BIN)/python scripts/fetch_frontend.py
+
+install: $(VENV)/.installed frontend
 
 $(VENV)/.installed-test: pyproject.toml requirements.lock | $(BIN)/python
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
 	@touch $@
 
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test frontend
 
 demo: install
 	@echo "Starting the demo (Ctrl-C stops it; the data stays in ./bevan-data) ..."

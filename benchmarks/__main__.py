@@ -6,7 +6,17 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from benchmarks import booking, bundle_import, crud, search
+from benchmarks import (
+    booking,
+    bundle_import,
+    crud,
+    export,
+    search,
+    subscriptions,
+    views,
+    virtual_ward,
+    web_pages,
+)
 from benchmarks.options import RunOptions
 from benchmarks.report import ScenarioResult
 
@@ -14,7 +24,12 @@ SCENARIOS: dict[str, Callable[[RunOptions], ScenarioResult]] = {
     "crud": crud.run,
     "import": bundle_import.run,
     "search": search.run,
+    "subscriptions": subscriptions.run,
+    "export": export.run,
+    "virtual-ward": virtual_ward.run,
     "booking": booking.run,
+    "views": views.run,
+    "web": web_pages.run,
 }
 
 
@@ -42,13 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--patients",
         type=int,
         help="import size (default 1,000, 200 quick; synthea 100, 14 quick); "
-        "search data (default 90,000 = ~1M resources, 400 quick)",
+        "search data (default 90,000 = ~1M resources, 400 quick); "
+        "export data (default 5,000, 400 quick)",
     )
     parser.add_argument(
         "--source",
         choices=("synth", "synthea"),
         default="synth",
         help="import data: `bevan synth` (default) or the Synthea sample replicated with fresh ids",
+    )
+    parser.add_argument(
+        "--rate", type=float, help="subscriptions: writes sent per second (default 1,000)"
     )
     parser.add_argument("--seed", type=int, default=1948, help="bevan synth seed")
     parser.add_argument("--database", help="database URL (default a fresh SQLite file)")
@@ -66,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         patients=args.patients,
         seed=args.seed,
         source=args.source,
+        rate=args.rate,
     )
     names = list(SCENARIOS) if args.name == "all" else [args.name]
     for name in names:

@@ -19,6 +19,7 @@ class RunOptions:
     patients: int | None = None
     seed: int = 1948
     source: str = "synth"
+    rate: float | None = None  # subscriptions: writes per second (default 1,000)
 
     def crud_duration(self) -> float:
         """Return the timed CRUD duration in seconds: given, else 10 (quick) or 60."""

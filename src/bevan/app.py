@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from bevan.api.context import Services
 from bevan.api.health import health_routes
 from bevan.api.metrics import RequestMetrics, ServerMetrics, metrics_route
 from bevan.api.request_log import RequestLog, send_request_log_to_stdout
-from bevan.api.routes import fhir_routes, method_not_allowed, not_found
+from bevan.api.routes import fhir_routes, method_not_allowed, not_found, websocket_routes
 from bevan.api.sign_in_audit import audited_routes
+from bevan.bulk.jobs import BulkJobs
 from bevan.config import Settings
 from bevan.fhir.validation import warm_up
+from bevan.monitoring.codes import SYSTEM_PRINCIPAL
+from bevan.monitoring.delivery import SubscriptionDelivery
+from bevan.monitoring.overdue import OverdueLook, look_for_overdue
+from bevan.monitoring.scoring import ScoringOnArrival
+from bevan.monitoring.subscriptions import SubscriptionsBesideTheRecord, SubscriptionService
 from bevan.records.service import RecordService
 from bevan.records.write_rules import WriteRule
 from bevan.scheduling.booking import BookingRule
@@ -31,25 +36,80 @@ from bevan.scheduling.diary import patient_of
 from bevan.scheduling.offer_expiry import end_lapsed_offers_every
 from bevan.scheduling.waiting_list import OFFER_ENDED_REASON
 from bevan.security.access import AccessPolicy
+from bevan.security.audit import AuditRecord
 from bevan.security.audit_key import load_audit_key
 from bevan.security.client_address import ForwardedHeaders, TrustedProxies
 from bevan.security.disabled_accounts import DisabledAccounts
-from bevan.security.oauth import ClientRegistry, RevocationList, oauth_routes
+from bevan.security.oauth import (
+    AuthorizationServer,
+    ClientRegistry,
+    RevocationList,
+    oauth_routes,
+)
 from bevan.security.service_audit import SCHEDULER, service_update
+from bevan.security.subscriber_access import SubscriberAccess
+from bevan.security.system_writes import system_write_records
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
 from bevan.security.users import UserDirectory
 from bevan.store.access import BreakGlassLedger
 from bevan.store.audit import AuditLog
+from bevan.store.bulk_jobs import BulkJobTable
 from bevan.store.group import GroupWriter
 from bevan.store.record_store import RecordStore
+from bevan.store.subscriptions import SubscriptionTable
+from bevan.web.page_access import UserNames, WebApp
+from bevan.web.routes import html_not_found, web_routes
+from bevan.web.sessions import SessionKeeper, session_key
+from bevan.web.templating import Pages
 
 
 def write_rules(settings: Settings) -> list[WriteRule]:
     """Return the rules the services attach to writes of the record (the NEWS2 score
     of a completed set, a slot taken by a booking): every door that writes, the API, the
     loader and the web app, goes through the one RecordService that holds them."""
-    return [BookingRule(timedelta(minutes=settings.offer_window_minutes))]
+    return [
+        ScoringOnArrival(timedelta(minutes=settings.news2_window_minutes)),
+        BookingRule(timedelta(minutes=settings.offer_window_minutes)),
+        SubscriptionsBesideTheRecord(),
+    ]
+
+
+log = logging.getLogger("bevan.app")
+
+
+def overdue_audit(settings: Settings, look: OverdueLook) -> list[AuditRecord]:
+    """Return the audit entries of the Tasks an overdue look raised, by the virtual
+    ward's system principal."""
+    return system_write_records(
+        SYSTEM_PRINCIPAL,
+        [(f"Task/{task}", patient) for task, patient in look.raised],
+        settings.base_url,
+        "virtual ward readings overdue",
+    )
+
+
+def record_system_writes(settings: Settings, store: RecordStore, look: OverdueLook) -> None:
+    """Audit, now, what an overdue look run outside the server raised."""
+    records = overdue_audit(settings, look)
+    if records:
+        log_ = AuditLog(store.engine, store.write_lock, key=load_audit_key(settings.data_dir))
+        AuditTrail(log_).record_sync(records)
+
+
+async def look_for_overdue_every(
+    seconds: float, settings: Settings, records: RecordService, trail: AuditTrail
+) -> None:
+    """Look for overdue readings every so many seconds, off the event loop, auditing
+    each Task raised; a failed look is logged and the next one tried."""
+    while True:
+        await anyio.sleep(seconds)
+        try:
+            look = await anyio.to_thread.run_sync(look_for_overdue, records)
+            for record in overdue_audit(settings, look):
+                await trail.record(record)
+        except Exception:
+            log.exception("the look for overdue virtual ward readings failed")
 
 
 def record_service(settings: Settings, store: RecordStore) -> RecordService:
@@ -79,19 +139,43 @@ def create_app(
         settings.data_dir, revocations.is_revoked, disabled.is_disabled
     )
     proxies = TrustedProxies.parse(settings.trusted_proxies)
+    policy = AccessPolicy(records, BreakGlassLedger(store))
+    trail = trail or AuditTrail(
+        AuditLog(store.engine, store.write_lock, key=load_audit_key(settings.data_dir))
+    )
+    subscriptions = SubscriptionService(
+        SubscriptionTable(store), settings.subscription_endpoints, settings.base_url
+    )
+    delivery = SubscriptionDelivery(
+        subscriptions,
+        records,
+        SubscriberAccess(
+            policy,
+            trail,
+            disabled=disabled.is_disabled,
+            revoked=revocations.is_revoked,
+            source=settings.base_url,
+        ),
+        retry_seconds=settings.subscription_retry_seconds,
+        attempts=settings.subscription_attempts,
+    )
     services = Services(
         records=records,
         tokens=tokens,
-        policy=AccessPolicy(records, BreakGlassLedger(store)),
-        trail=trail
-        or AuditTrail(
-            AuditLog(store.engine, store.write_lock, key=load_audit_key(settings.data_dir))
-        ),
+        policy=policy,
+        trail=trail,
         writer=GroupWriter(store),
         max_body_bytes=settings.max_body_bytes,
         proxies=proxies,
         source=settings.base_url,
         max_patient_body_bytes=settings.max_patient_body_bytes,
+        subscriptions=subscriptions,
+        delivery=delivery,
+        bulk=BulkJobs(
+            BulkJobTable(store),
+            settings.bulk_directory,
+            retention_seconds=settings.bulk_retention_hours * 3600,
+        ),
     )
     warm_up()
     metrics = ServerMetrics()
@@ -110,38 +194,62 @@ def create_app(
             return "the database schema is behind this release: run `bevan db upgrade`"
         return None
 
-    async def home(request: Request) -> Response:
-        return RedirectResponse(f"{settings.base_path}/metadata")
+    users = UserDirectory.on(store.engine)
+    clients = ClientRegistry.on(store.engine)
+    authorization = AuthorizationServer(tokens, users, clients, revocations, settings.base_url)
+    # The web app signs people in as a client of this same authorization server.
+    web = WebApp(
+        SessionKeeper(
+            authorization,
+            tokens,
+            clients,
+            settings.base_url.removesuffix(settings.base_path),
+            session_key(settings.data_dir),
+        ),
+        Pages(),
+        UserNames(users),
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.trail.start()
-        expiry = start_offer_expiry(settings, services)
-        yield
-        if expiry is not None:
-            expiry.cancel()
+        delivery.start()
+        async with anyio.create_task_group() as background:
+            if settings.overdue_check_seconds > 0:
+                background.start_soon(
+                    look_for_overdue_every,
+                    settings.overdue_check_seconds,
+                    settings,
+                    records,
+                    services.trail,
+                )
+            expiry = start_offer_expiry(settings, services)
+            yield
+            if expiry is not None:
+                expiry.cancel()
+            background.cancel_scope.cancel()
+        delivery.stop()
         services.writer.stop()
         await services.trail.stop()
         store.close()
 
     app = Starlette(
         routes=[
-            Route("/", home, methods=["GET"]),
             *health_routes(database_ready),
             *metrics_route(metrics, tokens, settings.metrics_allow),
             # Before the FHIR routes: /fhir/.well-known/... would otherwise match Type/id.
             *audited_routes(
-                oauth_routes(
-                    tokens,
-                    UserDirectory.on(store.engine),
-                    ClientRegistry.on(store.engine),
-                    revocations,
-                    settings.base_url,
-                )
+                oauth_routes(tokens, users, clients, revocations, settings.base_url, authorization)
             ),
             *fhir_routes(settings.base_path),
+            *websocket_routes(settings.base_path),
+            # The web app, at /: after the API, whose routes are matched first.
+            *web_routes(),
         ],
-        exception_handlers={404: not_found, 405: method_not_allowed},
+        exception_handlers={
+            404: html_not_found(not_found, settings.base_path),
+            405: method_not_allowed,
+        },
         lifespan=lifespan,
         # Forwarded headers first, only when there are proxies to believe: otherwise they
         # change nothing, and a request need not pass through it.
@@ -150,6 +258,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.services = services
+    app.state.web = web
     return app
 
 

@@ -11,6 +11,7 @@ DEFAULT_MAX_BODY = 50 * 1024 * 1024  # a large Synthea patient bundle is about 5
 # What a patient's or a device's request may carry: a questionnaire answered, a day of
 # readings, never a record's worth. Staff and systems have max_body_bytes.
 DEFAULT_MAX_PATIENT_BODY = 256 * 1024
+DEFAULT_BULK_RETENTION_HOURS = 24.0
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,32 @@ class Settings:
     # References to this server must resolve (BEVAN_REFERENTIAL_INTEGRITY=off for bulk
     # loads of partial data).
     referential_integrity: bool = True
+    # URL prefixes rest-hook Subscriptions may deliver to (BEVAN_SUBSCRIPTION_ENDPOINTS,
+    # comma-separated); none by default, so no rest-hook is accepted until allowed.
+    subscription_endpoints: tuple[str, ...] = ()
+    # A failed delivery is tried again after this many seconds, doubling each time, and
+    # the subscription marked error after this many failures in a row.
+    subscription_retry_seconds: float = 1.0
+    subscription_attempts: int = 6
+    # How long a bulk request ($export, $import) and its files are kept after it was
+    # asked for; after that its status and files answer 404.
+    bulk_retention_hours: float = DEFAULT_BULK_RETENTION_HOURS
+    # The readings of one NEWS2 set are all taken within this many minutes.
+    news2_window_minutes: float = 15
+    # How often the virtual ward looks for overdue readings (seconds; 0: never, in this
+    # process; `bevan ward overdue` runs one look).
+    overdue_check_seconds: float = 300
+
     # How long a slot freed for someone on a waiting list is held for them to accept.
     offer_window_minutes: int = 120
     # How often the server ends offers whose window has passed (0: never; run
     # `bevan waitlist expire-offers` instead).
     offer_check_seconds: float = 60.0
+
+    @property
+    def bulk_directory(self) -> Path:
+        """Return where bulk requests keep their files (one directory per request)."""
+        return self.data_dir / "bulk"
 
     @property
     def base_url(self) -> str:
@@ -70,6 +92,16 @@ class Settings:
             metrics_allow=_listed(os.environ.get("BEVAN_METRICS_ALLOW", "")),
             request_log=_switch(os.environ.get("BEVAN_REQUEST_LOG"), True),
             referential_integrity=_switch(os.environ.get("BEVAN_REFERENTIAL_INTEGRITY"), True),
+            subscription_endpoints=_listed(os.environ.get("BEVAN_SUBSCRIPTION_ENDPOINTS", "")),
+            subscription_retry_seconds=float(
+                os.environ.get("BEVAN_SUBSCRIPTION_RETRY_SECONDS", "1.0")
+            ),
+            subscription_attempts=int(os.environ.get("BEVAN_SUBSCRIPTION_ATTEMPTS", "6")),
+            bulk_retention_hours=float(
+                os.environ.get("BEVAN_BULK_RETENTION_HOURS", DEFAULT_BULK_RETENTION_HOURS)
+            ),
+            news2_window_minutes=float(os.environ.get("BEVAN_NEWS2_WINDOW_MINUTES", 15)),
+            overdue_check_seconds=float(os.environ.get("BEVAN_OVERDUE_CHECK_SECONDS", 300)),
             offer_window_minutes=int(os.environ.get("BEVAN_OFFER_WINDOW_MINUTES", 120)),
             offer_check_seconds=float(os.environ.get("BEVAN_OFFER_CHECK_SECONDS", 60)),
         )

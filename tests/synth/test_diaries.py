@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from bevan.records.loader import load_files
+from bevan.scheduling.diary import SCHEDULING
 from bevan.synth import diaries, write_population
 from bevan.synth.bundles import population_files
 from tests.conftest import RunningServer, database_url, start_server
@@ -87,6 +88,7 @@ def test_loaded_diaries_have_booked_and_free_slots_and_a_waiting_list(
         waiting = fhir.get("/Appointment", params={"status": "waitlist", "_summary": "count"})
         assert waiting.json()["total"] >= 2
         # Nobody has been offered a slot: none was free for them.
-        assert fhir.get("/Task", params={"_summary": "count"}).json()["total"] == 0
+        offers = fhir.get("/Task", params={"code": f"{SCHEDULING}|slot-offer", "_summary": "count"})
+        assert offers.json()["total"] == 0
         past = fhir.get("/Appointment", params={"status": "fulfilled,noshow", "_summary": "count"})
         assert past.json()["total"] > 0

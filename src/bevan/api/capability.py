@@ -171,6 +171,32 @@ def _audit_event_entry() -> dict[str, Any]:
     }
 
 
+def _subscription_entry() -> dict[str, Any]:
+    """Subscriptions are kept beside the record, each with its owner (api/subscriptions.py):
+    created, read, listed, replaced and removed, with no history and no conditions."""
+    return {
+        "type": "Subscription",
+        "profile": "http://hl7.org/fhir/StructureDefinition/Subscription",
+        "documentation": "Your own subscriptions: rest-hook (to endpoints the operator "
+        "allows, BEVAN_SUBSCRIPTION_ENDPOINTS) or websocket (bind at $subscription-websocket); "
+        "each delivers only what its creator may read. GET lists your own, without search "
+        "parameters.",
+        "interaction": [
+            {"code": code} for code in ("read", "update", "delete", "create", "search-type")
+        ],
+        "versioning": "versioned",
+        "readHistory": False,
+        "updateCreate": True,
+        "conditionalCreate": False,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": False,
+        "conditionalDelete": "not-supported",
+        "searchInclude": [],
+        "searchRevInclude": [],
+        "searchParam": [],
+    }
+
+
 @cache
 def _resources() -> list[dict[str, Any]]:
     out = []
@@ -178,6 +204,9 @@ def _resources() -> list[dict[str, Any]]:
     for resource_type in sorted(RESOURCE_TYPES):
         if resource_type == "AuditEvent":
             out.append(_audit_event_entry())
+            continue
+        if resource_type == "Subscription":
+            out.append(_subscription_entry())
             continue
         includes = sorted(
             f"{resource_type}:{code}"

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from bevan.api.negotiation import Prefer, check_response_format, parse_prefer, wants_pretty
 from bevan.api.responses import error_response, internal_error_response
+from bevan.bulk.jobs import BulkJobs
 from bevan.config import DEFAULT_MAX_PATIENT_BODY
 from bevan.fhir.dates import now_instant
 from bevan.fhir.errors import (
@@ -32,6 +33,8 @@ from bevan.fhir.errors import (
 from bevan.fhir.ids import is_valid_id
 from bevan.fhir.patient_references import patients_named
 from bevan.fhir.search import Criterion, SearchQuery
+from bevan.monitoring.delivery import SubscriptionDelivery
+from bevan.monitoring.subscriptions import SubscriptionService
 from bevan.records.bundles import BundleAccess
 from bevan.records.service import RecordService, SearchLimit, WriteGuard, parse_json
 from bevan.security.access import AccessContext, AccessPolicy
@@ -122,6 +125,11 @@ class Services:
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
     # The server's own base URL, named as the audit source (not the client's Host header).
     source: str = ""
+    # Subscriptions and their delivery (monitoring/), when the app has them.
+    subscriptions: SubscriptionService | None = None
+    delivery: SubscriptionDelivery | None = None
+    # Asynchronous bulk requests ($export, $import); None where they are not served.
+    bulk: BulkJobs | None = None
 
     def body_limit(self, principal: Principal | None) -> int:
         """Return the largest body principal may send: a patient's or a device's is
@@ -308,7 +316,8 @@ def fhir_endpoint(
     offload: bool | Callable[[Request], bool] = False,
     writes: bool | Callable[[Request], bool] = False,
     one_at_a_time: bool = False,
-    names_patients: bool = True,
+    names_patients: bool | Callable[[Request], bool] = True,
+    serves: frozenset[str] = frozenset(),
 ) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a synchronous handler: authenticate, read the body, run it, audit it, and
     answer every failure with an OperationOutcome (never a bare 500).
@@ -323,6 +332,8 @@ def fhir_endpoint(
     audit entry cannot be written, the answer is an error instead. The entry names every
     patient the request's body or answer names, unless names_patients is False (the
     audit trail's own listings, which name patients without touching their records).
+    serves names media types the handler answers with besides FHIR JSON (Bulk Data's
+    NDJSON files), which a client's Accept header may ask for.
     """
 
     async def endpoint(request: Request) -> Response:
@@ -336,7 +347,7 @@ def fhir_endpoint(
             if principal is not None:
                 request.state.user_id = principal.subject  # for the request log
                 access = AccessContext(principal, request.headers.get("x-bevan-break-glass"))
-            check_response_format(request)
+            check_response_format(request, serves)
             body = await read_body(request, services.body_limit(principal))
             fhir_request = FhirRequest(
                 request,
@@ -378,7 +389,13 @@ def fhir_endpoint(
             problem = f"server error, reference {reference}"
             response = internal_error_response(reference)
         record = audit_record(
-            request, interaction, access, response, problem, body, names_patients=names_patients
+            request,
+            interaction,
+            access,
+            response,
+            problem,
+            body,
+            names_patients=_applies(names_patients, request),
         )
         return await audited(request, record, response)
 
@@ -484,7 +501,7 @@ def audit_record(
         action=action_for(interaction),
         interaction=interaction,
         outcome=outcome_for(status),
-        outcome_text=texts["outcome"] or "",
+        outcome_text=texts["outcome"] or (access.summary if access and status < 400 else "") or "",
         http_status=status,
         resources=resources,
         query=texts["query"],

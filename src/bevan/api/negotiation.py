@@ -43,8 +43,9 @@ def parse_prefer(request: Request) -> Prefer:
     return Prefer(return_, strict)
 
 
-def check_response_format(request: Request) -> None:
-    """Refuse (406) a request that will only accept a format other than FHIR JSON."""
+def check_response_format(request: Request, also: frozenset[str] = frozenset()) -> None:
+    """Refuse (406) a request that will only accept a format other than FHIR JSON (or
+    one of the media types also names, where the route serves them)."""
     fmt = request.query_params.get("_format")
     if fmt is not None:
         if fmt.split(";")[0].strip() not in _JSON_FORMATS:
@@ -57,7 +58,7 @@ def check_response_format(request: Request) -> None:
         return
     for item in accept.split(","):
         media = item.split(";")[0].strip().lower()
-        if media in JSON_TYPES or media in ("*/*", "application/*", ""):
+        if media in JSON_TYPES or media in also or media in ("*/*", "application/*", ""):
             return
     raise NotAcceptable(f"Accept {accept!r} names no format Bevan serves; ask for {FHIR_JSON}")
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from bevan.api import audit_events, operations
+from bevan.api import audit_events, bulk_jobs, operations, subscription_websocket
 from bevan.api import interactions as i
+from bevan.api import subscriptions as subs
 from bevan.api.capability import capability_text
 from bevan.api.context import (
     FhirRequest,
@@ -75,6 +76,49 @@ def small_bundle(request: Request) -> bool:
     return declared.isascii() and declared.isdigit() and int(declared) <= SMALL_BUNDLE_BYTES
 
 
+def subscription_routes(base_path: str) -> list[Route]:
+    """Return the routes of Subscriptions, kept beside the record (api/subscriptions.py);
+    they come before the record's own routes, which would otherwise take them."""
+    b, e = base_path, fhir_endpoint
+    return [
+        Route(
+            f"{b}/Subscription",
+            e(subs.search_subscriptions, interaction="search-type", offload=True),
+            methods=["GET"],
+        ),
+        Route(
+            f"{b}/Subscription",
+            e(subs.create_subscription, interaction="create", offload=True),
+            methods=["POST"],
+        ),
+        Route(
+            f"{b}/Subscription/{{id}}",
+            e(subs.read_subscription, interaction="read", offload=True),
+            methods=["GET"],
+        ),
+        Route(
+            f"{b}/Subscription/{{id}}",
+            e(subs.update_subscription, interaction="update", offload=True),
+            methods=["PUT"],
+        ),
+        Route(
+            f"{b}/Subscription/{{id}}",
+            e(subs.delete_subscription, interaction="delete", offload=True),
+            methods=["DELETE"],
+        ),
+    ]
+
+
+def websocket_routes(base_path: str) -> list[BaseRoute]:
+    """Return the websocket routes: the one subscriptions are bound to."""
+    return [
+        WebSocketRoute(
+            f"{base_path}/{subscription_websocket.PATH}",
+            subscription_websocket.subscription_websocket,
+        )
+    ]
+
+
 def fhir_routes(base_path: str) -> list[Route]:
     """Return the routes of the FHIR REST API.
 
@@ -93,6 +137,7 @@ def fhir_routes(base_path: str) -> list[Route]:
         interaction="operation",
         offload=operations.offloaded,
         writes=operations.writes,
+        names_patients=operations.names_patients,
     )
     bundles = e(
         i.system_bundle,
@@ -103,12 +148,34 @@ def fhir_routes(base_path: str) -> list[Route]:
     )
     return [
         Route(f"{b}/metadata", e(metadata, interaction="operation", public=True), methods=["GET"]),
+        *subscription_routes(b),
         Route(
             f"{b}/_history",
             e(i.system_history, interaction="history-system", offload=True),
             methods=["GET"],
         ),
         Route(f"{b}/${{operation}}", operation, methods=["GET", "POST"]),
+        # Bulk requests' status URLs and files: before Type/id, which they would match.
+        Route(
+            f"{b}/{bulk_jobs.STATUS_PATH}/{{job}}",
+            e(bulk_jobs.job_status, interaction="operation", names_patients=False),
+            methods=["GET"],
+        ),
+        Route(
+            f"{b}/{bulk_jobs.STATUS_PATH}/{{job}}",
+            e(bulk_jobs.cancel_job, interaction="operation", names_patients=False),
+            methods=["DELETE"],
+        ),
+        Route(
+            f"{b}/{bulk_jobs.OUTPUT_PATH}/{{job}}/{{name}}",
+            e(
+                bulk_jobs.job_file,
+                interaction="operation",
+                names_patients=False,
+                serves=frozenset({bulk_jobs.NDJSON, "application/ndjson"}),
+            ),
+            methods=["GET"],
+        ),
         # The audit trail, not the record store, answers for AuditEvent.
         Route(
             f"{b}/AuditEvent",

@@ -1,5 +1,5 @@
 """The `bevan` command: serve, demo, load, synth, token, db, audit, user, client,
-backup and restore, slots and waitlist, one module of the package to each family."""
+backup and restore, slots and waitlist, view, one module of the package to each family."""
 
 from __future__ import annotations
 
@@ -100,9 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_backup(commands)
 
+    from bevan.cli.ward import register as register_ward
+
+    register_ward(commands)
     from bevan.cli.scheduling import register as register_scheduling
 
     register_scheduling(commands)
+    from bevan.cli.views import register as register_views
+
+    register_views(commands)
     return parser
 
 

@@ -115,8 +115,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         found = session.search(parse_search("Patient", "_count=1"), limit=1)
     patient_id = found[0].id if found else "<id>"
     base = f"http://{settings.host}:{settings.port}{settings.base_path}"
+    from bevan.cli.demo_accounts import demo_sign_ins
+
+    sign_ins = "".join(
+        f"  {s.role.capitalize():10} {s.username} / {s.password}  ({s.about})\n"
+        for s in demo_sign_ins(store.engine, service)
+    )
     print(
         f"""
+Bevan is serving the web app at http://{settings.host}:{settings.port}/
+Sign in (new passwords each time the demo starts):
+{sign_ins}
 Bevan is serving the FHIR API at {base}
 
 Token (valid 24 hours):

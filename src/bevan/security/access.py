@@ -9,7 +9,9 @@ break-glass and sensitive records. Every FHIR interaction asks this module first
 - receptionists see demographics and bookings of related patients, not clinical records.
 - patients see only their own compartment and write only what the patient app allows.
 - devices write readings for the patient they are linked to.
-- analysts and privacy officers get no patient data through the clinical API.
+- analysts and privacy officers get no patient data through the clinical API; analysts
+  run population views (SQL on FHIR) over the stored record, read-only, without
+  restricted records; patients and devices may not.
 - restricted (R) and very restricted (V) records need a role that permits them.
 """
 
@@ -83,6 +85,8 @@ PATIENT_WRITES = {
     "Task": {"update", "patch"},
 }
 DEVICE_WRITES = {"Observation": {"create"}}
+# Types outside the Patient compartment that clinicians may still write, for their patients.
+CLINICAL_WRITES = frozenset({"Task"})
 NO_PATIENT_DATA = frozenset({"analyst", "privacy-officer"})
 # Search parameters naming the patient of types outside the Patient compartment that
 # still carry patient data (Binary and Bundle have none: their matches are filtered).
@@ -104,6 +108,8 @@ class AccessContext:
     # The one patient this request broke the glass for: a reason opens one record, so
     # one request cannot sweep up many patients under a single emergency.
     opened_glass_for: str | None = None
+    # What a successful answer held, for its audit entry (a view's name and row count).
+    summary: str | None = None
 
     @property
     def role(self) -> str:
@@ -151,8 +157,17 @@ class AccessPolicy:
             raise _forbidden(f"a device may not {interaction} {resource_type} resources")
         if role == "device" and not writing:
             raise _forbidden("a device may only send readings")
+        # Clinicians act on the Tasks raised about their patients (a virtual ward's
+        # escalations): judged, like any record, by the patients each one names.
+        clinical_task = resource_type in CLINICAL_WRITES and role in CLINICAL_ROLES
         patient_answer = role == "patient" and interaction in PATIENT_WRITES.get(resource_type, ())
-        if writing and not patient_data and role not in ("system",) and not patient_answer:
+        if (
+            writing
+            and not patient_data
+            and not clinical_task
+            and not patient_answer
+            and role not in ("system",)
+        ):
             raise _forbidden(f"only system accounts change {resource_type} resources")
         if interaction == "search-type" and resource_type in UNRESTRICTED_SEARCH_TYPES:
             raise _forbidden(
@@ -160,6 +175,46 @@ class AccessPolicy:
             )
         if interaction in ("history-type", "history-system"):
             raise _forbidden("history across many records is for system accounts")
+
+    # --- population analytics ----------------------------------------------------------------
+
+    def check_analytics(self, context: AccessContext, resource_type: str) -> None:
+        """Refuse a view over the stored record of resource_type to a caller who may not
+        run one: patients and devices never; analysts for any type whose search their
+        scopes allow (a population, read-only); everyone else as for a search of it."""
+        principal = context.principal
+        require_scope(parse_scopes(principal.scope), resource_type, "search-type")
+        role = principal.role
+        if role in ("patient", "device"):
+            raise _forbidden(
+                "views over the stored record are population analytics; the patient app "
+                "and devices may not run them (send the resources inline instead)"
+            )
+        if role == "analyst":
+            if resource_type in UNRESTRICTED_SEARCH_TYPES:
+                raise _forbidden(f"{resource_type} resources are read by system accounts only")
+            return
+        self.check_type(context, resource_type, "search-type")
+
+    def analytics_restrictions(
+        self, context: AccessContext, resource_type: str
+    ) -> tuple[Criterion, ...]:
+        """Return the criteria keeping a view over the stored record to what the caller
+        may analyse: for an analyst, every record but the restricted ones; for anyone
+        else, what their search would find."""
+        if context.principal.role == "analyst":
+            return _hidden_labels(context.principal.role)
+        return self.search_restrictions(context, resource_type)
+
+    def may_analyse(self, context: AccessContext, resource: dict[str, Any]) -> bool:
+        """Return True if a view over the stored record may read this resource."""
+        role = context.principal.role
+        if role == "analyst":
+            return not any(
+                role not in SENSITIVE_ROLES.get(code, (role,))
+                for code in _confidentiality(resource)
+            )
+        return self.may_see(context, resource)
 
     # --- one resource -----------------------------------------------------------------------
 
@@ -375,11 +430,7 @@ class AccessPolicy:
         totals and pages never include anything else."""
         principal = context.principal
         role = principal.role
-        out: list[Criterion] = []
-        hidden = [code for code, roles in SENSITIVE_ROLES.items() if role not in roles]
-        if hidden:
-            values = tuple(TokenValue(code, CONFIDENTIALITY) for code in hidden)
-            out.append(Restriction(TokenMatch("_security", values, "not")))
+        out: list[Criterion] = list(_hidden_labels(role))
         if role == "patient" and resource_type == "Slot":
             out.extend(patient_slot_restrictions())
         if role == "system" or not holds_patient_data(resource_type):
@@ -436,6 +487,15 @@ class AccessPolicy:
         except Forbidden:
             return False
         return True
+
+
+def _hidden_labels(role: str) -> tuple[Criterion, ...]:
+    """Return the criterion leaving out records labelled too sensitive for role."""
+    hidden = [code for code, roles in SENSITIVE_ROLES.items() if role not in roles]
+    if not hidden:
+        return ()
+    values = tuple(TokenValue(code, CONFIDENTIALITY) for code in hidden)
+    return (Restriction(TokenMatch("_security", values, "not")),)
 
 
 def _compartment(resource_type: str, patient_id: str, relation: Criterion | None) -> Criterion:

@@ -923,14 +923,17 @@ def oauth_routes(
     clients: ClientRegistry,
     revocations: RevocationList,
     base_url: str,
+    server: AuthorizationServer | None = None,
 ) -> list[Route]:
     """Return the routes for sign-in, tokens, revocation and SMART discovery.
 
     base_url is this server's FHIR base (e.g. https://bevan.example.nhs.uk/fhir): the
     `aud` SMART applications must name, and the path the FHIR-relative discovery
-    document lives under. Mount these before the FHIR routes.
+    document lives under. server, if given, is the authorization server to answer with
+    (the web app exchanges its own codes with the same one). Mount these before the
+    FHIR routes.
     """
-    server = AuthorizationServer(authority, users, clients, revocations, base_url)
+    server = server or AuthorizationServer(authority, users, clients, revocations, base_url)
     base_path = urlsplit(base_url).path.rstrip("/")
 
     def fhir_base(request: Request) -> str:

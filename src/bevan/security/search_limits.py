@@ -32,6 +32,17 @@ from bevan.security.access import AccessContext, AccessPolicy
 from bevan.security.booking_rights import check_patient_slot_window
 
 
+def limited_view_query(
+    policy: AccessPolicy, context: AccessContext, query: SearchQuery
+) -> SearchQuery:
+    """Return query (a view's resources in the stored record) narrowed to what the caller
+    may analyse; Forbidden for a caller who may not run views over the record (see
+    AccessPolicy.check_analytics). A view's query has no chains or `_has` to limit."""
+    policy.check_analytics(context, query.resource_type)
+    restrictions = policy.analytics_restrictions(context, query.resource_type)
+    return replace(query, criteria=(*query.criteria, *restrictions))
+
+
 def limited_search(
     policy: AccessPolicy,
     context: AccessContext,

@@ -75,6 +75,28 @@ class BreakGlassLedger:
         with self._snapshot() as connection:
             return frozenset(row[0] for row in connection.execute(statement))
 
+    def active_grant(
+        self, user_id: str, patient_id: str, now: str, organisation: str | None = None
+    ) -> BreakGlassGrant | None:
+        """Return the latest unexpired grant of patient_id to user_id acting for
+        organisation, if there is one (what the web app shows as the window left)."""
+        statement = (
+            select(break_glass)
+            .where(
+                break_glass.c.user_id == user_id,
+                break_glass.c.patient_id == patient_id,
+                break_glass.c.expires > now,
+                break_glass.c.organisation.is_(None)
+                if organisation is None
+                else break_glass.c.organisation == organisation,
+            )
+            .order_by(break_glass.c.id.desc())
+            .limit(1)
+        )
+        with self._snapshot() as connection:
+            row = connection.execute(statement).first()
+        return BreakGlassGrant(*row) if row is not None else None
+
     def get(self, grant_id: int) -> BreakGlassGrant | None:
         """Return one grant by id, reviewed or not."""
         statement = select(break_glass).where(break_glass.c.id == grant_id)

@@ -349,3 +349,41 @@ audit_entity = Table(
     Column("reference", String(200), primary_key=True),
     Column("seq", Key, primary_key=True),
 )
+
+# Subscriptions (monitoring/subscriptions.py): kept beside the record, not in it, because
+# each is the standing request of one user, delivered only what that user may read; the
+# owner_* columns are who created it, as their token said.
+subscription = Table(
+    "subscription",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", String(40), nullable=False),
+    Column("status", String(16), nullable=False),  # requested | active | error | off
+    Column("owner_subject", String(200), nullable=False),
+    Column("owner_role", String(32), nullable=False),
+    Column("owner_scope", Text, nullable=False),
+    Column("owner_organisation", String(16), nullable=True),
+    Column("owner_patient_id", String(64), nullable=True),
+    Column("owner_token_id", String(64), nullable=True),
+    Column("content", Text, nullable=False),  # the Subscription resource, JSON
+)
+Index("ix_subscription_owner", subscription.c.owner_subject)
+# Asynchronous bulk requests ($export, $import): one row each, so that any worker can
+# answer a status poll. Times are seconds since the epoch; `heartbeat` moves while the
+# job runs, and a job whose heartbeat stops has lost its worker.
+bulk_job = Table(
+    "bulk_job",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # export | import
+    Column("owner", String(240), nullable=False),  # the token subject that asked
+    Column("request", Text, nullable=False),  # the kick-off URL
+    Column("state", String(16), nullable=False),  # in-progress | complete | failed
+    Column("created", Float, nullable=False),
+    Column("heartbeat", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+    Column("progress", Text, nullable=False, default=""),
+    Column("result", Text, nullable=True),  # the manifest, report or OperationOutcome (JSON)
+)
+Index("ix_bulk_job_expires", bulk_job.c.expires)

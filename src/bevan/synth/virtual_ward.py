@@ -128,12 +128,14 @@ def _reading_times(rng: random.Random, admission: Admission) -> list[datetime]:
 
 def _artefact(rng: random.Random, kind: str) -> float:
     choices: dict[str, tuple[float, ...]] = {
-        "heart-rate": (0, 8, 255, 310),
-        "respiratory-rate": (0, 1, 88),
-        "spo2": (0, 12, 38),
-        "systolic": (0, 20, 310),
-        "temperature": (21.4, 45.9, 98.6),  # 98.6 is a Fahrenheit reading typed as Celsius
+        "heart-rate": (0, 8, 255, 290),  # 255: a typed extra digit
+        "respiratory-rate": (0, 1, 66),
+        "spo2": (0, 12, 38),  # probe off or slipping
+        "systolic": (0, 20, 290),
+        "temperature": (29.4, 43.9, 44.6),
     }
+    # Possible values only: what cannot be true at all is refused at the door
+    # (clinical/plausibility.py), so it never reaches a record.
     return rng.choice(choices[kind])
 
 

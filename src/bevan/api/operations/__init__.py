@@ -16,13 +16,18 @@ from bevan.api.context import FhirRequest, Handler
 from bevan.api.operations import (
     audit,
     break_glass,
+    bulk_import,
     everything,
+    export,
     generate_slots,
+    ingest,
     lastn,
     meta,
     meta_add,
     meta_delete,
     validate,
+    viewdefinition_run,
+    virtual_ward,
     waitlist_statistics,
 )
 from bevan.fhir.errors import Issue, MethodNotAllowed, NotFound
@@ -30,6 +35,7 @@ from bevan.fhir.errors import Issue, MethodNotAllowed, NotFound
 LEVELS = ("system", "type", "instance")
 HL7 = "http://hl7.org/fhir/OperationDefinition"
 BEVAN = "https://bevan.nhs.uk/fhir/OperationDefinition"
+BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class Operation:
     parameters: tuple[tuple[str, str], ...] = field(default=())  # (name, what it does)
     affects_state: bool = False
     offload: bool = False  # may take long: answered off the event loop
+    # False: the handler names the patients its answer touched (the audit scans no bodies)
+    audit_scans_bodies: bool = True
 
     @property
     def levels(self) -> tuple[str, ...]:
@@ -85,6 +93,28 @@ OPERATIONS: tuple[Operation, ...] = (
             ("code", "which codes"),
             ("(search)", "any other Observation search parameter"),
         ),
+        offload=True,
+    ),
+    Operation(
+        "ingest",
+        {"type": ingest.ingest},
+        f"{BEVAN}/Observation-ingest",
+        "Readings in bulk (application/fhir+ndjson, one Observation a line), each line "
+        "validated, stored and scored with NEWS2 on its own; the OperationOutcome lists "
+        "every refused line by number and why.",
+        types=("Observation",),
+        methods=("POST",),
+        affects_state=True,
+    ),
+    Operation(
+        "virtual-ward",
+        {"system": virtual_ward.worklist_of},
+        f"{BEVAN}/virtual-ward",
+        "The virtual ward's worklist: each enrolled patient the caller may read, with the "
+        "latest NEWS2 score, band, trend, time since the last set, what the set in progress "
+        "lacks, the overdue flag and open Tasks, highest risk first.",
+        methods=("GET",),
+        parameters=(("organization", "the ODS code (or Organization id) of the responsible team"),),
         offload=True,
     ),
     Operation(
@@ -167,6 +197,54 @@ OPERATIONS: tuple[Operation, ...] = (
         parameters=(("_count", "entries per page"),),
     ),
     Operation(
+        "export",
+        {"system": export.export, "type": export.export, "instance": export.export},
+        f"{BULK}/export",
+        "FHIR Bulk Data export to NDJSON files, asynchronously (Prefer: respond-async; poll "
+        "the Content-Location): the whole system, every patient (Patient/$export), one "
+        "(Patient/[id]/$export) or a Group's members (Group/[id]/$export), holding what the "
+        "caller could search.",
+        types=("Patient", "Group"),
+        parameters=(
+            ("_type", "only these resource types (comma-separated)"),
+            ("_since", "only resources changed after this instant"),
+            ("_typeFilter", "Type?search: only the resources of Type that match (repeatable)"),
+            ("_outputFormat", "application/fhir+ndjson (the default and only format)"),
+        ),
+    ),
+    Operation(
+        "import",
+        {"system": bulk_import.bulk_import},
+        f"{BEVAN}/import",
+        "Loads NDJSON (one body, or several files as multipart/form-data) into the record, "
+        "asynchronously like $export; the final report gives counts by type and every "
+        "refused line by file and line number (system accounts only).",
+        methods=("POST",),
+        affects_state=False,  # loaded in the background, through the record's loader
+        offload=True,
+    ),
+    Operation(
+        "viewdefinition-run",
+        {"system": viewdefinition_run.viewdefinition_run},
+        "http://sql-on-fhir.org/OperationDefinition/$viewdefinition-run",
+        "A SQL on FHIR ViewDefinition's rows over resources sent inline or over the stored "
+        "record (analysts: the whole population); X-Bevan-As-Of says what they reflect.",
+        methods=("POST",),
+        parameters=(
+            ("viewResource", "the ViewDefinition"),
+            ("viewReference", "a stored Library holding one (Library/id or its url)"),
+            ("resource", "resources to run over instead of the stored record"),
+            ("patient", "only this patient's resources (repeatable)"),
+            ("group", "only the resources of this Group's patients"),
+            ("_since", "only resources changed since this instant"),
+            ("_limit", "at most this many rows"),
+            ("_format", "ndjson (default), json, csv or parquet"),
+            ("header", "csv: whether to write the header line (default true)"),
+        ),
+        offload=True,
+        audit_scans_bodies=False,
+    ),
+    Operation(
         "break-glass",
         {"system": break_glass.break_glass_queue},
         f"{BEVAN}/break-glass",
@@ -202,6 +280,12 @@ def offloaded(request: Request) -> bool:
     """Return True if the operation asked for may take long (route flag)."""
     operation = _requested(request)
     return operation is not None and operation.offload
+
+
+def names_patients(request: Request) -> bool:
+    """Return True unless the operation names, itself, the patients it touched (route flag)."""
+    operation = _requested(request)
+    return operation is None or operation.audit_scans_bodies
 
 
 def writes(request: Request) -> bool:
