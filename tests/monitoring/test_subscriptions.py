@@ -23,6 +23,7 @@ from websockets.sync.client import connect
 from bevan.monitoring.delivery import DeliveryLock
 from bevan.security.tokens import TokenAuthority
 from tests.conftest import RunningServer, database_url, free_port, serve_command, start_server
+from tests.monitoring.readings import HIGH, at, new_patient, reading_set, scores, transaction
 from tests.people import PEOPLE, RESTRICTED
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -423,3 +424,29 @@ def test_only_one_process_at_a_time_holds_delivery(server: RunningServer) -> Non
         assert not another.try_take()
     finally:
         another.release()
+
+
+def test_a_deteriorating_patients_escalation_task_reaches_the_practices_subscriber(
+    server: RunningServer, receiver: HookReceiver, fhir: httpx.Client
+) -> None:
+    endpoint = f"{receiver.base}/hooks/escalations-{server.store.dialect}"
+    with client_as(server, "gp-on-call", "clinician", organisation="A81001") as clinician:
+        made = subscribe(
+            clinician,
+            subscription(
+                "Task?status=requested&priority=stat", endpoint, payload="application/fhir+json"
+            ),
+        )
+        status_becomes(clinician, made["id"], "active")
+    patient = new_patient(fhir)
+    sent = time.monotonic()
+    readings = fhir.post("/", json=transaction(reading_set(patient, at(5), HIGH)))
+    assert readings.status_code == 200, readings.text
+    prefix = f"{endpoint.removeprefix(receiver.base)}/Task/"
+    delivered = receiver.wait_for(lambda c: c.path.startswith(prefix))
+    assert delivered and time.monotonic() - sent < 10
+    escalation = orjson.loads(delivered[0].body)
+    assert escalation["for"]["reference"] == f"Patient/{patient}"
+    assert escalation["priority"] == "stat"
+    (score,) = scores(fhir, patient)
+    assert escalation["focus"]["reference"] == f"Observation/{score['id']}"
