@@ -105,6 +105,8 @@ def _rank(criterion: Criterion) -> int | None:
         return None if criterion.modifier == "not" else 2 if criterion.modifier is None else 4
     if isinstance(criterion, StringMatch):
         return 3 if criterion.modifier != "contains" else 6
+    if narrow_chain(criterion):
+        return 1
     if isinstance(criterion, UriMatch | CompositeMatch | Chain):
         return 4
     if isinstance(criterion, QuantityMatch):
@@ -118,6 +120,15 @@ def _rank(criterion: Criterion) -> int | None:
     if isinstance(criterion, Missing) and not criterion.missing:
         return 7
     return None
+
+
+def narrow_chain(criterion: Criterion) -> bool:
+    """Return True for a chain through a reference (Slot?schedule.actor=Location/x): it
+    passes the few resources that refer to one resource, so its matches are about as few
+    as a reference's, and lie together (one diary's slots) rather than spread through
+    the type: listed in row-key order (walked only when there are very many of them),
+    not ordered target by target (benchmarks/booking.py, free-slot search)."""
+    return isinstance(criterion, Chain) and isinstance(criterion.inner, ReferenceMatch)
 
 
 def _driving_position(criteria: tuple[Criterion, ...]) -> int | None:
@@ -583,7 +594,7 @@ class SearchCompiler:
         if at is None:
             return None
         chain = query.criteria[at]
-        if isinstance(chain, Chain) and len(chain.target_types) == 1:
+        if isinstance(chain, Chain) and len(chain.target_types) == 1 and not narrow_chain(chain):
             return at
         return None
 
