@@ -741,7 +741,7 @@ def explain_all(url: str, named: list[NamedSearch], params: list[MixParam]) -> l
                     lines = session.explain(search) + session.explain_choice(search)
             except Exception as error:  # a refused search is reported, not fatal
                 lines = [f"(no plan: {type(error).__name__}: {error})"]
-            scans = full_scan_lines(lines, store.sqlite)
+            scans = full_scan_lines(lines, store.dialect.name == "sqlite")
             plans.append(Plan(name, f"{resource_type}?{text}", lines, scans))
         if any(search.key == "everything" for search in named):
             plans.append(_everything_plan(store))
@@ -768,7 +768,7 @@ def _everything_plan(store: Any) -> Plan:
         "everything",
         f"Patient/{longest}/$everything: its own reads (the longest record)",
         lines,
-        full_scan_lines(lines, store.sqlite),
+        full_scan_lines(lines, store.dialect.name == "sqlite"),
     )
 
 

@@ -17,7 +17,9 @@ from starlette.middleware.cors import CORSMiddleware
 
 from bevan.api.context import Services
 from bevan.api.health import health_routes
+from bevan.api.loop_reads import LoopReadPolicy
 from bevan.api.metrics import RequestMetrics, ServerMetrics, metrics_route
+from bevan.api.oauth import oauth_routes
 from bevan.api.request_log import RequestLog, send_request_log_to_stdout
 from bevan.api.routes import fhir_routes, method_not_allowed, not_found, websocket_routes
 from bevan.api.sign_in_audit import audited_routes
@@ -40,12 +42,9 @@ from bevan.security.audit import AuditRecord
 from bevan.security.audit_key import load_audit_key
 from bevan.security.client_address import ForwardedHeaders, TrustedProxies
 from bevan.security.disabled_accounts import DisabledAccounts
-from bevan.security.oauth import (
-    AuthorizationServer,
-    ClientRegistry,
-    RevocationList,
-    oauth_routes,
-)
+from bevan.security.oauth_clients import ClientRegistry
+from bevan.security.oauth_flows import AuthorizationServer
+from bevan.security.revocation import RevocationList
 from bevan.security.service_audit import SCHEDULER, service_update
 from bevan.security.subscriber_access import SubscriberAccess
 from bevan.security.system_writes import system_write_records
@@ -131,7 +130,9 @@ def create_app(
     of auditing with it); there is no setting that turns auditing off.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = store or RecordStore.from_url(settings.resolved_database_url)
+    store = store or RecordStore.from_url(
+        settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
     records = record_service(settings, store)
     revocations = RevocationList.on(store.engine)
     disabled = DisabledAccounts.on(store.engine)
@@ -165,6 +166,7 @@ def create_app(
         policy=policy,
         trail=trail,
         writer=GroupWriter(store),
+        loop_reads=LoopReadPolicy(store.read_budget),
         max_body_bytes=settings.max_body_bytes,
         proxies=proxies,
         source=settings.base_url,

@@ -37,6 +37,10 @@ class Settings:
     # References to this server must resolve (BEVAN_REFERENTIAL_INTEGRITY=off for bulk
     # loads of partial data).
     referential_integrity: bool = True
+    # How hard a SQLite commit makes sure of the disk (BEVAN_SQLITE_SYNCHRONOUS): NORMAL
+    # keeps every acknowledged write across the process being killed, FULL across a
+    # power cut too.
+    sqlite_synchronous: str = "NORMAL"
     # URL prefixes rest-hook Subscriptions may deliver to (BEVAN_SUBSCRIPTION_ENDPOINTS,
     # comma-separated); none by default, so no rest-hook is accepted until allowed.
     subscription_endpoints: tuple[str, ...] = ()
@@ -92,6 +96,7 @@ class Settings:
             metrics_allow=_listed(os.environ.get("BEVAN_METRICS_ALLOW", "")),
             request_log=_switch(os.environ.get("BEVAN_REQUEST_LOG"), True),
             referential_integrity=_switch(os.environ.get("BEVAN_REFERENTIAL_INTEGRITY"), True),
+            sqlite_synchronous=os.environ.get("BEVAN_SQLITE_SYNCHRONOUS", "NORMAL").upper(),
             subscription_endpoints=_listed(os.environ.get("BEVAN_SUBSCRIPTION_ENDPOINTS", "")),
             subscription_retry_seconds=float(
                 os.environ.get("BEVAN_SUBSCRIPTION_RETRY_SECONDS", "1.0")

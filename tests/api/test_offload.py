@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 from starlette.requests import Request
 
-from bevan.api import context
+from bevan.api import loop_reads
+from bevan.api.loop_reads import LoopReadPolicy
 from bevan.api.routes import broad_search, fans_out, small_bundle
 from bevan.store import budget
+from bevan.store.budget import ReadBudget
 from tests.conftest import RunningServer
 
 
-def _budgets(seconds: float) -> dict[str, float]:
-    """The loop budget, the same on every database."""
-    return {"sqlite": seconds, "postgresql": seconds}
+def _loop_reads(server: RunningServer) -> LoopReadPolicy:
+    """The server's policy of which reads are tried on the event loop."""
+    policy: LoopReadPolicy = server.app.state.services.loop_reads
+    return policy
+
+
+def _budget(server: RunningServer, seconds: float) -> ReadBudget:
+    """The server's read budget, given seconds on the loop."""
+    return replace(server.store.read_budget, seconds=seconds)
+
+
+def _forget_overruns(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_loop_reads(server), "slow_until", {})
+    monkeypatch.setattr(_loop_reads(server), "tries", {})
 
 
 def request(query: str) -> Request:
@@ -97,7 +111,7 @@ def test_a_search_past_the_loop_budget_is_answered_from_the_thread_pool(
     query = {"family": family, "_sort": "given"}
     answered = fhir.get("/Patient", params=query)
     # Every read tried on the loop now runs out of time at its first step.
-    monkeypatch.setattr(context, "LOOP_BUDGET_SECONDS", _budgets(0.0))
+    monkeypatch.setattr(_loop_reads(server), "budget", _budget(server, 0.0))
     monkeypatch.setattr(budget, "STEPS_PER_CHECK", 1)
     retried = fhir.get("/Patient", params=query)
     assert answered.status_code == retried.status_code == 200
@@ -109,19 +123,18 @@ def test_a_search_past_the_loop_budget_is_answered_from_the_thread_pool(
 def test_a_kind_of_search_that_keeps_overrunning_goes_straight_to_the_thread_pool(
     server: RunningServer, fhir: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(context, "_slow_reads", {})
-    monkeypatch.setattr(context, "_loop_tries", {})
+    _forget_overruns(server, monkeypatch)
     families = [f"Slow{uuid.uuid4().hex[:8]}" for _ in range(2)]
     for family in families:
         created = fhir.post(
             "/Patient", json={"resourceType": "Patient", "name": [{"family": family}]}
         )
         assert created.status_code == 201
-    monkeypatch.setattr(context, "LOOP_BUDGET_SECONDS", _budgets(0.0))
+    monkeypatch.setattr(_loop_reads(server), "budget", _budget(server, 0.0))
     monkeypatch.setattr(budget, "STEPS_PER_CHECK", 1)
-    # Judged after JUDGED_AFTER_OVERRUNS overruns (the first try may run out counting
+    # Judged after the budget's judged_after overruns (the first try may run out counting
     # how common the value is, which its run on a thread remembers: not counted).
-    for _ in range(context.JUDGED_AFTER_OVERRUNS[server.store.dialect] + 1):
+    for _ in range(server.store.read_budget.judged_after + 1):
         first = fhir.get("/Patient", params={"family": families[0]})
         assert first.status_code == 200 and first.json()["total"] == 1
 
@@ -129,7 +142,7 @@ def test_a_kind_of_search_that_keeps_overrunning_goes_straight_to_the_thread_poo
         raise AssertionError("a read of a kind known to overrun was tried on the loop")
 
     # The same kind of search with another value is not tried on the loop again.
-    monkeypatch.setattr(context, "time_budget", not_on_the_loop)
+    monkeypatch.setattr(loop_reads, "time_budget", not_on_the_loop)
     second = fhir.get("/Patient", params={"family": families[1]})
     assert second.status_code == 200
     assert second.json()["entry"][0]["resource"]["name"][0]["family"] == families[1]
@@ -141,29 +154,28 @@ def test_a_kind_of_search_that_keeps_overrunning_goes_straight_to_the_thread_poo
 def test_a_kind_of_search_that_overruns_now_and_then_stays_on_the_loop(
     server: RunningServer, fhir: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(context, "_slow_reads", {})
-    monkeypatch.setattr(context, "_loop_tries", {})
+    _forget_overruns(server, monkeypatch)
     family = f"Once{uuid.uuid4().hex[:8]}"
     created = fhir.post("/Patient", json={"resourceType": "Patient", "name": [{"family": family}]})
     assert created.status_code == 201
-    overruns = context.JUDGED_AFTER_OVERRUNS[server.store.dialect]
-    tries = overruns * context.OVERRUN_SHARE  # one in OVERRUN_SHARE overruns, no more
+    overruns = server.store.read_budget.judged_after
+    tries = overruns * loop_reads.OVERRUN_SHARE  # one in OVERRUN_SHARE overruns, no more
     monkeypatch.setattr(budget, "STEPS_PER_CHECK", 1)
     for number in range(tries):
         # The overruns come last, after the value's density is known.
         last = number >= tries - overruns
-        monkeypatch.setattr(context, "LOOP_BUDGET_SECONDS", _budgets(0.0 if last else 30.0))
+        monkeypatch.setattr(_loop_reads(server), "budget", _budget(server, 0.0 if last else 30.0))
         answered = fhir.get("/Patient", params={"family": family})  # overruns: from a thread
         assert answered.status_code == 200 and answered.json()["total"] == 1
-    monkeypatch.setattr(context, "LOOP_BUDGET_SECONDS", _budgets(30.0))
+    monkeypatch.setattr(_loop_reads(server), "budget", _budget(server, 30.0))
     tried: list[float] = []
-    real_budget = context.time_budget
+    real_budget = loop_reads.time_budget
 
     def counted(seconds: float) -> Any:
         tried.append(seconds)
         return real_budget(seconds)
 
-    monkeypatch.setattr(context, "time_budget", counted)
+    monkeypatch.setattr(loop_reads, "time_budget", counted)
     again = fhir.get("/Patient", params={"family": family})
     assert again.status_code == 200 and again.json()["total"] == 1
     assert tried == [30.0], f"{overruns} overruns in {tries} tries sent the search off the loop"
@@ -175,19 +187,18 @@ def test_an_overrun_while_compiling_a_new_shape_of_search_is_not_held_against_it
     """The first search of a shape compiles its statement, a few milliseconds of the
     loop's budget that later searches of the shape do not spend: running out then does
     not send the kind to the thread pool, however often it happens."""
-    if server.store.dialect != "sqlite":
+    if server.store.dialect.name != "sqlite":
         pytest.skip("PostgreSQL times the statement from its arrival, after compiling")
-    monkeypatch.setattr(context, "_slow_reads", {})
-    monkeypatch.setattr(context, "_loop_tries", {})
+    _forget_overruns(server, monkeypatch)
     family = f"Shape{uuid.uuid4().hex[:8]}"
     created = fhir.post("/Patient", json={"resourceType": "Patient", "name": [{"family": family}]})
     assert created.status_code == 201
     params = {"family": family, "_count": "7"}
     assert fhir.get("/Patient", params=params).json()["total"] == 1  # facts counted
-    monkeypatch.setattr(context, "LOOP_BUDGET_SECONDS", _budgets(0.0))
+    monkeypatch.setattr(_loop_reads(server), "budget", _budget(server, 0.0))
     monkeypatch.setattr(budget, "STEPS_PER_CHECK", 1)
-    for _ in range(context.JUDGED_AFTER_OVERRUNS[server.store.dialect] + 2):
+    for _ in range(server.store.read_budget.judged_after + 2):
         server.store.shapes._compiled.clear()  # each try compiles anew, and overruns
         answered = fhir.get("/Patient", params=params)
         assert answered.status_code == 200 and answered.json()["total"] == 1
-    assert context._slow_reads == {}
+    assert _loop_reads(server).slow_until == {}

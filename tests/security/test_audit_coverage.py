@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from bevan.security.oauth import ClientRegistry
+from bevan.security.oauth_clients import ClientRegistry
 from bevan.security.users import UserDirectory
 from bevan.store.audit import AuditLog
 from tests.conftest import RunningServer, database_url, start_server

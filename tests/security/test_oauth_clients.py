@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from bevan.security.oauth import ClientRegistry
+from bevan.security.oauth_clients import ClientRegistry
 from bevan.security.tokens import TokenAuthority
 from bevan.security.users import UserDirectory
 from tests.conftest import RunningServer

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from bevan.security.oauth import ClientRegistry
+from bevan.security.oauth_clients import ClientRegistry
 from bevan.security.users import UserDirectory
 from tests.conftest import RunningServer
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bevan.records.service import RecordService
-from bevan.store import engine
+from bevan.store import sqlite_dialect
 from bevan.store.migrate import upgrade
 from bevan.store.record_store import RecordStore
 
@@ -55,7 +55,7 @@ def test_the_database_file_catches_up_without_waiting_for_a_commit(tmp_path: Pat
 def test_the_log_stays_bounded_under_writes_that_never_pause(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine, "WAL_BACKSTOP_PAGES", 64)
+    monkeypatch.setattr(sqlite_dialect, "WAL_BACKSTOP_PAGES", 64)
     path = tmp_path / "record.db"
     store = RecordStore.from_url(f"sqlite:///{path}")
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from anyio import CapacityLimiter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bevan.api.loop_reads import LoopReadPolicy
 from bevan.api.negotiation import Prefer, check_response_format, parse_prefer, wants_pretty
 from bevan.api.responses import error_response, internal_error_response
 from bevan.bulk.jobs import BulkJobs
@@ -49,7 +49,6 @@ from bevan.security.client_address import TrustedProxies, client_address
 from bevan.security.search_limits import limited_search
 from bevan.security.tokens import Principal, TokenAuthority, TokenError
 from bevan.security.trail import AuditNotRecorded, AuditTrail
-from bevan.store.budget import OverBudget, time_budget
 from bevan.store.group import GroupWriter
 from bevan.store.versions import StoredVersion
 
@@ -59,42 +58,6 @@ log = logging.getLogger("bevan.api")
 # rest wait their turn on the event loop. Python runs one thread at a time, so more
 # threads add switching and database connections, not speed.
 OFFLOAD_THREADS = 8
-
-# A read that may be long is first tried on the event loop for this long: most searches
-# finish well inside it, and for them the trip to a thread and back costs more than the
-# search itself; on PostgreSQL the thread and the loop also contend for the interpreter
-# lock. One that does not finish is interrupted, having stored nothing, and run again on
-# a thread (benchmarks/search.py, by name prefix, shows the difference).
-#
-# On SQLite the budget is the worker's own CPU, spent even by a read that overruns. On
-# PostgreSQL it bounds each statement, and the worker waits without using its CPU; but
-# on a machine whose cores are all busy a statement waits for one too, so a budget as
-# short as SQLite's sends quick searches to threads, where they cost more CPU: the
-# longer budget answers more searches, while still bounding a long read's wait on the
-# loop (benchmarks/search.py at two workers: name prefix and chained surname).
-LOOP_BUDGET_SECONDS = {"sqlite": 0.002, "postgresql": 0.020}
-# A kind of read (its path without ids, and its parameter names) that has overrun the
-# budget in more than one try in OVERRUN_SHARE goes straight to a thread for a while,
-# once it has overrun JUDGED_AFTER_OVERRUNS times: trying it on the loop again would
-# most likely waste the budget, and hold up every other request for it. Tries are
-# remembered, the older halved away.
-#
-# On SQLite the first overrun is judged, as before: an interrupted read spent its
-# budget's CPU in the worker itself, and judging after three showed no gain in the
-# published search mix beyond what runs of one build differ by. On PostgreSQL an
-# overrun now and then (a new connection's first statements, a moment the server waited
-# for the CPU) does not send a kind away: when one did, every search by name prefix went
-# to a thread for SLOW_READ_SECONDS after the first; judged after three, name prefix,
-# `_revinclude`, `$everything` and the mix all answered more (benchmarks/search.py).
-SLOW_READ_SECONDS = 30.0
-OVERRUN_SHARE = 10
-JUDGED_AFTER_OVERRUNS = {"sqlite": 1, "postgresql": 3}
-REMEMBERED_TRIES = 64
-MAX_REMEMBERED_SLOW_READS = 1000
-_slow_reads: dict[tuple[Any, ...], float] = {}
-# Per kind of read: [tries on the loop, of which overran].
-_loop_tries: dict[tuple[Any, ...], list[int]] = {}
-
 
 # A write whose body is larger than this does not join the group commit: it is parsed,
 # validated and written on a thread of its own, in its own transaction, so the small
@@ -114,6 +77,7 @@ class Services:
     policy: AccessPolicy
     trail: AuditTrail
     writer: GroupWriter
+    loop_reads: LoopReadPolicy
     max_body_bytes: int
     max_patient_body_bytes: int = DEFAULT_MAX_PATIENT_BODY
     offload_limiter: CapacityLimiter = field(
@@ -326,7 +290,7 @@ def fhir_endpoint(
     them to a thread cost far more than the read itself (benchmarks/crud.py shows it in
     read throughput). Work that can take long (searches, Bundles,
     history, $everything) is offloaded to the thread pool so it does not hold up everyone
-    else; a read of that kind is first given LOOP_BUDGET_SECONDS on the loop.
+    else; a read of that kind may first be tried on the loop (see Services.loop_reads).
 
     Every request, allowed or refused, is audited before its answer is sent; if the
     audit entry cannot be written, the answer is an error instead. The entry names every
@@ -366,7 +330,7 @@ def fhir_endpoint(
             elif _applies(writes, request):
                 response = await services.writer.run(lambda: handler(fhir_request))
             elif _applies(offload, request):
-                quick = _tried_on_the_loop(handler, fhir_request)
+                quick = services.loop_reads.try_on_the_loop(request, lambda: handler(fhir_request))
                 if quick is not None:
                     response = quick
                 else:
@@ -560,56 +524,3 @@ def json_body(fhir: FhirRequest) -> Any:
             Issue("the request has no body; send a FHIR resource as JSON", code="required")
         )
     return parse_json(fhir.body)
-
-
-def _tried_on_the_loop(
-    handler: Callable[[FhirRequest], Response], fhir: FhirRequest
-) -> Response | None:
-    """Return the handler's answer to a read if it comes within LOOP_BUDGET_SECONDS of
-    database work, else None (it stored nothing; run it again off the loop)."""
-    request = fhir.request
-    if request.method != "GET":
-        return None
-    kind = _read_kind(request)
-    now = time.monotonic()
-    if _slow_reads.get(kind, 0.0) > now:
-        return None
-    dialect = fhir.services.records.store.dialect
-    try:
-        with time_budget(LOOP_BUDGET_SECONDS.get(dialect, 0.002)):
-            response = handler(fhir)
-    except OverBudget as overrun:
-        # One that ran out counting facts for its plan is not counted: its run on a
-        # thread remembers them, and the next try has no need to count.
-        judged_after = JUDGED_AFTER_OVERRUNS.get(dialect, 1)
-        if not overrun.learning and _note_try(kind, True, judged_after):
-            if len(_slow_reads) >= MAX_REMEMBERED_SLOW_READS:
-                _slow_reads.clear()
-            _slow_reads[kind] = now + SLOW_READ_SECONDS
-        return None
-    _note_try(kind, False)
-    return response
-
-
-def _note_try(kind: tuple[Any, ...], overran: bool, judged_after: int = 1) -> bool:
-    """Count a try of kind on the loop; return True if it overruns too often to try."""
-    tries = _loop_tries.get(kind)
-    if tries is None:
-        if len(_loop_tries) >= MAX_REMEMBERED_SLOW_READS:
-            _loop_tries.clear()
-        tries = _loop_tries[kind] = [0, 0]
-    tries[0] += 1
-    tries[1] += overran
-    if tries[0] >= REMEMBERED_TRIES:
-        tries[0] //= 2
-        tries[1] //= 2
-    return tries[1] >= judged_after and tries[1] * OVERRUN_SHARE > tries[0]
-
-
-def _read_kind(request: Request) -> tuple[Any, ...]:
-    """Return what a read is, without its values: its route, the path parameters other
-    than ids (the resource type), and the names of its query parameters."""
-    route = getattr(request.scope.get("route"), "path", request.scope.get("path"))
-    path = tuple(sorted((k, v) for k, v in request.path_params.items() if k != "id"))
-    names = tuple(sorted({name for name, _ in request.query_params.multi_items()}))
-    return (route, path, names)

@@ -40,7 +40,9 @@ def open_store(settings: Settings) -> RecordStore:
     from bevan.store.record_store import RecordStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = RecordStore.from_url(settings.resolved_database_url)
+    store = RecordStore.from_url(
+        settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
     upgrade(store.engine)
     store.analyse()
     return store

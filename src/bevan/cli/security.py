@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 from bevan.cli.options import data_options, open_store, settings_from
 
 if TYPE_CHECKING:
-    from bevan.security.oauth import ClientRegistry
+    from bevan.security.oauth_clients import ClientRegistry
     from bevan.security.users import UserDirectory
 
 
 def _directory(args: argparse.Namespace) -> tuple[UserDirectory, ClientRegistry]:
-    from bevan.security.oauth import ClientRegistry
+    from bevan.security.oauth_clients import ClientRegistry
     from bevan.security.users import UserDirectory
 
     store = open_store(settings_from(args))
@@ -91,7 +91,7 @@ def cmd_user_disable(args: argparse.Namespace) -> int:
 
 
 def cmd_client_add(args: argparse.Namespace) -> int:
-    from bevan.security.oauth import ClientError
+    from bevan.security.oauth_clients import ClientError
 
     users, clients = _directory(args)
     user = None

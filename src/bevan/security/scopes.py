@@ -1,4 +1,5 @@
-"""SMART on FHIR scopes (v2 `patient/Observation.rs`, and v1 `.read` / `.write` / `.*`)."""
+"""SMART on FHIR scopes (v2 `patient/Observation.rs`, and v1 `.read` / `.write` / `.*`):
+what each permits, and what a token is granted of what it asked for."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from bevan.fhir.errors import Forbidden, Issue
+from bevan.security.users import ROLE_SCOPES, User
 
 # What each FHIR interaction needs.
 PERMISSION = {
@@ -109,3 +111,62 @@ def require_scope(scopes: tuple[ResourceScope, ...], resource_type: str, interac
                 code="forbidden",
             )
         )
+
+
+SCOPES_SUPPORTED = [
+    "launch/patient",
+    "offline_access",
+    "online_access",
+    "patient/*.rs",
+    "patient/*.cruds",
+    "patient/*.read",
+    "user/*.rs",
+    "user/*.cruds",
+    "user/*.read",
+    "user/*.*",
+    "system/*.rs",
+    "system/*.cruds",
+    "system/*.read",
+    "system/*.*",
+]
+
+
+def intersect_scopes(requested: str, allowed: str) -> str:
+    """Return the scopes of requested that allowed permits, narrowed to what it permits.
+
+    Resource scopes meet pairwise (`user/*.cruds` and `user/Patient.rs` give
+    `user/Patient.rs`); other scopes (launch/patient, offline_access) must appear in both.
+    """
+    allowed_words = allowed.split()
+    allowed_resources = [s for s in map(ResourceScope.parse, allowed_words) if s]
+    granted: list[str] = []
+    resources: list[ResourceScope] = []
+    for word in requested.split():
+        asked = ResourceScope.parse(word)
+        if asked is None:
+            if word in allowed_words and word not in granted:
+                granted.append(word)
+            continue
+        for permitted in allowed_resources:
+            met = asked.meet(permitted)
+            if met is not None:
+                resources.append(met)
+    # Drop scopes another granted scope already covers.
+    kept: list[ResourceScope] = []
+    for index, scope in enumerate(resources):
+        covered = any(
+            scope.within(other) and (not other.within(scope) or later < index)
+            for later, other in enumerate(resources)
+            if later != index
+        )
+        if not covered:
+            kept.append(scope)
+    for scope in kept:
+        if str(scope) not in granted:
+            granted.append(str(scope))
+    return " ".join(granted)
+
+
+def scope_for_role(requested: str, user: User) -> str:
+    """Return the part of requested that user's role may be granted."""
+    return intersect_scopes(requested, ROLE_SCOPES.get(user.role, ""))

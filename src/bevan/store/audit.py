@@ -23,9 +23,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, bindparam, func, insert, or_, select
 
-from bevan.store.engine import WriterLock, is_sqlite
 from bevan.store.raw import RawCursor, compile_for
 from bevan.store.schema import audit_entity, audit_event
+from bevan.store.sqlite_dialect import WriterLock
 
 GENESIS_HASH = "0" * 64
 # The advisory lock key that serialises appends on PostgreSQL ("audit" in ASCII).
@@ -153,7 +153,7 @@ class AuditLog:
         """key seals each entry appended (see seal_of); without one, entries are unsealed."""
         self.engine = engine
         self.key = key
-        self.sqlite = is_sqlite(engine)
+        self.sqlite = engine.dialect.name == "sqlite"
         # Queue this process's appenders on a lock rather than in SQLite's busy handler;
         # sharing the record store's lock queues them with every other writer too.
         self._append_lock = (write_lock or WriterLock(None)) if self.sqlite else None

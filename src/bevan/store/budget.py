@@ -38,6 +38,35 @@ STEPS_PER_CHECK = 2_000
 QUERY_CANCELED = "57014"
 
 
+@dataclass(frozen=True)
+class ReadBudget:
+    """How long a read that may be long is first tried where it must be quick (the API
+    tries it on the event loop), and after how many overruns a kind of read is judged
+    too long to try there; each database supplies its own."""
+
+    seconds: float
+    judged_after: int
+
+
+# Most searches finish well inside the budget, and for them the trip to a thread and
+# back costs more than the search itself; on PostgreSQL the thread and the loop also
+# contend for the interpreter lock (benchmarks/search.py, by name prefix).
+#
+# On SQLite the budget is the worker's own CPU, spent even by a read that overruns, and
+# the first overrun is judged: judging after three showed no gain in the published
+# search mix beyond what runs of one build differ by. On PostgreSQL the budget bounds
+# each statement, and the worker waits without using its CPU; but on a machine whose
+# cores are all busy a statement waits for one too, so a budget as short as SQLite's
+# sends quick searches to threads, where they cost more CPU: the longer budget answers
+# more searches, while still bounding a long read's wait. An overrun now and then (a new
+# connection's first statements, a moment the server waited for the CPU) does not send
+# a kind away there: when one did, every search by name prefix went to a thread after
+# the first; judged after three, name prefix, `_revinclude`, `$everything` and the mix
+# all answered more (benchmarks/search.py at two workers).
+SQLITE_READ_BUDGET = ReadBudget(seconds=0.002, judged_after=1)
+POSTGRESQL_READ_BUDGET = ReadBudget(seconds=0.020, judged_after=3)
+
+
 @dataclass
 class _Budget:
     deadline: float  # perf_counter

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sqlite3
-import threading
 from collections.abc import Callable
 from typing import Any
-
-try:
-    import fcntl
-except ImportError:  # Windows: there, writers in other processes queue in SQLite itself
-    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger("bevan.store")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """Return True if engine's database is SQLite (the record store asks its dialect
+    object instead; this is for the modules beside it that keep their own SQL)."""
+    return engine.dialect.name == "sqlite"
 
 
 def normalise_url(url: str) -> str:
@@ -29,12 +28,12 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
+SQLITE_SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
-def make_engine(url: str, *, pool_size: int = 16) -> Engine:
-    """Return an Engine for url, tuned for Bevan's workload on its dialect.
+def make_engine(url: str, *, pool_size: int = 16, sqlite_synchronous: str = "NORMAL") -> Engine:
+    """Return an Engine for url, tuned for Bevan's workload on its dialect (on SQLite,
+    committing at sqlite_synchronous, one of SQLITE_SYNCHRONOUS_LEVELS).
 
     The pool keeps enough connections for the event loop, the offload threads, the
     group-commit writer and the audit writer, so none is opened per request.
@@ -42,7 +41,7 @@ def make_engine(url: str, *, pool_size: int = 16) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, pool_size=pool_size, max_overflow=32, pool_timeout=60)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, sqlite_synchronous)
         return engine
     # PostgreSQL plans a statement the driver has prepared (after five runs) once for
     # every value when that costs no more than planning it each time: the search SQL
@@ -134,7 +133,11 @@ def _or_null(function: Callable[[float], float]) -> Callable[[float | None], flo
     return apply
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    synchronous = synchronous.upper()
+    if synchronous not in SQLITE_SYNCHRONOUS_LEVELS:
+        synchronous = "NORMAL"
+
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (below).
@@ -151,7 +154,7 @@ def _configure_sqlite(engine: Engine) -> None:
         # $everything (benchmarks/search.py).
         cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={_sqlite_synchronous()}")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA temp_store=MEMORY")
@@ -168,123 +171,3 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 SQLITE_PAGE_SIZE = 8192
-
-
-def _sqlite_synchronous() -> str:
-    value = os.environ.get("BEVAN_SQLITE_SYNCHRONOUS", "NORMAL").upper()
-    return value if value in ("OFF", "NORMAL", "FULL", "EXTRA") else "NORMAL"
-
-
-# Pages of write-ahead log past which a commit checkpoints it itself (SQLite's default
-# is 1,000): by then the checkpoint thread has copied most of them, so little is left.
-WAL_BACKSTOP_PAGES = 8000
-
-
-class WalCheckpointer:
-    """Copies a SQLite database's write-ahead log back into the database on a thread of
-    its own, so that commits don't.
-
-    By default SQLite checkpoints inside whichever commit takes the log past 1,000
-    pages: most of the time of the commit that does so, all of it while holding the
-    write lock (benchmarks/bundle_import.py). This thread checkpoints every interval instead, in PASSIVE mode (it
-    never waits for, or blocks, readers or the writer), in SQLite's own code, beside the
-    request work. Commits still checkpoint past WAL_BACKSTOP_PAGES: under writes that
-    never pause, only a checkpoint run by the writer itself finishes before the next
-    write begins, and only then does the log start again from its beginning rather
-    than grow without end. By then this thread has copied most pages already.
-
-    Every 50 ms: the log then starts again far more often, in the gaps between writers,
-    so commits seldom reach the backstop. Against a longer interval, importing Bundles
-    spends less time committing each resource, and far fewer commits are slow
-    (benchmarks/bundle_import.py). A check of a log with nothing new costs little.
-    """
-
-    def __init__(self, engine: Engine, interval: float = 0.05) -> None:
-        self.path = engine.url.database or ""
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        event.listen(engine, "connect", self._on_connect)
-
-    @staticmethod
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
-        # A log that grew under a burst of writes shrinks back when it is next reset.
-        cursor.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
-        cursor.close()
-
-    def start(self) -> None:
-        if self._thread is None and self.path not in ("", ":memory:"):
-            self._thread = threading.Thread(
-                target=self._run, name="bevan-wal-checkpoint", daemon=True
-            )
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Checkpoint once more and end the thread."""
-        thread = self._thread
-        if thread is not None:
-            self._stop.set()
-            thread.join()
-            self._thread = None
-
-    def _run(self) -> None:
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            while True:
-                stopping = self._stop.wait(self.interval)
-                try:
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error:
-                    log.warning("WAL checkpoint of %s failed; will retry", self.path, exc_info=True)
-                if stopping:
-                    return
-        finally:
-            connection.close()
-
-
-class WriterLock:
-    """One SQLite writer at a time: across this process's threads, and across the
-    processes serving the same database file.
-
-    SQLite lets one connection write at a time and makes the others retry in its busy
-    handler, which sleeps between tries (up to 100 ms): a writer queued there starts long
-    after the database is free, and not in turn. Writers queue here instead, on a
-    thread lock and an advisory lock on a file beside the database, and each starts as
-    soon as the one before it ends.
-    """
-
-    def __init__(self, database_path: str | None) -> None:
-        self._threads = threading.Lock()
-        self._fd: int | None = None
-        if database_path and database_path != ":memory:" and fcntl is not None:
-            self._fd = os.open(f"{database_path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
-
-    def acquire(self, blocking: bool = True) -> bool:
-        if not self._threads.acquire(blocking):
-            return False
-        if self._fd is not None:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self._threads.release()
-                return False
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._threads.release()
-
-    def __enter__(self) -> WriterLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.release()
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None

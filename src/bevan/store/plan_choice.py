@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Select, func, select
 from bevan.fhir.search import CompositeMatch, Criterion, SearchQuery
 from bevan.store.plan_facts import PlanFacts
 from bevan.store.raw import RawCursor
-from bevan.store.search import SearchCompiler
+from bevan.store.search import SearchCompiler, narrow_chain
 from bevan.store.shapes import ShapeCache
 
 # A driving criterion with more index rows than a page should list is walked instead:
@@ -119,6 +119,10 @@ class PlanChoice:
         if isinstance(driver, CompositeMatch):
             return self._composite_walks(query.resource_type, driver, limit, size)
         threshold = self._dense_threshold(limit, size)
+        if narrow_chain(driver):
+            # Its matches lie together (one diary's slots), where a walk in row-key
+            # order reaches them late: listed up to the most any criterion lists.
+            threshold = MAX_LISTED_MATCHES
 
         def count_reaches() -> bool:
             parts = (query.resource_type, driver, threshold)

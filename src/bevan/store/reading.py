@@ -15,6 +15,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from bevan.fhir.errors import InvalidRequest, Issue
 from bevan.fhir.search import CompositeMatch, SearchQuery, StringMatch
 from bevan.store import plan_choice
+from bevan.store.dialect import StoreDialect
 from bevan.store.plan_choice import PlanChoice
 from bevan.store.plan_facts import PlanFacts
 from bevan.store.raw import CompiledStatement, RawCursor
@@ -37,7 +38,7 @@ class ReadSession(PlanChoice):
     def __init__(
         self,
         connection: Connection,
-        sqlite: bool,
+        dialect: StoreDialect,
         hot: HotStatements,
         compiler: SearchCompiler,
         facts: PlanFacts,
@@ -48,7 +49,7 @@ class ReadSession(PlanChoice):
         # Composites reordered to lead with their fewest rows: whether those are few.
         self._narrow_leads: dict[CompositeMatch, bool] = {}
         self.shapes = shapes
-        self.sqlite = sqlite
+        self.dialect = dialect
         self.hot = hot
         self.compiler = compiler
         self._raw: RawCursor | None = None
@@ -290,11 +291,11 @@ class ReadSession(PlanChoice):
 
     @property
     def _explain(self) -> str:
-        return "EXPLAIN QUERY PLAN " if self.sqlite else "EXPLAIN "
+        return self.dialect.explain
 
     def _plan_lines(self, result: Any) -> list[str]:
-        """The plan EXPLAIN returned, one line per step (SQLite's detail is its last column)."""
-        return [str(row[-1] if self.sqlite else row[0]) for row in result.fetchall()]
+        """The plan EXPLAIN returned, one line per step."""
+        return [self.dialect.plan_line(row) for row in result.fetchall()]
 
     def explain_everything(
         self, patient_id: str, params: Mapping[str, Sequence[str]], limit: int

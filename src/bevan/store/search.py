@@ -105,6 +105,8 @@ def _rank(criterion: Criterion) -> int | None:
         return None if criterion.modifier == "not" else 2 if criterion.modifier is None else 4
     if isinstance(criterion, StringMatch):
         return 3 if criterion.modifier != "contains" else 6
+    if narrow_chain(criterion):
+        return 1
     if isinstance(criterion, UriMatch | CompositeMatch | Chain):
         return 4
     if isinstance(criterion, QuantityMatch):
@@ -118,6 +120,15 @@ def _rank(criterion: Criterion) -> int | None:
     if isinstance(criterion, Missing) and not criterion.missing:
         return 7
     return None
+
+
+def narrow_chain(criterion: Criterion) -> bool:
+    """Return True for a chain through a reference (Slot?schedule.actor=Location/x): it
+    passes the few resources that refer to one resource, so its matches are about as few
+    as a reference's, and lie together (one diary's slots) rather than spread through
+    the type: listed in row-key order (walked only when there are very many of them),
+    not ordered target by target (benchmarks/booking.py, free-slot search)."""
+    return isinstance(criterion, Chain) and isinstance(criterion.inner, ReferenceMatch)
 
 
 def _driving_position(criteria: tuple[Criterion, ...]) -> int | None:
@@ -156,10 +167,8 @@ _INDEX_VALUE_MATCHES = (
 
 
 class SearchCompiler:
-    """Compiles criteria for one dialect (prefix matching differs between them)."""
-
-    def __init__(self, dialect: str) -> None:
-        self.postgres = dialect == "postgresql"
+    """Compiles criteria to SQL; each database's subclass (SQLiteSearchCompiler,
+    PostgreSQLSearchCompiler) overrides only what it must do differently."""
 
     # --- the WHERE clause -----------------------------------------------------------------
 
@@ -248,19 +257,8 @@ class SearchCompiler:
         return self._checked(rows.where(rows.selected_columns[0] == alias.c.rid))
 
     def _among(self, alias: Alias, rows: Select[Any] | CompoundSelect[Any]) -> ColumnElement[bool]:
-        """The candidates are the driving criterion's rows: `rid IN (rows)`.
-
-        PostgreSQL is given them as `rid = ANY(ARRAY(rows))`, listed once before the
-        page. Given `rid IN (rows)` with a page in row-key order, it may walk the
-        resource table's key in order, looking each row up among the matches, and stop
-        at a page's worth: misjudging how the matches of a name prefix are spread, it
-        walked most of the type to find a page, where listing the matches first is
-        quick (benchmarks/search.py, by name prefix).
-        Pages that should walk the type are chosen here (`dense`), not by the planner.
-        """
-        if not self.postgres:
-            return alias.c.rid.in_(rows)
-        return alias.c.rid == any_(RowKeys(rows))
+        """The candidates are the driving criterion's rows: `rid IN (rows)`."""
+        return alias.c.rid.in_(rows)
 
     def page_by_prefix(
         self,
@@ -304,19 +302,13 @@ class SearchCompiler:
 
     def _checked(self, rows: Select[Any], holds: bool = True) -> ColumnElement[bool]:
         """EXISTS (rows), or NOT EXISTS: rows correlated with one candidate, checked for
-        each candidate in turn through the index on rid.
-
-        On PostgreSQL the subquery carries OFFSET 0, which keeps it that check. A plain
-        EXISTS becomes a join: planning weighs every order of joining it with the rest
-        (for Observations by patient, code and dates, far longer than running the
-        search), or it is run once as a hash of every matching row, which a walk of the
-        type in row-key order then probes (Observations of two common categories: every
-        match hashed to fill a page of 20; benchmarks/search.py).
-        """
-        if self.postgres:
-            rows = rows.offset(0)
-        exists = rows.exists()
+        each candidate in turn through the index on rid."""
+        exists = self._kept_apart(rows).exists()
         return exists if holds else not_(exists)
+
+    def _kept_apart(self, rows: Select[Any]) -> Select[Any]:
+        """Return a per-candidate subquery as the planner must keep it: as it is."""
+        return rows
 
     def _in_one_element(
         self, resource_type: str, first: _Component, others: Iterable[_Component]
@@ -393,28 +385,8 @@ class SearchCompiler:
         )
 
     def counted_rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
-        """Return driving_rows for counting up to a limit. On PostgreSQL a value
-        condition that ORs alternatives becomes one SELECT per alternative (UNION ALL),
-        each an index scan that stops at the limit. Counted as one condition, the planner
-        either scanned the whole index table expecting to stop early (a weight under a
-        bound, given as kg and as grams: few matches among every quantity row, far slower
-        than the indexes) or, without sequential scans, built a bitmap of every row of
-        each alternative before counting any (two common codes, again far slower than
-        counting each apart; benchmarks/search.py). A row matching two alternatives is counted twice: the count
-        only chooses a plan."""
-        if not self.postgres or not isinstance(criterion, _INDEX_VALUE_MATCHES):
-            return self.driving_rows(resource_type, criterion)
-        table, match = self._match(criterion)
-        if not (isinstance(match, BooleanClauseList) and match.operator is operators.or_):
-            return self.driving_rows(resource_type, criterion)
-        kind, param = self._type_and_param(table, per_candidate=False)
-        branches = [
-            select(table.c.rid).where(
-                kind == resource_type, _param_is(param, resource_type, _param(criterion)), branch
-            )
-            for branch in match.clauses
-        ]
-        return select(union_all(*branches).subquery().c[0])
+        """Return driving_rows for counting up to a limit (the count only chooses a plan)."""
+        return self.driving_rows(resource_type, criterion)
 
     def _present_rows(self, resource_type: str, criterion: Missing) -> Select[Any]:
         """Return SELECT rid of every index row of the criterion's parameter (for a
@@ -441,13 +413,9 @@ class SearchCompiler:
     def _type_and_param(
         self, table: Table | NamedFromClause, per_candidate: bool
     ) -> tuple[ColumnElement[str], ColumnElement[str]]:
-        """Return an index table's type and parameter columns; for per-candidate checks on
-        SQLite, wrapped (`|| ''`) so the planner cannot lead with the lookup index."""
-        kind: ColumnElement[str] = table.c.resource_type
-        param: ColumnElement[str] = table.c.param
-        if per_candidate and not self.postgres:
-            return kind.concat(""), param.concat("")
-        return kind, param
+        """Return an index table's type and parameter columns (per_candidate: for a check
+        of one candidate)."""
+        return table.c.resource_type, table.c.param
 
     def _match(self, criterion: Criterion) -> tuple[Table, ColumnElement[bool]]:
         """Return the index table and the value condition (ORed over the values)."""
@@ -534,14 +502,15 @@ class SearchCompiler:
         """Starts-with that can use the index on both engines."""
         if not text:
             return true()
-        # [text, text + U+10FFFF) compared by bytes is exactly "starts with". SQLite
-        # compares text by bytes; on PostgreSQL the text_pattern_ops operators do, and
-        # the lookup index is built with them. Unlike LIKE 'abc%', whose range the
-        # planner finds only in a pattern it can see, the range serves a plan kept for
-        # every value (benchmarks/search.py: Observations of Patients by surname).
-        if self.postgres:
-            return and_(column.op("~>=~")(text), column.op("~<~")(derived(text, _past_prefix)))
-        return and_(column >= text, column < derived(text, _past_prefix))
+        # [text, text + U+10FFFF) compared by bytes is exactly "starts with". Unlike
+        # LIKE 'abc%', whose range the planner finds only in a pattern it can see, the
+        # range serves a plan kept for every value (benchmarks/search.py: Observations
+        # of Patients by surname).
+        return self._in_byte_range(column, text, derived(text, _past_prefix))
+
+    def _in_byte_range(self, column: Any, low: Any, high: Any) -> ColumnElement[bool]:
+        """Return low <= column < high, compared by bytes (as SQLite compares text)."""
+        return and_(column >= low, column < high)
 
     def component_rows(self, resource_type: str, part: Criterion) -> Select[Any]:
         """Return SELECT rid of the index rows one composite component matches alone."""
@@ -625,7 +594,7 @@ class SearchCompiler:
         if at is None:
             return None
         chain = query.criteria[at]
-        if isinstance(chain, Chain) and len(chain.target_types) == 1:
+        if isinstance(chain, Chain) and len(chain.target_types) == 1 and not narrow_chain(chain):
             return at
         return None
 
@@ -651,16 +620,7 @@ class SearchCompiler:
         ]
         conditions = self._where(alias, query.resource_type, others, dense=True)
         conditions += self._where(target, target_type, (chain.inner, *chain.limits))
-        pointer: Any
-        if self.postgres:
-            # Looked up target by target, in their order, and only until the page is
-            # full. As a plain join PostgreSQL may read every reference of the kind
-            # first (Observations of Patients by surname: every subject reference
-            # hashed, where looking up each Patient's is quick; benchmarks/search.py).
-            pointer = select(pointing.c.rid).where(*to_target).offset(0).lateral()
-        else:
-            pointer = pointing
-            conditions += to_target
+        pointer = self._pointing_at_targets(pointing, to_target, conditions)
         conditions.append(alias.c.rid == pointer.c.rid)
         earlier_target = resource.alias()
         earlier = index_reference.alias()
@@ -677,6 +637,14 @@ class SearchCompiler:
         )
         conditions.append(self._checked(listed_before, False))
         return target.c.rid, conditions
+
+    def _pointing_at_targets(
+        self, pointing: Alias, to_target: list[ColumnElement[bool]], conditions: list[Any]
+    ) -> Any:
+        """Return the references a page ordered by target joins through (adding to
+        conditions what ties them to the target): here a plain join."""
+        conditions += to_target
+        return pointing
 
     @staticmethod
     def target_order(keys: tuple[Any, Any], reverse: bool) -> list[Any]:
@@ -950,3 +918,80 @@ def _rebind(
     """Return condition with table's columns replaced by alias's."""
     adapted: ColumnElement[bool] = ClauseAdapter(alias).traverse(condition)
     return adapted
+
+
+class SQLiteSearchCompiler(SearchCompiler):
+    """Search SQL for SQLite."""
+
+    def _type_and_param(
+        self, table: Table | NamedFromClause, per_candidate: bool
+    ) -> tuple[ColumnElement[str], ColumnElement[str]]:
+        """Return an index table's type and parameter columns; for per-candidate checks,
+        wrapped (`|| ''`) so the planner cannot lead with the lookup index."""
+        kind: ColumnElement[str] = table.c.resource_type
+        param: ColumnElement[str] = table.c.param
+        if per_candidate:
+            return kind.concat(""), param.concat("")
+        return kind, param
+
+
+class PostgreSQLSearchCompiler(SearchCompiler):
+    """Search SQL for PostgreSQL."""
+
+    def _among(self, alias: Alias, rows: Select[Any] | CompoundSelect[Any]) -> ColumnElement[bool]:
+        """The candidates are the driving criterion's rows, as `rid = ANY(ARRAY(rows))`,
+        listed once before the page. Given `rid IN (rows)` with a page in row-key order,
+        PostgreSQL may walk the resource table's key in order, looking each row up among
+        the matches, and stop at a page's worth: misjudging how the matches of a name
+        prefix are spread, it walked most of the type to find a page, where listing the
+        matches first is quick (benchmarks/search.py, by name prefix).
+        Pages that should walk the type are chosen here (`dense`), not by the planner.
+        """
+        return alias.c.rid == any_(RowKeys(rows))
+
+    def _kept_apart(self, rows: Select[Any]) -> Select[Any]:
+        """Return a per-candidate subquery with OFFSET 0, which keeps it a check of each
+        candidate. A plain EXISTS becomes a join: planning weighs every order of joining
+        it with the rest (for Observations by patient, code and dates, far longer than
+        running the search), or it is run once as a hash of every matching row, which a
+        walk of the type in row-key order then probes (Observations of two common
+        categories: every match hashed to fill a page of 20; benchmarks/search.py)."""
+        return rows.offset(0)
+
+    def counted_rows(self, resource_type: str, criterion: Criterion) -> Select[Any]:
+        """Return driving_rows for counting up to a limit. A value condition that ORs
+        alternatives becomes one SELECT per alternative (UNION ALL), each an index scan
+        that stops at the limit. Counted as one condition, the planner either scanned the
+        whole index table expecting to stop early (a weight under a bound, given as kg
+        and as grams: few matches among every quantity row, far slower than the indexes)
+        or, without sequential scans, built a bitmap of every row of each alternative
+        before counting any (two common codes, again far slower than counting each apart;
+        benchmarks/search.py). A row matching two alternatives is counted twice: the
+        count only chooses a plan."""
+        if not isinstance(criterion, _INDEX_VALUE_MATCHES):
+            return self.driving_rows(resource_type, criterion)
+        table, match = self._match(criterion)
+        if not (isinstance(match, BooleanClauseList) and match.operator is operators.or_):
+            return self.driving_rows(resource_type, criterion)
+        kind, param = self._type_and_param(table, per_candidate=False)
+        branches = [
+            select(table.c.rid).where(
+                kind == resource_type, _param_is(param, resource_type, _param(criterion)), branch
+            )
+            for branch in match.clauses
+        ]
+        return select(union_all(*branches).subquery().c[0])
+
+    def _in_byte_range(self, column: Any, low: Any, high: Any) -> ColumnElement[bool]:
+        """Return low <= column < high by bytes: the text_pattern_ops operators, with
+        which the lookup index is built."""
+        return and_(column.op("~>=~")(low), column.op("~<~")(high))
+
+    def _pointing_at_targets(
+        self, pointing: Alias, to_target: list[ColumnElement[bool]], conditions: list[Any]
+    ) -> Any:
+        """Return the references looked up target by target, in their order, and only
+        until the page is full. As a plain join PostgreSQL may read every reference of
+        the kind first (Observations of Patients by surname: every subject reference
+        hashed, where looking up each Patient's is quick; benchmarks/search.py)."""
+        return select(pointing.c.rid).where(*to_target).offset(0).lateral()

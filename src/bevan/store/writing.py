@@ -123,7 +123,7 @@ class WriteSession(ReadSession):
         waiting statement alone, and the savepoint around the caller's write undoes the
         rest of that one write.
         """
-        if self.sqlite:
+        if self.dialect.single_writer:
             return
         digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
         try:
@@ -170,7 +170,7 @@ class WriteSession(ReadSession):
     def _append_version(self, row: dict[str, Any], method: str, content: str | None) -> int:
         """Append the version row; return its seq."""
         values = {**row, "method": method, "content": content}
-        if self.sqlite:
+        if self.dialect.single_writer:
             values["seq"] = seq = self._next_key(0)
             self._hold_keyed("resource_version", values)
             return seq
@@ -181,7 +181,7 @@ class WriteSession(ReadSession):
 
     def _add_resource(self, row: dict[str, Any]) -> int:
         """Add the resource row of a new resource; return its rid."""
-        if self.sqlite:
+        if self.dialect.single_writer:
             rid = self._next_key(1)
             self._hold_keyed("resource", {**row, "rid": rid})
             return rid

@@ -23,11 +23,10 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from bevan.security.oauth import (
+from bevan.security.oauth_clients import ClientError, ClientRegistry
+from bevan.security.oauth_flows import (
     REFRESH_LIFETIME,
     AuthorizationServer,
-    ClientError,
-    ClientRegistry,
     OAuthError,
     pkce_challenge,
 )

@@ -3,14 +3,12 @@ what the caller may see, as a searchset Bundle."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from starlette.responses import Response
 
 from bevan.api.context import FhirRequest
+from bevan.api.pages import page_bundle
 from bevan.api.parameters import ignored_entry, text
-from bevan.api.responses import fhir_json
-from bevan.fhir.bundles import bundle, entry_for
+from bevan.fhir.bundles import entry_for
 from bevan.fhir.errors import InvalidRequest, Issue
 from bevan.fhir.search import parse_search
 from bevan.records.lastn import latest_observations
@@ -49,7 +47,6 @@ def lastn(fhir: FhirRequest) -> Response:
     ]
     if query.unknown:
         entries.append(ignored_entry(query.unknown, "Observation/$lastn"))
-    links = [("self", f"{base}?{urlencode(applied)}" if applied else base)]
-    return fhir_json(
-        bundle("searchset", entries, total=len(found), links=links), pretty=fhir.pretty
+    return page_bundle(
+        "searchset", entries, path=base, applied=applied, total=len(found), pretty=fhir.pretty
     )

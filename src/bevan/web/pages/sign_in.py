@@ -8,7 +8,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from bevan.security.oauth import OAuthError
+from bevan.security.oauth_flows import OAuthError
 from bevan.web.page_access import PAGE_HEADERS, WebApp
 from bevan.web.sessions import (
     SESSION_COOKIE,
