@@ -80,7 +80,7 @@ class BulkSession:
         self.store = store
         self.sessions = connection  # what write sessions for the services' rules share
         self.connection: Any = connection.connection.driver_connection  # the driver's own
-        self.mark = "?" if store.sqlite else "%s"
+        self.mark = "?" if store.dialect.name == "sqlite" else "%s"
         self._transaction: RootTransaction | None = None
 
     # --- transactions -------------------------------------------------------------
@@ -111,7 +111,7 @@ class BulkSession:
         write rules read and write; close it with rules_done()."""
         store = self.store
         return WriteSession(
-            self.sessions, store.sqlite, store.hot, store.compiler, store.facts, store.shapes
+            self.sessions, store.dialect, store.hot, store.compiler, store.facts, store.shapes
         )
 
     def rules_done(self, session: WriteSession) -> None:
@@ -517,7 +517,8 @@ class PostgresBulkSession(BulkSession):
 @contextmanager
 def bulk_session(store: RecordStore) -> Iterator[BulkSession]:
     """A load's session on store: its own connection, temporary tables and settings."""
-    kind: type[BulkSession] = SqliteBulkSession if store.sqlite else PostgresBulkSession
+    sqlite = store.dialect.name == "sqlite"
+    kind: type[BulkSession] = SqliteBulkSession if sqlite else PostgresBulkSession
     with store.engine.connect().execution_options(bevan_write=True) as connection:
         session = kind(store, connection)
         session.open()
