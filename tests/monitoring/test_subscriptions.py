@@ -170,7 +170,7 @@ def status_becomes(fhir: httpx.Client, id: str, status: str, timeout: float = 10
 def test_a_rest_hook_subscriber_receives_the_task_a_write_created(
     server: RunningServer, receiver: HookReceiver, fhir: httpx.Client
 ) -> None:
-    endpoint = f"{receiver.base}/hooks/full-{server.store.dialect}"
+    endpoint = f"{receiver.base}/hooks/full-{server.store.dialect.name}"
     made = subscribe(
         fhir,
         subscription(
@@ -203,7 +203,7 @@ def test_a_rest_hook_subscriber_receives_the_task_a_write_created(
 def test_an_id_only_subscription_names_the_resource_without_its_content(
     server: RunningServer, receiver: HookReceiver, fhir: httpx.Client
 ) -> None:
-    endpoint = f"{receiver.base}/hooks/id-only-{server.store.dialect}"
+    endpoint = f"{receiver.base}/hooks/id-only-{server.store.dialect.name}"
     made = subscribe(fhir, subscription("Task?priority=asap", endpoint))
     status_becomes(fhir, made["id"], "active")
     written = fhir.post("/Task", json=task("related", "asap"), headers=FHIR_JSON).json()
@@ -219,7 +219,7 @@ def test_an_id_only_subscription_names_the_resource_without_its_content(
 def test_a_failing_endpoint_is_marked_error_while_writes_keep_succeeding(
     server: RunningServer, receiver: HookReceiver, fhir: httpx.Client
 ) -> None:
-    endpoint = f"{receiver.base}/hooks/failing-{server.store.dialect}"
+    endpoint = f"{receiver.base}/hooks/failing-{server.store.dialect.name}"
     made = subscribe(fhir, subscription("Task?status=requested", endpoint))
     started = time.monotonic()
     for _ in range(20):
@@ -263,7 +263,7 @@ def test_an_endpoint_the_operator_did_not_allow_is_refused(
 def test_a_restricted_users_subscription_delivers_nothing_they_may_not_read(
     server: RunningServer, receiver: HookReceiver, fhir: httpx.Client
 ) -> None:
-    endpoint = f"{receiver.base}/hooks/nurse-{server.store.dialect}"
+    endpoint = f"{receiver.base}/hooks/nurse-{server.store.dialect.name}"
     with client_as(server, "nurse-sub", "nurse", organisation="A81001") as nurse:
         made = subscribe(
             nurse,
@@ -429,7 +429,7 @@ def test_only_one_process_at_a_time_holds_delivery(server: RunningServer) -> Non
 def test_a_deteriorating_patients_escalation_task_reaches_the_practices_subscriber(
     server: RunningServer, receiver: HookReceiver, fhir: httpx.Client
 ) -> None:
-    endpoint = f"{receiver.base}/hooks/escalations-{server.store.dialect}"
+    endpoint = f"{receiver.base}/hooks/escalations-{server.store.dialect.name}"
     with client_as(server, "gp-on-call", "clinician", organisation="A81001") as clinician:
         made = subscribe(
             clinician,
