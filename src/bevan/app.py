@@ -45,9 +45,8 @@ from bevan.security.disabled_accounts import DisabledAccounts
 from bevan.security.oauth_clients import ClientRegistry
 from bevan.security.oauth_flows import AuthorizationServer
 from bevan.security.revocation import RevocationList
-from bevan.security.service_audit import SCHEDULER, service_update
+from bevan.security.service_audit import SCHEDULER, service_update, system_write_records
 from bevan.security.subscriber_access import SubscriberAccess
-from bevan.security.system_writes import system_write_records
 from bevan.security.tokens import TokenAuthority
 from bevan.security.trail import AuditTrail
 from bevan.security.users import UserDirectory

@@ -20,8 +20,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from bevan.monitoring.delivery import DeliveryLock
 from bevan.security.tokens import TokenAuthority
+from bevan.store.subscriptions import DeliveryLock
 from tests.conftest import RunningServer, database_url, free_port, serve_command, start_server
 from tests.monitoring.readings import HIGH, at, new_patient, reading_set, scores, transaction
 from tests.people import PEOPLE, RESTRICTED

@@ -29,7 +29,6 @@ channel, off the write path (a write never waits for a subscriber).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -40,20 +39,13 @@ from typing import Any, Protocol
 
 import httpx
 import orjson
-from sqlalchemy import Connection, Engine
 
 from bevan.fhir.errors import FhirError
 from bevan.fhir.search import IdMatch, SearchQuery
 from bevan.monitoring.subscriptions import Subscription, SubscriptionService
 from bevan.records.service import RecordService
 from bevan.store.changes import Change, ChangeFeed, ChangeFollower
-from bevan.store.engine import is_sqlite
-from bevan.store.subscriptions import SubscriptionOwner
-
-try:
-    import fcntl
-except ImportError:  # Windows: one process serves, and delivers
-    fcntl = None  # type: ignore[assignment]
+from bevan.store.subscriptions import DeliveryLock, SubscriptionOwner
 
 log = logging.getLogger("bevan.subscriptions")
 
@@ -67,9 +59,6 @@ LEADER_RETRY_SECONDS = 2.0
 IDS_PER_SEARCH = 100
 CALL_TIMEOUT_SECONDS = 5.0
 SENDING_THREADS = 4
-# Arbitrary but fixed: the PostgreSQL advisory lock held by the deliverer is this key and
-# the schema's (so servers on different schemas of one database each have a deliverer).
-ADVISORY_LOCK_KEY = 0x0BE7_A75B
 
 
 class DeliveryAccess(Protocol):
@@ -118,53 +107,6 @@ class RestHook:
     next_try: float = 0.0
     handshake_version: int | None = None
     head_audited: bool = False  # the first queued notification's disclosure is audited
-
-
-class DeliveryLock:
-    """Held by the one process that delivers rest-hooks."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._connection: Connection | None = None
-        self._fd: int | None = None
-        self.held = False
-
-    def try_take(self) -> bool:
-        """Return True if this process holds the lock (taking it if it is free)."""
-        if self.held:
-            return True
-        if is_sqlite(self.engine):
-            path = self.engine.url.database
-            if not path or path == ":memory:" or fcntl is None:
-                self.held = True
-                return True
-            if self._fd is None:
-                self._fd = os.open(f"{path}-subscriptions", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            self.held = True
-            return True
-        if self._connection is None:
-            self._connection = self.engine.connect()
-        taken = self._connection.exec_driver_sql(
-            f"SELECT pg_try_advisory_lock({ADVISORY_LOCK_KEY}, hashtext(current_schema()))"
-        ).scalar()
-        self._connection.commit()
-        self.held = bool(taken)
-        return self.held
-
-    def release(self) -> None:
-        if self._fd is not None:
-            if self.held and fcntl is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-        if self._connection is not None:
-            self._connection.close()  # a session's advisory locks end with it
-            self._connection = None
-        self.held = False
 
 
 Sink = Callable[[str], None]

@@ -1,15 +1,26 @@
 """SQL for subscriptions: each one's resource, status and owner (monitoring/subscriptions.py
-says what they mean)."""
+says what they mean), and the lock held by the one process that delivers them."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
+from bevan.store.engine import is_sqlite
 from bevan.store.record_store import RecordStore
 from bevan.store.schema import subscription
+
+try:
+    import fcntl
+except ImportError:  # Windows: one process serves, and delivers
+    fcntl = None  # type: ignore[assignment]
+
+# Arbitrary but fixed: the PostgreSQL advisory lock held by the deliverer is this key and
+# the schema's (so servers on different schemas of one database each have a deliverer).
+ADVISORY_LOCK_KEY = 0x0BE7_A75B
 
 
 @dataclass(frozen=True)
@@ -117,3 +128,50 @@ def _stored(row: object) -> StoredSubscription:
         ),
         r["content"],
     )
+
+
+class DeliveryLock:
+    """Held by the one process that delivers rest-hooks."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._connection: Connection | None = None
+        self._fd: int | None = None
+        self.held = False
+
+    def try_take(self) -> bool:
+        """Return True if this process holds the lock (taking it if it is free)."""
+        if self.held:
+            return True
+        if is_sqlite(self.engine):
+            path = self.engine.url.database
+            if not path or path == ":memory:" or fcntl is None:
+                self.held = True
+                return True
+            if self._fd is None:
+                self._fd = os.open(f"{path}-subscriptions", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            self.held = True
+            return True
+        if self._connection is None:
+            self._connection = self.engine.connect()
+        taken = self._connection.exec_driver_sql(
+            f"SELECT pg_try_advisory_lock({ADVISORY_LOCK_KEY}, hashtext(current_schema()))"
+        ).scalar()
+        self._connection.commit()
+        self.held = bool(taken)
+        return self.held
+
+    def release(self) -> None:
+        if self._fd is not None:
+            if self.held and fcntl is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+        if self._connection is not None:
+            self._connection.close()  # a session's advisory locks end with it
+            self._connection = None
+        self.held = False
