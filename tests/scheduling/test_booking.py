@@ -6,12 +6,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 
 from tests.conftest import RunningServer
-from tests.people import PEOPLE
 from tests.scheduling.diaries import (
-    CLINICS,
     FHIR_JSON,
     appointment,
     create,
@@ -20,13 +17,6 @@ from tests.scheduling.diaries import (
     read,
     slot,
 )
-
-
-@pytest.fixture(scope="module")
-def diary(server: RunningServer) -> RunningServer:
-    with server.client() as fhir:
-        put_all(fhir, PEOPLE + CLINICS)
-    return server
 
 
 def test_booking_a_free_slot_makes_it_busy(diary: RunningServer) -> None:

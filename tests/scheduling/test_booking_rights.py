@@ -4,12 +4,8 @@ patients; everything else is refused and changes nothing."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import RunningServer
-from tests.people import PEOPLE
 from tests.scheduling.diaries import (
-    CLINICS,
     FHIR_JSON,
     appointment,
     create,
@@ -19,13 +15,6 @@ from tests.scheduling.diaries import (
     slot,
     token,
 )
-
-
-@pytest.fixture(scope="module")
-def diary(server: RunningServer) -> RunningServer:
-    with server.client() as fhir:
-        put_all(fhir, PEOPLE + CLINICS)
-    return server
 
 
 def test_a_patient_books_and_cancels_their_own_appointment(diary: RunningServer) -> None:
